@@ -1,0 +1,42 @@
+# moesim: two commands for a fresh Debian machine.
+#   make run    installs missing packages, builds, runs scenarios/quickstart.yaml
+#   make test   same set-up, then the whole test suite
+BUILD_DIR ?= build
+BUILD_TYPE ?= Release
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+SCENARIO ?= scenarios/quickstart.yaml
+OUT ?= results/quickstart
+
+# Debian packages the build, the tests and the analysis scripts use.
+DEB_PACKAGES := cmake g++ make pkg-config \
+  libsimgrid-dev libeigen3-dev libyaml-cpp-dev nlohmann-json3-dev \
+  libgtest-dev libcli11-dev libfmt-dev
+
+.PHONY: deps build run test clean
+
+deps:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "moesim: installing missing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BUILD_DIR)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
+
+build: deps $(BUILD_DIR)/CMakeCache.txt
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+run: build
+	$(BUILD_DIR)/moesim run $(SCENARIO) --out $(OUT)
+
+test: build
+	cd $(BUILD_DIR) && ctest -j $(JOBS) --output-on-failure
+
+clean:
+	rm -rf $(BUILD_DIR)

@@ -1,0 +1,41 @@
+#pragma once
+// A GPU as read from a catalog card (models/gpu/cards/*.yaml; every number cites its source or is
+// marked an estimate in the card).
+#include <string>
+
+#include "models/llm/model_spec.hpp"
+
+namespace moesim {
+
+struct GpuSpec {
+  std::string name;
+  std::string display_name;
+  std::string vendor;
+  std::string architecture;
+  double peak_tflops_fp16 = 0.0;  ///< dense tensor-core peak, TFLOP/s
+  double peak_tflops_bf16 = 0.0;
+  double peak_tflops_fp8 = 0.0;   ///< 0 when the GPU has no FP8 tensor cores
+  double peak_tflops_fp4 = 0.0;   ///< 0 when the GPU has no FP4 tensor cores
+  double hbm_bw_tbytes_per_s = 0.0;
+  double hbm_capacity_gb = 0.0;   ///< decimal GB as marketed
+  double nvlink_bw_bidir_gbytes_per_s = 0.0;
+  std::string default_intra_node;
+  double tdp_w = 0.0;
+  double power_limit_min_w = 0.0;
+  double idle_w = 0.0;
+  double temp_slowdown_sw_c = 0.0;
+  double temp_slowdown_hw_c = 0.0;
+  double temp_shutdown_c = 0.0;
+  double temp_hbm_max_c = 0.0;
+  double compute_efficiency = 0.7;  ///< fraction of peak FLOPs large GEMMs reach
+  double memory_efficiency = 0.8;   ///< fraction of HBM bandwidth streaming kernels reach
+  double kernel_launch_us = 4.0;
+
+  /// Dense peak in FLOP/s for matmuls whose operands are `dtype`. A dtype the tensor cores do not
+  /// support runs at the BF16 peak (weight-only quantisation: dequantise to BF16, compute in BF16).
+  [[nodiscard]] double peak_flops(DType dtype) const;
+  [[nodiscard]] double hbm_bytes_per_s() const { return hbm_bw_tbytes_per_s * 1e12; }
+  [[nodiscard]] double hbm_capacity_bytes() const { return hbm_capacity_gb * 1e9; }
+};
+
+}  // namespace moesim

@@ -1,0 +1,279 @@
+#include "sim/actors/simulation.hpp"
+
+#include <simgrid/s4u.hpp>
+#include <xbt/log.h>
+
+#include <deque>
+#include <memory>
+#include <stdexcept>
+
+#include "models/routing/router.hpp"
+#include "sim/exec/layout.hpp"
+#include "sim/exec/step_plan.hpp"
+#include "sim/platform/platform.hpp"
+
+namespace moesim {
+namespace {
+
+namespace sg = simgrid::s4u;
+
+/// Wall time of each kind of phase in the current step, measured by the instance's rank-0 worker.
+struct PhaseTimes {
+  double attention = 0, dense = 0, moe = 0, lm_head = 0, comm = 0;
+  void add(PhaseKind kind, double seconds) {
+    switch (kind) {
+      case PhaseKind::attention: attention += seconds; break;
+      case PhaseKind::dense_ffn: dense += seconds; break;
+      case PhaseKind::moe: moe += seconds; break;
+      case PhaseKind::lm_head: lm_head += seconds; break;
+      case PhaseKind::comm: comm += seconds; break;
+    }
+  }
+};
+
+/// Shared state of one serving instance: its scheduler, planner, GPUs and synchronisation.
+struct Instance {
+  int index = 0;
+  std::vector<sg::Host*> hosts;
+  FabricView fabric;
+  NetworkFidelity fidelity = NetworkFidelity::flow;
+  double host_speed = 0;
+  ContinuousBatchScheduler scheduler;
+  StepPlanner planner;
+
+  std::deque<Request> inbox;
+  sg::MutexPtr mutex = sg::Mutex::create();
+  sg::ConditionVariablePtr arrivals = sg::ConditionVariable::create();
+  bool arrivals_done = false;
+
+  sg::BarrierPtr step_start, step_done, phase_sync;
+  const StepPlan* plan = nullptr;
+  PhaseTimes times;
+  bool engine_finished = false;
+  int workers_finished = 0;
+
+  Instance(int idx, SchedulerParams sp, StepPlanner p) : index(idx), scheduler(sp), planner(std::move(p)) {}
+};
+
+struct SharedState {
+  RunRecorder* recorder = nullptr;
+  std::string error;  ///< first failure inside an actor
+  bool frontend_finished = false;
+};
+
+/// Splits the wall time of a compute segment (between two synchronisations) over its phase
+/// kinds, in proportion to each kind's slowest GPU.
+void attribute_segment(PhaseTimes& times, const std::vector<const Phase*>& segment, double wall) {
+  if (segment.empty() || wall <= 0) return;
+  double total = 0;
+  std::vector<double> worst(segment.size(), 0.0);
+  for (std::size_t i = 0; i < segment.size(); ++i) {
+    for (double s : segment[i]->compute_s) worst[i] = std::max(worst[i], s);
+    total += worst[i];
+  }
+  for (std::size_t i = 0; i < segment.size(); ++i)
+    times.add(segment[i]->kind, total > 0 ? wall * worst[i] / total : wall / static_cast<double>(segment.size()));
+}
+
+void run_collective(Instance& inst, const Collective& c) {
+  if (inst.fidelity == NetworkFidelity::analytic) {
+    sg::this_actor::sleep_for(analytic_collective_seconds(c, inst.fabric));
+    return;
+  }
+  const auto n = inst.hosts.size();
+  const std::vector<double> flops(n, 0.0);
+  sg::this_actor::parallel_execute(inst.hosts, flops, c.traffic.bytes);
+  const double overhead = collective_overhead_seconds(c, inst.fabric);
+  if (overhead > 0) sg::this_actor::sleep_for(overhead);
+}
+
+void worker(Instance& inst, int rank) {
+  const bool leader = rank == 0;
+  std::vector<const Phase*> segment;
+  while (true) {
+    inst.step_start->wait();
+    const StepPlan* plan = inst.plan;
+    if (plan == nullptr) break;
+    double segment_start = sg::Engine::get_clock();
+    segment.clear();
+    for (const Phase& ph : plan->phases) {
+      if (ph.kind != PhaseKind::comm) {
+        const double s = ph.compute_s[static_cast<std::size_t>(rank)];
+        if (s > 0) sg::this_actor::execute(s * inst.host_speed);
+        segment.push_back(&ph);
+        continue;
+      }
+      inst.phase_sync->wait();
+      if (leader) {
+        const double t0 = sg::Engine::get_clock();
+        attribute_segment(inst.times, segment, t0 - segment_start);
+        run_collective(inst, ph.collective);
+        inst.times.comm += sg::Engine::get_clock() - t0;
+      }
+      segment.clear();
+      inst.phase_sync->wait();
+      segment_start = sg::Engine::get_clock();
+    }
+    inst.phase_sync->wait();
+    if (leader) attribute_segment(inst.times, segment, sg::Engine::get_clock() - segment_start);
+    inst.step_done->wait();
+  }
+  inst.workers_finished += 1;
+}
+
+void engine(Instance& inst, SharedState& shared) {
+  RunRecorder& rec = *shared.recorder;
+  std::int64_t step = 0;
+  while (true) {
+    {
+      std::unique_lock<sg::Mutex> lock(*inst.mutex);
+      while (inst.inbox.empty() && inst.scheduler.idle() && !inst.arrivals_done) inst.arrivals->wait(lock);
+      while (!inst.inbox.empty()) {
+        inst.scheduler.add(inst.inbox.front());
+        inst.inbox.pop_front();
+      }
+    }
+    if (inst.scheduler.idle()) {
+      if (inst.arrivals_done) break;
+      continue;
+    }
+    const Batch batch = inst.scheduler.schedule();
+    if (batch.empty()) {
+      shared.error = "instance " + std::to_string(inst.index) + ": requests wait but none can be scheduled "
+                     "(KV cache or token budget too small)";
+      break;
+    }
+    const double start = sg::Engine::get_clock();
+    for (const BatchItem& item : batch.items)
+      if (item.is_prefill && item.context_before == 0) rec.on_scheduled(item.request_id, start);
+    StepPlan plan = inst.planner.plan(batch);
+    inst.times = {};
+    inst.plan = &plan;
+    inst.step_start->wait();
+    inst.step_done->wait();
+    const double end = sg::Engine::get_clock();
+    const StepOutcome outcome = inst.scheduler.complete(batch);
+    for (auto id : outcome.emitted) rec.on_token(id, end);
+    for (auto id : outcome.finished) rec.on_finished(id, end);
+
+    StepRecord sr;
+    sr.step = step++;
+    sr.instance = inst.index;
+    sr.start_s = start;
+    sr.end_s = end;
+    sr.prefill_tokens = batch.prefill_tokens;
+    sr.decode_tokens = batch.decode_tokens;
+    sr.num_seqs = static_cast<int>(batch.items.size());
+    sr.attention_s = inst.times.attention;
+    sr.dense_s = inst.times.dense;
+    sr.moe_s = inst.times.moe;
+    sr.lm_head_s = inst.times.lm_head;
+    sr.comm_s = inst.times.comm;
+    sr.expert_load_cv = plan.load.expert_cv_mean;
+    sr.expert_load_max_over_mean = plan.load.expert_max_over_mean;
+    sr.gpu_load_max_over_mean = plan.load.gpu_max_over_mean;
+    sr.dispatch_bytes = plan.load.dispatch_bytes;
+    sr.combine_bytes = plan.load.combine_bytes;
+    rec.on_step(sr, plan.load.tokens_per_expert);
+  }
+  inst.plan = nullptr;
+  inst.step_start->wait();  // releases the workers
+  inst.engine_finished = true;
+}
+
+void frontend(const std::vector<Request>& requests, std::vector<std::unique_ptr<Instance>>& instances, SharedState& shared) {
+  const auto n = instances.size();
+  for (const Request& r : requests) {
+    if (r.arrival_s > sg::Engine::get_clock()) sg::this_actor::sleep_until(r.arrival_s);
+    Instance& inst = *instances[static_cast<std::size_t>(r.id) % n];
+    shared.recorder->set_instance(r.id, inst.index);
+    std::unique_lock<sg::Mutex> lock(*inst.mutex);
+    inst.inbox.push_back(r);
+    inst.arrivals->notify_all();
+  }
+  for (auto& inst : instances) {
+    std::unique_lock<sg::Mutex> lock(*inst->mutex);
+    inst->arrivals_done = true;
+    inst->arrivals->notify_all();
+  }
+  shared.frontend_finished = true;
+}
+
+/// Wraps an actor body so that a C++ exception becomes a reported failure, not an abort.
+template <class F>
+auto guarded(SharedState& shared, F body) {
+  return [&shared, body]() {
+    try {
+      body();
+    } catch (const std::exception& e) {
+      if (shared.error.empty()) shared.error = e.what();
+    }
+  };
+}
+
+}  // namespace
+
+RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
+  xbt_log_control_set("root.thresh:warning");
+  for (const auto& l : options.simgrid_log) xbt_log_control_set(l.c_str());
+  int argc = 1;
+  char name[] = "moesim";
+  char* argv[] = {name, nullptr};
+  sg::Engine e(&argc, argv);
+  configure_simgrid(options.simgrid_cfg);
+  const Platform platform = build_platform(sc);
+
+  const ParallelLayout layout = make_layout(sc);
+  const std::vector<Request> requests = generate_requests(sc.workload, sc.seed, sc.serving.max_model_len);
+  RunResult result{RunRecorder(requests, sc.model.spec.num_experts), 0.0};
+  SharedState shared;
+  shared.recorder = &result.recorder;
+
+  SchedulerParams sp;
+  sp.max_num_batched_tokens = sc.serving.max_num_batched_tokens;
+  sp.max_num_seqs = sc.serving.max_num_seqs;
+  sp.max_model_len = sc.serving.max_model_len;
+  sp.chunked_prefill = sc.serving.chunked_prefill;
+  sp.kv_capacity_tokens = layout.kv_capacity_tokens;
+  sp.attention_ranks = layout.attention_ranks;
+
+  const int n = layout.gpus_per_instance;
+  std::vector<std::unique_ptr<Instance>> instances;
+  for (int i = 0; i < layout.instances; ++i) {
+    RouterContext rc{sc.model.spec.num_experts, sc.model.spec.top_k,
+                     sc.seed ^ (0x9E3779B97F4A7C15ULL * static_cast<std::uint64_t>(i + 1))};
+    auto router = token_routers().get(sc.workload.routing.model)(rc);
+    auto inst = std::make_unique<Instance>(i, sp, StepPlanner(sc, layout, std::move(router)));
+    for (int g = 0; g < n; ++g) inst->hosts.push_back(platform.gpus[static_cast<std::size_t>(i * n + g)]);
+    inst->fabric = FabricView{sc.cluster.gpus_per_node, i * n, sc.cluster.intra_node.spec, sc.cluster.inter_node.spec};
+    inst->fidelity = sc.network.fidelity;
+    inst->host_speed = platform.host_speed_flops;
+    inst->step_start = sg::Barrier::create(static_cast<unsigned>(n + 1));
+    inst->step_done = sg::Barrier::create(static_cast<unsigned>(n + 1));
+    inst->phase_sync = sg::Barrier::create(static_cast<unsigned>(n));
+    instances.push_back(std::move(inst));
+  }
+
+  for (auto& inst_ptr : instances) {
+    Instance& inst = *inst_ptr;
+    sg::Actor::create("engine-" + std::to_string(inst.index), inst.hosts[0], guarded(shared, [&inst, &shared] { engine(inst, shared); }));
+    for (int r = 0; r < n; ++r)
+      sg::Actor::create("worker-" + std::to_string(inst.index) + "-" + std::to_string(r), inst.hosts[static_cast<std::size_t>(r)],
+                        guarded(shared, [&inst, r] { worker(inst, r); }));
+  }
+  sg::Actor::create("frontend", platform.gpus[0], guarded(shared, [&requests, &instances, &shared] { frontend(requests, instances, shared); }));
+
+  bool deadlock = false;
+  sg::Engine::on_deadlock_cb([&deadlock] { deadlock = true; });
+  e.run();
+  result.end_time_s = sg::Engine::get_clock();
+
+  if (!shared.error.empty()) throw std::runtime_error("simulation failed: " + shared.error);
+  if (deadlock || !shared.frontend_finished) throw std::runtime_error("simulation deadlocked before every actor finished");
+  for (const auto& inst : instances)
+    if (!inst->engine_finished || inst->workers_finished != n)
+      throw std::runtime_error("instance " + std::to_string(inst->index) + " did not finish (deadlock)");
+  return result;
+}
+
+}  // namespace moesim

@@ -1,0 +1,170 @@
+// moesim: command-line entry point. The only place that turns errors into messages and exit codes.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include "models/routing/router.hpp"
+#include "sim/actors/simulation.hpp"
+#include "sim/config/scenario.hpp"
+#include "sim/metrics/report.hpp"
+
+namespace {
+
+using namespace moesim;
+
+constexpr int kExitOk = 0;
+constexpr int kExitConfig = 2;
+constexpr int kExitRun = 3;
+
+/// Takes SimGrid's --cfg=... and --log=... arguments out of argv; CLI11 sees the rest.
+void split_simgrid_args(int argc, char** argv, std::vector<std::string>& rest, RunOptions& sg) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.rfind("--cfg=", 0) == 0) sg.simgrid_cfg.push_back(a.substr(6));
+    else if (a.rfind("--log=", 0) == 0) sg.simgrid_log.push_back(a.substr(6));
+    else rest.push_back(a);
+  }
+}
+
+void print_config_error(const ConfigError& e) {
+  for (const auto& d : e.diagnostics()) std::cerr << "error: " << d.format() << "\n";
+  std::cerr << fmt::format("{} error{}; nothing was run\n", e.diagnostics().size(), e.diagnostics().size() == 1 ? "" : "s");
+}
+
+int cmd_list(const std::string& kind, const Catalog& catalog) {
+  auto print_cards = [&](auto tag) {
+    using S = decltype(tag);
+    for (const auto& name : catalog.names<S>()) {
+      std::vector<Diagnostic> sink;
+      auto spec = catalog.load<S>(name, sink);
+      std::cout << fmt::format("{:<20} {}\n", name, spec ? spec->display_name : "(invalid card: " + sink.front().format() + ")");
+    }
+  };
+  auto print_registry = [](const auto& registry) {
+    for (const auto& name : registry.names()) std::cout << fmt::format("{:<20} {}\n", name, registry.doc(name));
+  };
+  if (kind == "models") print_cards(ModelSpec{});
+  else if (kind == "gpus") print_cards(GpuSpec{});
+  else if (kind == "interconnects") print_cards(InterconnectSpec{});
+  else if (kind == "routers") print_registry(token_routers());
+  else if (kind == "arrivals") print_registry(arrival_processes());
+  else if (kind == "lengths") print_registry(length_distributions());
+  else {
+    std::cerr << "error: unknown list \"" << kind << "\"; valid: models, gpus, interconnects, routers, arrivals, lengths\n";
+    return kExitConfig;
+  }
+  return kExitOk;
+}
+
+int cmd_validate(const std::vector<std::string>& files, const std::vector<std::string>& sets, const Catalog& catalog) {
+  int failed = 0;
+  for (const auto& f : files) {
+    try {
+      const Scenario sc = load_scenario(f, sets, catalog);
+      std::cout << "ok: " << f << "\n";
+    } catch (const ConfigError& e) {
+      for (const auto& d : e.diagnostics()) std::cerr << "error: " << d.format() << "\n";
+      ++failed;
+    }
+  }
+  if (failed > 0) {
+    std::cerr << fmt::format("{} of {} scenario{} invalid\n", failed, files.size(), files.size() == 1 ? "" : "s");
+    return kExitConfig;
+  }
+  return kExitOk;
+}
+
+void print_run_table(const nlohmann::ordered_json& s, const std::filesystem::path& out, double wall_s) {
+  const auto& run = s["run"];
+  std::cout << fmt::format("moesim: {} | {} on {} x {} | mode {} (tp {}, ep {}, dp {}) | {} steps\n",
+                           run["scenario"].get<std::string>(), run["model"].get<std::string>(), run["num_gpus"].get<int>(),
+                           run["gpu"].get<std::string>(), run["mode"].get<std::string>(), run["tp"].get<int>(),
+                           run["ep"].get<int>(), run["dp"].get<int>(), run["steps"].get<std::size_t>());
+  std::cout << fmt::format("  {:<28}{:>12}\n", "requests completed", s["completed"].get<std::size_t>());
+  std::cout << fmt::format("  {:<28}{:>12.3f}\n", "duration (s)", s["duration"].get<double>());
+  std::cout << fmt::format("  {:<28}{:>12}{:>12}{:>12}\n", "", "mean", "median", "p99");
+  for (const char* m : {"ttft", "tpot", "itl", "e2el"}) {
+    const std::string k = m;
+    std::cout << fmt::format("  {:<28}{:>12.2f}{:>12.2f}{:>12.2f}\n", k + " (ms)", s["mean_" + k + "_ms"].get<double>(),
+                             s["median_" + k + "_ms"].get<double>(), s["p99_" + k + "_ms"].get<double>());
+  }
+  std::cout << fmt::format("  {:<28}{:>12.1f}\n", "output tokens/s", s["output_throughput"].get<double>());
+  std::cout << fmt::format("  {:<28}{:>12.1f}\n", "total tokens/s", s["total_token_throughput"].get<double>());
+  std::cout << fmt::format("  {:<28}{:>12.4f}\n", "expert load CV (per step)",
+                           s["imbalance"]["expert_cv_per_step_mean"].get<double>());
+  std::cout << fmt::format("  outputs: {} (requests.csv, steps.csv, summary.json, config.resolved.yaml)\n", out.string());
+  std::cout << fmt::format("  wall time: {:.3f} s\n", wall_s);
+}
+
+int cmd_run(const std::string& file, const std::vector<std::string>& sets, std::string out, bool quiet,
+            const RunOptions& opts, const Catalog& catalog) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Scenario sc;
+  try {
+    sc = load_scenario(file, sets, catalog);
+  } catch (const ConfigError& e) {
+    print_config_error(e);
+    return kExitConfig;
+  }
+  if (out.empty()) out = "results/" + sc.name;
+  try {
+    const RunResult result = run_simulation(sc, opts);
+    check_invariants(sc, result);
+    write_run_outputs(out, sc, result);
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!quiet) print_run_table(make_summary(sc, result), out, wall);
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\nno outputs were written\n";
+    return kExitRun;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  RunOptions run_opts;
+  std::vector<std::string> args;
+  split_simgrid_args(argc, argv, args, run_opts);
+
+  CLI::App app{"moesim: discrete-event simulator of Mixture-of-Experts LLM serving (TP vs EP, expert load, power)"};
+  app.require_subcommand(1);
+  std::string catalog_dir;
+  app.add_option("--catalog", catalog_dir, "folder holding models/*/cards (default: $MOESIM_HOME or the source tree)");
+  app.footer("SimGrid settings pass through as --cfg=name:value and --log=category.thresh:level.");
+
+  auto* run = app.add_subcommand("run", "simulate a scenario and write its outputs");
+  std::string scenario_file, out_dir;
+  std::vector<std::string> sets;
+  bool quiet = false;
+  run->add_option("scenario", scenario_file, "scenario YAML file")->required();
+  run->add_option("--out,-o", out_dir, "output directory (default: results/<scenario name>)");
+  run->add_option("--set,-s", sets, "override a field: key.path=value (repeatable)")->allow_extra_args(false);
+  run->add_flag("--quiet,-q", quiet, "print nothing on success");
+
+  auto* validate = app.add_subcommand("validate", "check scenarios without running them");
+  std::vector<std::string> files;
+  std::vector<std::string> validate_sets;
+  validate->add_option("scenarios", files, "scenario YAML files")->required();
+  validate->add_option("--set,-s", validate_sets, "override a field: key.path=value (repeatable)")->allow_extra_args(false);
+
+  auto* list = app.add_subcommand("list", "list catalog cards or registered components");
+  std::string kind;
+  list->add_option("kind", kind, "models | gpus | interconnects | routers | arrivals | lengths")->required();
+
+  std::vector<const char*> cargv{argv[0]};
+  for (const auto& a : args) cargv.push_back(a.c_str());
+  try {
+    app.parse(static_cast<int>(cargv.size()), cargv.data());
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? kExitOk : kExitConfig;
+  }
+
+  const Catalog catalog(catalog_dir.empty() ? default_catalog_home() : std::filesystem::path(catalog_dir));
+  if (*list) return cmd_list(kind, catalog);
+  if (*validate) return cmd_validate(files, validate_sets, catalog);
+  return cmd_run(scenario_file, sets, out_dir, quiet, run_opts, catalog);
+}

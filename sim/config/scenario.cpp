@@ -1,0 +1,275 @@
+#include "sim/config/scenario.hpp"
+
+#include <fstream>
+#include <sstream>
+
+#include "models/routing/router.hpp"
+#include "sim/exec/layout.hpp"
+
+namespace moesim {
+
+const std::vector<std::pair<std::string, ParallelMode>>& EnumNames<ParallelMode>::get() {
+  static const std::vector<std::pair<std::string, ParallelMode>> names{{"tp", ParallelMode::tp}, {"ep", ParallelMode::ep}};
+  return names;
+}
+const std::vector<std::pair<std::string, EpAttention>>& EnumNames<EpAttention>::get() {
+  static const std::vector<std::pair<std::string, EpAttention>> names{{"tp", EpAttention::tp}, {"dp", EpAttention::dp}};
+  return names;
+}
+const std::vector<std::pair<std::string, NetworkFidelity>>& EnumNames<NetworkFidelity>::get() {
+  static const std::vector<std::pair<std::string, NetworkFidelity>> names{{"flow", NetworkFidelity::flow},
+                                                                           {"analytic", NetworkFidelity::analytic}};
+  return names;
+}
+
+void describe(Schema<ClusterConfig>& s) {
+  using C = ClusterConfig;
+  card_field(s, "gpu", &C::gpu, "GPU card, e.g. h100-sxm").required = true;
+  s.field("nodes", &C::nodes).min(1).max(4096).doc("servers");
+  s.field("gpus_per_node", &C::gpus_per_node).min(1).max(72).doc("GPUs per server, joined by the intra-node fabric");
+  card_field(s, "intra_node", &C::intra_node, "scale-up fabric card (default: the GPU card's default_intra_node)");
+  card_field(s, "inter_node", &C::inter_node, "scale-out fabric card, one NIC per GPU");
+}
+
+void describe(Schema<ParallelConfig>& s) {
+  using P = ParallelConfig;
+  s.field("mode", &P::mode).doc("tp: tensor-parallel experts, two all-reduces per layer (vLLM Triton fused MoE); "
+                                "ep: whole experts per GPU, all-to-all dispatch and combine");
+  s.field("tp", &P::tp).min(0).doc("tensor-parallel size; 0 derives it (GPUs per instance in mode tp, 1 in mode ep)");
+  s.field("ep", &P::ep).min(0).doc("expert-parallel size; 0 derives it (GPUs per instance in mode ep, 1 in mode tp)");
+  s.field("dp", &P::dp).min(1).doc("independent serving instances; requests are spread round robin");
+  s.field("attention", &P::attention).doc("mode ep only: tp shards attention over the EP group; dp replicates it, "
+                                          "each GPU serving its own sequences");
+}
+
+void describe(Schema<ServingConfig>& s) {
+  using S = ServingConfig;
+  s.field("max_num_batched_tokens", &S::max_num_batched_tokens).min(1).unit("tokens").doc("token budget of one step");
+  s.field("max_num_seqs", &S::max_num_seqs).min(1).unit("sequences").doc("most sequences in one step");
+  s.field("max_model_len", &S::max_model_len).min(0).unit("tokens").doc("prompt + output limit; 0: the model's maximum");
+  s.field("gpu_memory_utilization", &S::gpu_memory_utilization).greater_than(0).max(1)
+      .doc("fraction of GPU memory for weights, activations and KV cache (vLLM default 0.9)");
+  s.field("activation_reserve_gb", &S::activation_reserve_gb).min(0).unit("GB")
+      .doc("memory held back for activations (estimate of vLLM's profiled peak)");
+  s.field("chunked_prefill", &S::chunked_prefill).doc("split long prompts over steps to fit the token budget");
+}
+
+void describe(Schema<NetworkConfig>& s) {
+  s.field("fidelity", &NetworkConfig::fidelity)
+      .doc("flow: collectives as SimGrid parallel tasks on the links (contention); analytic: closed form");
+}
+
+namespace {
+std::vector<std::string> names_of_lengths() { return length_distributions().names(); }
+std::vector<std::string> names_of_arrivals() { return arrival_processes().names(); }
+std::vector<std::string> names_of_routers() { return token_routers().names(); }
+}  // namespace
+
+void describe(Schema<LengthDistParams>& s) {
+  using L = LengthDistParams;
+  s.field("dist", &L::dist).one_of(names_of_lengths).doc("length distribution");
+  s.field("value", &L::value).min(1).unit("tokens").doc("fixed: the length");
+  s.field("mean", &L::mean).greater_than(0).unit("tokens").doc("lognormal, normal: the mean");
+  s.field("sigma", &L::sigma).min(0).doc("lognormal: sigma of the log; normal: standard deviation in tokens");
+  s.field("min", &L::min).min(1).unit("tokens").doc("lower clamp (uniform: lower bound)");
+  s.field("max", &L::max).min(0).unit("tokens").doc("upper clamp, 0 for none (uniform: upper bound)");
+  s.check([](const L& p, Checker& c) {
+    if (auto issue = length_distributions().get(p.dist).check(p)) c.error(issue->key, issue->message);
+  });
+}
+
+void describe(Schema<ArrivalParams>& s) {
+  using A = ArrivalParams;
+  s.field("process", &A::process).one_of(names_of_arrivals).doc("arrival process");
+  s.field("rate_per_s", &A::rate_per_s).greater_than(0).unit("requests/s").doc("mean arrival rate (poisson, constant)");
+}
+
+void describe(Schema<RoutingModelParams>& s) {
+  s.field("model", &RoutingModelParams::model).one_of(names_of_routers).doc("how tokens pick experts");
+}
+
+void describe(Schema<WorkloadParams>& s) {
+  using W = WorkloadParams;
+  s.field("requests", &W::requests).min(1).max(10'000'000).doc("number of requests");
+  s.section("routing", &W::routing, "token-to-expert routing model");
+  s.section("arrival", &W::arrival, "arrival process");
+  s.section("prompt_tokens", &W::prompt_tokens, "prompt length distribution");
+  s.section("output_tokens", &W::output_tokens, "output length distribution");
+}
+
+void describe(Schema<Scenario>& s) {
+  s.field("name", &Scenario::name).doc("scenario name");
+  s.field("description", &Scenario::description).doc("free text");
+  s.field("seed", &Scenario::seed).doc("root of every random stream");
+  card_field(s, "model", &Scenario::model, "model card, e.g. mixtral-8x7b").required = true;
+  s.section("cluster", &Scenario::cluster, "GPUs and fabrics").required = true;
+  s.section("parallel", &Scenario::parallel, "parallelism");
+  s.section("serving", &Scenario::serving, "batch scheduler limits");
+  s.section("workload", &Scenario::workload, "requests");
+  s.section("network", &Scenario::network, "communication model");
+}
+
+namespace {
+
+std::string fmt_gb(double bytes) {
+  std::ostringstream s;
+  s.precision(1);
+  s << std::fixed << bytes / 1e9 << " GB";
+  return s.str();
+}
+
+/// Applies one `key.path=value` to the YAML tree.
+void apply_override(YAML::Node& root, const std::string& arg, std::map<std::string, std::string>& overrides,
+                    std::vector<Diagnostic>& sink) {
+  const auto eq = arg.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    sink.push_back({"--set " + arg, 0, "", "expected key.path=value"});
+    return;
+  }
+  const std::string path = arg.substr(0, eq);
+  const std::string text = arg.substr(eq + 1);
+  YAML::Node value;
+  try {
+    value = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    sink.push_back({"--set " + arg, 0, path, "malformed value: " + e.msg});
+    return;
+  }
+  std::vector<std::string> parts;
+  std::stringstream ss(path);
+  for (std::string part; std::getline(ss, part, '.');) parts.push_back(part);
+  YAML::Node cur = root;
+  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+    YAML::Node child = cur[parts[i]];
+    if (!child.IsDefined() || child.IsNull()) {
+      cur[parts[i]] = YAML::Node(YAML::NodeType::Map);
+    } else if (child.IsScalar()) {
+      // `model: mixtral-8x7b` overridden field by field becomes {card: mixtral-8x7b, ...}.
+      YAML::Node as_card(YAML::NodeType::Map);
+      as_card["card"] = child.Scalar();
+      cur[parts[i]] = as_card;
+    } else if (!child.IsMap()) {
+      sink.push_back({"--set " + arg, 0, path, "cannot set a key inside " + describe_node(child)});
+      return;
+    }
+    YAML::Node next = cur[parts[i]];
+    cur.reset(next);
+  }
+  cur[parts.back()] = value;
+  overrides[path] = arg;
+}
+
+/// Fills derived values: parallel sizes, max_model_len, the default intra-node fabric.
+void resolve(Scenario& sc, ParseContext& ctx) {
+  auto& par = sc.parallel;
+  const int gpus = sc.cluster.num_gpus();
+  if (par.mode == ParallelMode::tp) {
+    if (par.tp == 0) par.tp = gpus / par.dp;
+    if (par.ep == 0) par.ep = 1;
+  } else {
+    if (par.ep == 0) par.ep = gpus / par.dp;
+    if (par.tp == 0) par.tp = 1;
+  }
+  if (sc.serving.max_model_len == 0) sc.serving.max_model_len = sc.model.spec.max_position_embeddings;
+  if (!sc.cluster.intra_node.loaded && sc.cluster.gpu.loaded) {
+    sc.cluster.intra_node.card = sc.cluster.gpu.spec.default_intra_node;
+    load_card(sc.cluster.intra_node, ctx, "cluster.gpu.default_intra_node", nullptr);
+  }
+  if (!sc.cluster.inter_node.loaded) load_card(sc.cluster.inter_node, ctx, "cluster.inter_node", nullptr);
+}
+
+/// Checks that span sections: parallel sizes against GPUs, experts against EP, memory.
+void check_consistency(const Scenario& sc, ParseContext& ctx) {
+  const auto& par = sc.parallel;
+  const auto& m = sc.model.spec;
+  const int gpus = sc.cluster.num_gpus();
+  const std::string mode = par.mode == ParallelMode::tp ? "tp" : "ep";
+  if (par.mode == ParallelMode::tp && par.ep != 1)
+    ctx.error_at("parallel.ep", "must be 1 in mode tp (got " + std::to_string(par.ep) + "); use mode: ep for expert parallelism");
+  if (par.mode == ParallelMode::ep && par.tp != 1)
+    ctx.error_at("parallel.tp", "must be 1 in mode ep (got " + std::to_string(par.tp) +
+                                    "); attention inside the EP group is set by parallel.attention");
+  if (par.tp * par.ep * par.dp != gpus)
+    ctx.error_at("parallel", "tp x ep x dp = " + std::to_string(par.tp) + " x " + std::to_string(par.ep) + " x " +
+                                 std::to_string(par.dp) + " = " + std::to_string(par.tp * par.ep * par.dp) +
+                                 " must equal the cluster's GPUs, nodes x gpus_per_node = " +
+                                 std::to_string(sc.cluster.nodes) + " x " + std::to_string(sc.cluster.gpus_per_node) +
+                                 " = " + std::to_string(gpus));
+  if (par.ep >= 1 && m.num_experts % par.ep != 0)
+    ctx.error_at("parallel.ep", "the model's " + std::to_string(m.num_experts) + " experts must divide evenly over ep = " +
+                                    std::to_string(par.ep) + " GPUs");
+  const bool sharded_attention = par.mode == ParallelMode::tp || par.attention == EpAttention::tp;
+  const int shards = par.mode == ParallelMode::tp ? par.tp : par.ep;
+  if (sharded_attention && shards >= 1 && m.num_attention_heads % shards != 0)
+    ctx.error_at(par.mode == ParallelMode::tp ? "parallel.tp" : "parallel.attention",
+                 "the model's " + std::to_string(m.num_attention_heads) + " attention heads must divide evenly over " +
+                     std::to_string(shards) + " GPUs");
+  if (sc.serving.max_model_len > m.max_position_embeddings)
+    ctx.error_at("serving.max_model_len", "must be <= the model's max_position_embeddings (" +
+                                              std::to_string(m.max_position_embeddings) + ") (got " +
+                                              std::to_string(sc.serving.max_model_len) + ")");
+  if (sc.serving.max_model_len < 2)
+    ctx.error_at("serving.max_model_len", "must be >= 2 (one prompt token and one output token)");
+  if (!sc.serving.chunked_prefill && sc.serving.max_num_batched_tokens < sc.serving.max_model_len)
+    ctx.error_at("serving.max_num_batched_tokens", "must be >= max_model_len (" + std::to_string(sc.serving.max_model_len) +
+                                                       ") without chunked prefill (got " +
+                                                       std::to_string(sc.serving.max_num_batched_tokens) + ")");
+  if (sc.serving.max_num_batched_tokens < sc.serving.max_num_seqs)
+    ctx.error_at("serving.max_num_batched_tokens", "must be >= max_num_seqs (" + std::to_string(sc.serving.max_num_seqs) +
+                                                       ") (got " + std::to_string(sc.serving.max_num_batched_tokens) + ")");
+  if (!arrival_processes().get(sc.workload.arrival.process).needs_rate) {
+    // burst ignores the rate; nothing to check.
+  }
+  if (par.tp * par.ep * par.dp != gpus || par.tp < 1 || par.ep < 1) return;  // layout meaningless
+  const ParallelLayout lay = make_layout(sc);
+  const double kv_min = lay.kv_bytes_for(sc.serving.max_model_len);
+  if (lay.weight_bytes_per_gpu + kv_min > lay.usable_bytes_per_gpu) {
+    ctx.error_at("model", "does not fit: " + m.name + " needs " + fmt_gb(lay.weight_bytes_per_gpu) +
+                              " of weights per GPU in mode " + mode + " plus " + fmt_gb(kv_min) + " of KV cache for one " +
+                              std::to_string(sc.serving.max_model_len) + "-token sequence, but a " +
+                              sc.cluster.gpu.spec.name + " has " + fmt_gb(lay.usable_bytes_per_gpu) + " usable (" +
+                              fmt_gb(sc.cluster.gpu.spec.hbm_capacity_bytes()) + " x gpu_memory_utilization " +
+                              Rules<double>::num(sc.serving.gpu_memory_utilization) + " - activation_reserve_gb " +
+                              Rules<double>::num(sc.serving.activation_reserve_gb) + "); use more GPUs or a smaller model");
+  }
+}
+
+}  // namespace
+
+Scenario load_scenario(const std::filesystem::path& file, const std::vector<std::string>& set_args, const Catalog& catalog) {
+  std::vector<Diagnostic> diags;
+  std::ifstream in(file);
+  if (!in) throw ConfigError({{file.string(), 0, "", "cannot open scenario file"}});
+  std::stringstream text;
+  text << in.rdbuf();
+  YAML::Node root;
+  try {
+    root = YAML::Load(text.str());
+  } catch (const YAML::Exception& e) {
+    throw ConfigError({{file.string(), e.mark.line >= 0 ? e.mark.line + 1 : 0, "", "malformed YAML: " + e.msg}});
+  }
+  if (!root.IsMap()) throw ConfigError({{file.string(), 1, "", "a scenario must be a mapping of keys (got " + describe_node(root) + ")"}});
+
+  std::map<std::string, std::string> overrides;
+  for (const auto& arg : set_args) apply_override(root, arg, overrides, diags);
+  if (!diags.empty()) throw ConfigError(diags);
+
+  ParseContext ctx(file.string(), diags, &overrides, &catalog);
+  Scenario sc;
+  sc.name = file.stem().string();
+  schema_of<Scenario>().parse(root, sc, ctx, "");
+  if (!diags.empty()) throw ConfigError(diags);
+  resolve(sc, ctx);
+  if (!diags.empty()) throw ConfigError(diags);
+  check_consistency(sc, ctx);
+  if (!diags.empty()) throw ConfigError(diags);
+  return sc;
+}
+
+std::string resolved_yaml(const Scenario& scenario) {
+  YAML::Emitter out;
+  out << schema_of<Scenario>().dump(scenario);
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace moesim

@@ -1,0 +1,94 @@
+#pragma once
+// A scenario: everything one simulation run needs, typed and validated before anything runs.
+// Every field is declared once in scenario.cpp (name, type, default, unit, doc, validator).
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "models/workload/request_generator.hpp"
+#include "sim/config/catalog.hpp"
+
+namespace moesim {
+
+enum class ParallelMode { tp, ep };
+enum class EpAttention { tp, dp };
+enum class NetworkFidelity { flow, analytic };
+
+template <>
+struct EnumNames<ParallelMode> {
+  static const std::vector<std::pair<std::string, ParallelMode>>& get();
+};
+template <>
+struct EnumNames<EpAttention> {
+  static const std::vector<std::pair<std::string, EpAttention>>& get();
+};
+template <>
+struct EnumNames<NetworkFidelity> {
+  static const std::vector<std::pair<std::string, NetworkFidelity>>& get();
+};
+
+struct ClusterConfig {
+  CardRef<GpuSpec> gpu;
+  int nodes = 1;
+  int gpus_per_node = 8;
+  CardRef<InterconnectSpec> intra_node;                 ///< default: the GPU card's default_intra_node
+  CardRef<InterconnectSpec> inter_node{"ib-ndr400"};
+
+  [[nodiscard]] int num_gpus() const { return nodes * gpus_per_node; }
+};
+
+struct ParallelConfig {
+  ParallelMode mode = ParallelMode::tp;
+  int tp = 0;  ///< 0: derived (all GPUs of an instance in mode tp, 1 in mode ep)
+  int ep = 0;  ///< 0: derived (all GPUs of an instance in mode ep, 1 in mode tp)
+  int dp = 1;  ///< independent serving instances, requests spread round robin
+  EpAttention attention = EpAttention::tp;
+
+  [[nodiscard]] int gpus_per_instance() const { return mode == ParallelMode::tp ? tp : ep; }
+};
+
+struct ServingConfig {
+  int max_num_batched_tokens = 8192;
+  int max_num_seqs = 256;
+  int max_model_len = 0;  ///< 0: the model's max_position_embeddings
+  double gpu_memory_utilization = 0.9;
+  double activation_reserve_gb = 2.0;
+  bool chunked_prefill = true;
+};
+
+struct NetworkConfig {
+  NetworkFidelity fidelity = NetworkFidelity::flow;
+};
+
+struct Scenario {
+  std::string name;
+  std::string description;
+  std::uint64_t seed = 0;
+  CardRef<ModelSpec> model;
+  ClusterConfig cluster;
+  ParallelConfig parallel;
+  ServingConfig serving;
+  WorkloadParams workload;
+  NetworkConfig network;
+};
+
+void describe(Schema<ClusterConfig>& s);
+void describe(Schema<ParallelConfig>& s);
+void describe(Schema<ServingConfig>& s);
+void describe(Schema<NetworkConfig>& s);
+void describe(Schema<LengthDistParams>& s);
+void describe(Schema<ArrivalParams>& s);
+void describe(Schema<RoutingModelParams>& s);
+void describe(Schema<WorkloadParams>& s);
+void describe(Schema<Scenario>& s);
+
+/// Reads, overrides (`--set key.path=value`), resolves derived values and validates a scenario.
+/// Throws ConfigError listing every problem found.
+[[nodiscard]] Scenario load_scenario(const std::filesystem::path& file, const std::vector<std::string>& set_args,
+                                     const Catalog& catalog);
+
+/// The fully resolved scenario as YAML (every field, cards expanded); loading it gives the same run.
+[[nodiscard]] std::string resolved_yaml(const Scenario& scenario);
+
+}  // namespace moesim

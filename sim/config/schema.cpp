@@ -1,0 +1,152 @@
+#include "sim/config/schema.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <limits>
+
+namespace moesim {
+
+void ParseContext::record(const std::string& path, const YAML::Node& node) {
+  const auto mark = node.Mark();
+  if (mark.line >= 0 && !lines_.contains(path)) lines_[path] = mark.line + 1;
+}
+
+std::optional<std::string> ParseContext::override_for(const std::string& path) const {
+  if (overrides_ == nullptr) return std::nullopt;
+  std::optional<std::string> best;
+  std::size_t best_len = 0;
+  for (const auto& [key, text] : *overrides_) {
+    const bool covers = path == key || (path.size() > key.size() && path.compare(0, key.size(), key) == 0 &&
+                                        path[key.size()] == '.');
+    if (covers && key.size() >= best_len) {
+      best = text;
+      best_len = key.size();
+    }
+  }
+  return best;
+}
+
+Diagnostic ParseContext::make(int line, const std::string& path, std::string message) const {
+  if (auto text = override_for(path)) return Diagnostic{"--set " + *text, 0, path, std::move(message)};
+  return Diagnostic{origin_, line, path, std::move(message)};
+}
+
+void ParseContext::error(const YAML::Node& at, const std::string& path, std::string message) {
+  const auto mark = at.Mark();
+  int line = mark.line >= 0 ? mark.line + 1 : 0;
+  if (line == 0) {
+    if (auto it = lines_.find(path); it != lines_.end()) line = it->second;
+  }
+  sink_.push_back(make(line, path, std::move(message)));
+}
+
+void ParseContext::error_at(const std::string& path, std::string message) {
+  std::string p = path;
+  int line = 0;
+  while (true) {
+    if (auto it = lines_.find(p); it != lines_.end()) {
+      line = it->second;
+      break;
+    }
+    const auto dot = p.rfind('.');
+    if (dot == std::string::npos) {
+      if (auto it = lines_.find(""); it != lines_.end()) line = it->second;
+      break;
+    }
+    p.resize(dot);
+  }
+  sink_.push_back(make(line, path, std::move(message)));
+}
+
+std::string describe_node(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Null: return "nothing";
+    case YAML::NodeType::Scalar: return "\"" + node.Scalar() + "\"";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Undefined: return "nothing";
+  }
+  return "?";
+}
+
+namespace {
+bool scalar_or_error(const YAML::Node& n, const char* what, std::string& err) {
+  if (n.IsScalar()) return true;
+  err = std::string("expected ") + what + " (got " + describe_node(n) + ")";
+  return false;
+}
+template <class I>
+bool decode_integer(const YAML::Node& n, I& out, std::string& err, const char* what) {
+  if (!scalar_or_error(n, what, err)) return false;
+  const std::string& s = n.Scalar();
+  const char* first = s.data();
+  if (!s.empty() && s[0] == '+') ++first;
+  const auto [ptr, ec] = std::from_chars(first, s.data() + s.size(), out);
+  if (ec == std::errc::result_out_of_range) {
+    err = std::string("out of range for ") + what + " (got \"" + s + "\")";
+    return false;
+  }
+  if (ec != std::errc() || ptr != s.data() + s.size() || s.empty()) {
+    err = std::string("expected ") + what + " (got \"" + s + "\")";
+    return false;
+  }
+  return true;
+}
+}  // namespace
+
+bool Codec<bool>::decode(const YAML::Node& n, bool& out, std::string& err) {
+  if (!scalar_or_error(n, "true or false", err)) return false;
+  const std::string& s = n.Scalar();
+  if (s == "true" || s == "True" || s == "yes") {
+    out = true;
+    return true;
+  }
+  if (s == "false" || s == "False" || s == "no") {
+    out = false;
+    return true;
+  }
+  err = "expected true or false (got \"" + s + "\")";
+  return false;
+}
+
+bool Codec<int>::decode(const YAML::Node& n, int& out, std::string& err) {
+  return decode_integer(n, out, err, "an integer");
+}
+bool Codec<std::int64_t>::decode(const YAML::Node& n, std::int64_t& out, std::string& err) {
+  return decode_integer(n, out, err, "an integer");
+}
+bool Codec<std::uint64_t>::decode(const YAML::Node& n, std::uint64_t& out, std::string& err) {
+  if (n.IsScalar() && !n.Scalar().empty() && n.Scalar()[0] == '-') {
+    err = "expected a non-negative integer (got \"" + n.Scalar() + "\")";
+    return false;
+  }
+  return decode_integer(n, out, err, "a non-negative integer");
+}
+
+bool Codec<double>::decode(const YAML::Node& n, double& out, std::string& err) {
+  if (!scalar_or_error(n, "a number", err)) return false;
+  const std::string& s = n.Scalar();
+  const char* first = s.data();
+  if (!s.empty() && s[0] == '+') ++first;
+  const auto [ptr, ec] = std::from_chars(first, s.data() + s.size(), out);
+  if (ec != std::errc() || ptr != s.data() + s.size() || s.empty() || !std::isfinite(out)) {
+    err = "expected a number (got \"" + s + "\")";
+    return false;
+  }
+  return true;
+}
+
+YAML::Node Codec<double>::encode(double v) {
+  // Shortest text that reads back to the same double.
+  char buf[64];
+  const auto [ptr, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return YAML::Node(std::string(buf, ptr));
+}
+
+bool Codec<std::string>::decode(const YAML::Node& n, std::string& out, std::string& err) {
+  if (!scalar_or_error(n, "a string", err)) return false;
+  out = n.Scalar();
+  return true;
+}
+
+}  // namespace moesim

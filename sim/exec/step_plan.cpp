@@ -1,0 +1,222 @@
+#include "sim/exec/step_plan.hpp"
+
+#include <algorithm>
+
+#include "models/common/stats.hpp"
+#include "models/llm/layer_work.hpp"
+
+namespace moesim {
+
+const char* to_string(PhaseKind kind) {
+  switch (kind) {
+    case PhaseKind::attention: return "attention";
+    case PhaseKind::dense_ffn: return "dense_ffn";
+    case PhaseKind::moe: return "moe";
+    case PhaseKind::lm_head: return "lm_head";
+    case PhaseKind::comm: return "comm";
+  }
+  return "?";
+}
+
+StepPlanner::StepPlanner(const Scenario& scenario, const ParallelLayout& layout, std::unique_ptr<TokenRouter> router)
+    : model_(scenario.model.spec),
+      layout_(layout),
+      roofline_(scenario.cluster.gpu.spec),
+      router_(std::move(router)),
+      placement_(contiguous_placement(scenario.model.spec.num_experts,
+                                      layout.mode == ParallelMode::ep ? layout.gpus_per_instance : 1)),
+      n_(layout.gpus_per_instance) {}
+
+namespace {
+/// Sum of per-kernel rooflines plus one launch: a grouped kernel over several GEMMs.
+double grouped_seconds(const RooflineModel& rf, const std::vector<KernelWork>& parts) {
+  double t = 0;
+  bool any = false;
+  for (const auto& w : parts) {
+    if (w.flops <= 0 && w.bytes <= 0) continue;
+    t += std::max(rf.compute_seconds(w), rf.memory_seconds(w));
+    any = true;
+  }
+  return any ? t + rf.gpu().kernel_launch_us * 1e-6 : 0.0;
+}
+}  // namespace
+
+StepPlan StepPlanner::plan(const Batch& batch) {
+  StepPlan plan;
+  plan.gpus = n_;
+  plan.load.expert_max_over_mean = 0;
+  plan.load.gpu_max_over_mean = 0;
+  plan.load.tokens_per_expert.assign(static_cast<std::size_t>(model_.num_experts), 0.0);
+
+  // Tokens of the step and the GPU each one lives on between layers.
+  tokens_.clear();
+  token_owner_.clear();
+  const int total = batch.total_tokens();
+  for (const BatchItem& item : batch.items) {
+    for (int i = 0; i < item.num_tokens; ++i) {
+      tokens_.push_back({item.request_id, item.context_before + i});
+      if (layout_.attention_ranks > 1) {
+        token_owner_.push_back(item.attention_rank);
+      } else {
+        const auto idx = static_cast<std::int64_t>(token_owner_.size());
+        token_owner_.push_back(static_cast<int>(idx * n_ / std::max(total, 1)));
+      }
+    }
+  }
+  tokens_per_rank_.assign(static_cast<std::size_t>(n_), 0.0);
+  for (int owner : token_owner_) tokens_per_rank_[static_cast<std::size_t>(owner)] += 1.0;
+
+  int moe_layers = 0;
+  for (int layer = 0; layer < model_.num_layers; ++layer) {
+    add_attention(plan, batch);
+    if (layer < model_.num_dense_layers) {
+      add_dense(plan);
+      continue;
+    }
+    add_moe_layer(plan, moe_layers);
+    ++moe_layers;
+  }
+  add_lm_head(plan, batch);
+
+  // add_moe_layer adds each layer's statistics to the load block; turn the sums into means.
+  if (moe_layers > 0) {
+    plan.load.expert_cv_mean /= moe_layers;
+    plan.load.expert_max_over_mean /= moe_layers;
+    plan.load.gpu_max_over_mean /= moe_layers;
+  }
+  return plan;
+}
+
+void StepPlanner::add_attention(StepPlan& plan, const Batch& batch) const {
+  Phase ph{PhaseKind::attention, std::vector<double>(static_cast<std::size_t>(n_), 0.0), {}};
+  const int shards = layout_.attention_shards;
+  if (layout_.attention_ranks > 1) {
+    // Data-parallel attention: each GPU its own sequences, whole weights.
+    for (int r = 0; r < n_; ++r) {
+      KernelWork prefill_core, decode_core;
+      double tokens = 0;
+      for (const BatchItem& item : batch.items) {
+        if (item.attention_rank != r) continue;
+        tokens += item.num_tokens;
+        (item.is_prefill ? prefill_core : decode_core) += attention_core_work(model_, item.num_tokens, item.context_before, 1);
+      }
+      ph.compute_s[static_cast<std::size_t>(r)] = roofline_.time(attention_projection_work(model_, tokens, 1)).seconds +
+                                                  roofline_.time(prefill_core).seconds + roofline_.time(decode_core).seconds;
+    }
+  } else {
+    KernelWork prefill_core, decode_core;
+    for (const BatchItem& item : batch.items)
+      (item.is_prefill ? prefill_core : decode_core) += attention_core_work(model_, item.num_tokens, item.context_before, shards);
+    const double t = roofline_.time(attention_projection_work(model_, batch.total_tokens(), shards)).seconds +
+                     roofline_.time(prefill_core).seconds + roofline_.time(decode_core).seconds;
+    std::fill(ph.compute_s.begin(), ph.compute_s.end(), t);
+  }
+  plan.phases.push_back(std::move(ph));
+  if (shards > 1) add_comm(plan, ring_all_reduce(n_, batch.total_tokens() * model_.hidden_size * kActivationBytes));
+}
+
+void StepPlanner::add_dense(StepPlan& plan) const {
+  Phase ph{PhaseKind::dense_ffn, std::vector<double>(static_cast<std::size_t>(n_), 0.0), {}};
+  const int shards = layout_.attention_shards;
+  for (int r = 0; r < n_; ++r) {
+    const double tokens = shards > 1 ? static_cast<double>(tokens_.size()) : tokens_per_rank_[static_cast<std::size_t>(r)];
+    ph.compute_s[static_cast<std::size_t>(r)] = roofline_.time(dense_ffn_work(model_, tokens, shards)).seconds;
+  }
+  plan.phases.push_back(std::move(ph));
+  if (shards > 1) add_comm(plan, ring_all_reduce(n_, static_cast<double>(tokens_.size()) * model_.hidden_size * kActivationBytes));
+}
+
+void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
+  const auto k = static_cast<std::size_t>(model_.top_k);
+  const auto e_count = static_cast<std::size_t>(model_.num_experts);
+  experts_.resize(tokens_.size() * k);
+  router_->route(moe_layer, tokens_, experts_);
+
+  // Tokens per expert, and per (expert, GPU it is held on) for mode ep.
+  std::vector<double> per_expert(e_count, 0.0);
+  for (std::int32_t e : experts_) per_expert[static_cast<std::size_t>(e)] += 1.0;
+  for (std::size_t e = 0; e < e_count; ++e) plan.load.tokens_per_expert[e] += per_expert[e];
+  plan.load.expert_cv_mean += coefficient_of_variation(per_expert);
+  plan.load.expert_max_over_mean += max_over_mean(per_expert);
+
+  Phase ph{PhaseKind::moe, std::vector<double>(static_cast<std::size_t>(n_), 0.0), {}};
+  if (layout_.mode == ParallelMode::tp) {
+    std::vector<KernelWork> parts;
+    for (std::size_t e = 0; e < e_count; ++e) parts.push_back(expert_ffn_work(model_, per_expert[e], n_));
+    parts.push_back(shared_expert_work(model_, static_cast<double>(tokens_.size()), n_));
+    std::fill(ph.compute_s.begin(), ph.compute_s.end(), grouped_seconds(roofline_, parts));
+    plan.load.gpu_max_over_mean += 1.0;
+    plan.phases.push_back(std::move(ph));
+    add_comm(plan, ring_all_reduce(n_, static_cast<double>(tokens_.size()) * model_.hidden_size * kActivationBytes));
+    return;
+  }
+
+  // Expert parallelism: dispatch to the GPUs holding the selected experts, compute, combine.
+  const double dispatch_elem = model_.weight_dtype == DType::fp8 ? 1.0 : kActivationBytes;
+  Collective dispatch{CollectiveKind::dispatch, TrafficMatrix(n_), 1};
+  Collective combine{CollectiveKind::combine, TrafficMatrix(n_), 1};
+  const double hidden = model_.hidden_size;
+  std::vector<int> dests;
+  for (std::size_t t = 0; t < tokens_.size(); ++t) {
+    const int src = token_owner_[t];
+    dests.clear();
+    for (std::size_t j = 0; j < k; ++j) {
+      const int d = placement_.rank_of_expert[static_cast<std::size_t>(experts_[t * k + j])];
+      if (d != src && std::find(dests.begin(), dests.end(), d) == dests.end()) dests.push_back(d);
+    }
+    for (int d : dests) {
+      dispatch.traffic.at(src, d) += hidden * dispatch_elem;
+      combine.traffic.at(d, src) += hidden * kActivationBytes;
+    }
+  }
+  plan.load.dispatch_bytes += dispatch.traffic.total();
+  plan.load.combine_bytes += combine.traffic.total();
+
+  std::vector<double> per_gpu(static_cast<std::size_t>(n_), 0.0);
+  std::vector<std::vector<KernelWork>> parts(static_cast<std::size_t>(n_));
+  for (std::size_t e = 0; e < e_count; ++e) {
+    const int r = placement_.rank_of_expert[e];
+    per_gpu[static_cast<std::size_t>(r)] += per_expert[e];
+    parts[static_cast<std::size_t>(r)].push_back(expert_ffn_work(model_, per_expert[e], 1));
+  }
+  const bool shared_sharded = layout_.attention_shards > 1;
+  for (int r = 0; r < n_; ++r) {
+    const double shared_tokens = shared_sharded ? static_cast<double>(tokens_.size()) : tokens_per_rank_[static_cast<std::size_t>(r)];
+    parts[static_cast<std::size_t>(r)].push_back(shared_expert_work(model_, shared_tokens, shared_sharded ? n_ : 1));
+    ph.compute_s[static_cast<std::size_t>(r)] = grouped_seconds(roofline_, parts[static_cast<std::size_t>(r)]);
+  }
+  plan.load.gpu_max_over_mean += max_over_mean(per_gpu);
+
+  add_comm(plan, std::move(dispatch));
+  plan.phases.push_back(std::move(ph));
+  add_comm(plan, std::move(combine));
+  if (shared_sharded) {
+    const double bytes = static_cast<double>(tokens_.size()) * hidden * kActivationBytes;
+    add_comm(plan, model_.shared_expert_intermediate_size > 0 ? ring_all_reduce(n_, bytes) : ring_all_gather(n_, bytes));
+  }
+}
+
+void StepPlanner::add_lm_head(StepPlan& plan, const Batch& batch) const {
+  Phase ph{PhaseKind::lm_head, std::vector<double>(static_cast<std::size_t>(n_), 0.0), {}};
+  const int shards = layout_.attention_shards;
+  std::vector<double> emitting(static_cast<std::size_t>(n_), 0.0);
+  double all = 0;
+  for (const BatchItem& item : batch.items) {
+    if (!item.emits_token) continue;
+    emitting[static_cast<std::size_t>(item.attention_rank)] += 1.0;
+    all += 1.0;
+  }
+  for (int r = 0; r < n_; ++r) {
+    const double tokens = shards > 1 ? all : emitting[static_cast<std::size_t>(r)];
+    ph.compute_s[static_cast<std::size_t>(r)] = roofline_.time(lm_head_work(model_, tokens, shards)).seconds;
+  }
+  plan.phases.push_back(std::move(ph));
+}
+
+void StepPlanner::add_comm(StepPlan& plan, Collective c) const {
+  if (n_ < 2 || c.traffic.empty()) return;
+  Phase ph{PhaseKind::comm, {}, std::move(c)};
+  plan.phases.push_back(std::move(ph));
+}
+
+}  // namespace moesim

@@ -1,0 +1,86 @@
+#pragma once
+// The step executor's plan: what every GPU of a serving instance computes and communicates, layer
+// by layer, for one batch. Pure C++ (no SimGrid): the actors in sim/actors replay a plan on the
+// platform, so every number here is testable on its own.
+//
+// Phases per layer, N GPUs per instance (see layout.hpp for the weight split):
+//   mode tp          : attention -> all-reduce -> MoE (every expert 1/N, all tokens) -> all-reduce
+//   mode ep, attn tp : attention -> all-reduce -> dispatch (each GPU its 1/N slice of tokens)
+//                      -> experts (E/N whole experts, plus shared experts 1/N) -> combine
+//                      -> all-reduce (all-gather when the model has no shared experts)
+//   mode ep, attn dp : attention (each GPU its own sequences) -> dispatch -> experts (+ replicated
+//                      shared experts on own tokens) -> combine
+// Dense layers replace the MoE part with a dense FFN (sharded like attention). The last layer adds
+// the LM head over the tokens that emit an output token. A compute phase lasts as long as its
+// slowest GPU: the collective after it waits for everyone, so imbalance shows as time.
+//
+// Dispatch sends a token's hidden state once to each GPU that holds one of its top-k experts
+// (other than its own); combine returns one result per (token, GPU) pair. Dispatch is FP8 when the
+// model's weights are FP8 (DeepSeek-V3), else BF16; combine is BF16.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/gpu/kernel_cost.hpp"
+#include "models/network/collectives.hpp"
+#include "models/routing/placement.hpp"
+#include "models/routing/router.hpp"
+#include "models/serving/scheduler.hpp"
+#include "sim/exec/layout.hpp"
+
+namespace moesim {
+
+enum class PhaseKind { attention, dense_ffn, moe, lm_head, comm };
+[[nodiscard]] const char* to_string(PhaseKind kind);
+
+struct Phase {
+  PhaseKind kind = PhaseKind::attention;
+  std::vector<double> compute_s;  ///< per GPU of the instance (compute phases)
+  Collective collective;          ///< comm phases
+};
+
+/// Expert-load statistics of one step (over its MoE layers).
+struct StepLoadStats {
+  double expert_cv_mean = 0;            ///< CV of tokens per expert, averaged over MoE layers
+  double expert_max_over_mean = 1;      ///< max/mean tokens per expert, averaged over MoE layers
+  double gpu_max_over_mean = 1;         ///< max/mean routed tokens per EP GPU, averaged (1 in mode tp)
+  std::vector<double> tokens_per_expert;  ///< summed over MoE layers, one entry per expert
+  double dispatch_bytes = 0;            ///< all MoE layers, all GPUs
+  double combine_bytes = 0;
+};
+
+struct StepPlan {
+  std::vector<Phase> phases;
+  StepLoadStats load;
+  int gpus = 1;
+};
+
+class StepPlanner {
+ public:
+  StepPlanner(const Scenario& scenario, const ParallelLayout& layout, std::unique_ptr<TokenRouter> router);
+
+  [[nodiscard]] StepPlan plan(const Batch& batch);
+  [[nodiscard]] const ExpertPlacement& placement() const { return placement_; }
+
+ private:
+  void add_attention(StepPlan& plan, const Batch& batch) const;
+  void add_dense(StepPlan& plan) const;
+  void add_moe_layer(StepPlan& plan, int moe_layer);
+  void add_lm_head(StepPlan& plan, const Batch& batch) const;
+  void add_comm(StepPlan& plan, Collective c) const;
+
+  const ModelSpec model_;
+  const ParallelLayout layout_;
+  RooflineModel roofline_;
+  std::unique_ptr<TokenRouter> router_;
+  ExpertPlacement placement_;
+  int n_;  ///< GPUs per instance
+  // Per-step scratch, reused between steps.
+  std::vector<TokenInfo> tokens_;
+  std::vector<int> token_owner_;  ///< GPU that holds each token's hidden state between layers
+  std::vector<double> tokens_per_rank_;
+  std::vector<std::int32_t> experts_;
+};
+
+}  // namespace moesim

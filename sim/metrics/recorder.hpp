@@ -1,0 +1,73 @@
+#pragma once
+// What a run measured: one record per request and per engine step. The core fills it; writers in
+// sim/metrics turn it into files. Pure C++.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "models/workload/request.hpp"
+
+namespace moesim {
+
+struct RequestRecord {
+  Request request;
+  int instance = 0;
+  double first_scheduled_s = -1;
+  double first_token_s = -1;
+  double last_token_s = -1;
+  double finish_s = -1;
+  int tokens_emitted = 0;
+
+  [[nodiscard]] bool finished() const { return finish_s >= 0; }
+};
+
+struct StepRecord {
+  std::int64_t step = 0;  ///< per instance, from 0
+  int instance = 0;
+  double start_s = 0;
+  double end_s = 0;
+  int prefill_tokens = 0;
+  int decode_tokens = 0;
+  int num_seqs = 0;
+  double attention_s = 0;  ///< wall time of attention phases (slowest GPU)
+  double dense_s = 0;
+  double moe_s = 0;
+  double lm_head_s = 0;
+  double comm_s = 0;
+  double expert_load_cv = 0;
+  double expert_load_max_over_mean = 1;
+  double gpu_load_max_over_mean = 1;
+  double dispatch_bytes = 0;
+  double combine_bytes = 0;
+};
+
+class RunRecorder {
+ public:
+  RunRecorder(std::vector<Request> requests, int num_experts);
+
+  void on_scheduled(std::int64_t request_id, double now);
+  void on_token(std::int64_t request_id, double now);
+  void on_finished(std::int64_t request_id, double now);
+  void on_step(const StepRecord& step, const std::vector<double>& tokens_per_expert);
+  void set_instance(std::int64_t request_id, int instance) { requests_.at(static_cast<std::size_t>(request_id)).instance = instance; }
+
+  [[nodiscard]] const std::vector<RequestRecord>& requests() const { return requests_; }
+  [[nodiscard]] const std::vector<StepRecord>& steps() const { return steps_; }
+  [[nodiscard]] const std::vector<double>& inter_token_latencies_s() const { return itls_; }
+  /// Tokens per expert summed over all steps and MoE layers.
+  [[nodiscard]] const std::vector<double>& expert_load_all() const { return expert_load_all_; }
+  /// The same over steps of at most kGateLogMaxTokens tokens (the seed experiment's filter that
+  /// drops warm-up and profiling batches).
+  [[nodiscard]] const std::vector<double>& expert_load_filtered() const { return expert_load_filtered_; }
+
+  static constexpr int kGateLogMaxTokens = 1000;
+
+ private:
+  std::vector<RequestRecord> requests_;
+  std::vector<StepRecord> steps_;
+  std::vector<double> itls_;
+  std::vector<double> expert_load_all_;
+  std::vector<double> expert_load_filtered_;
+};
+
+}  // namespace moesim

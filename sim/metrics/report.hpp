@@ -1,0 +1,34 @@
+#pragma once
+// Turning a run's records into checked results and files.
+//
+// check_invariants: every request arrived finished with all its tokens, every prompt token was
+// prefilled once, every output token after the first came from one decode step, every routed
+// token reached top_k experts in every MoE layer. A run that breaks one produces no output.
+//
+// Files (tidy CSV, units in column names; JSON with the key names of vLLM's benchmark results):
+//   requests.csv, steps.csv, summary.json, config.resolved.yaml. Each is written to a temporary
+//   name and renamed into place.
+#include <filesystem>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "sim/actors/simulation.hpp"
+#include "sim/config/scenario.hpp"
+
+namespace moesim {
+
+/// Throws std::runtime_error naming the first broken invariant.
+void check_invariants(const Scenario& scenario, const RunResult& result);
+
+[[nodiscard]] nlohmann::ordered_json make_summary(const Scenario& scenario, const RunResult& result);
+[[nodiscard]] std::string requests_csv(const RunResult& result);
+[[nodiscard]] std::string steps_csv(const RunResult& result);
+
+/// Writes `content` to `path` through a temporary file in the same directory and a rename.
+void write_file_atomically(const std::filesystem::path& path, const std::string& content);
+
+/// Writes every output of a run into `dir` (created if needed).
+void write_run_outputs(const std::filesystem::path& dir, const Scenario& scenario, const RunResult& result);
+
+}  // namespace moesim
