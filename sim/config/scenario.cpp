@@ -217,16 +217,13 @@ void check_consistency(const Scenario& sc, ParseContext& ctx) {
   if (sc.serving.max_num_batched_tokens < sc.serving.max_num_seqs)
     ctx.error_at("serving.max_num_batched_tokens", "must be >= max_num_seqs (" + std::to_string(sc.serving.max_num_seqs) +
                                                        ") (got " + std::to_string(sc.serving.max_num_batched_tokens) + ")");
-  if (!arrival_processes().get(sc.workload.arrival.process).needs_rate) {
-    // burst ignores the rate; nothing to check.
-  }
   if (par.tp * par.ep * par.dp != gpus || par.tp < 1 || par.ep < 1) return;  // layout meaningless
   const ParallelLayout lay = make_layout(sc);
   const double kv_min = lay.kv_bytes_for(sc.serving.max_model_len);
   if (lay.weight_bytes_per_gpu + kv_min > lay.usable_bytes_per_gpu) {
     ctx.error_at("model", "does not fit: " + m.name + " needs " + fmt_gb(lay.weight_bytes_per_gpu) +
                               " of weights per GPU in mode " + mode + " plus " + fmt_gb(kv_min) + " of KV cache for one " +
-                              std::to_string(sc.serving.max_model_len) + "-token sequence, but a " +
+                              std::to_string(sc.serving.max_model_len) + "-token sequence, but each " +
                               sc.cluster.gpu.spec.name + " has " + fmt_gb(lay.usable_bytes_per_gpu) + " usable (" +
                               fmt_gb(sc.cluster.gpu.spec.hbm_capacity_bytes()) + " x gpu_memory_utilization " +
                               Rules<double>::num(sc.serving.gpu_memory_utilization) + " - activation_reserve_gb " +

@@ -149,6 +149,8 @@ struct Rules {
       const auto x = static_cast<double>(v);
       std::ostringstream got;
       got << v;
+      if (greater_than && max && !(x > *greater_than && x <= *max))
+        return "must be in (" + num(*greater_than) + ", " + num(*max) + "] (got " + got.str() + ")";
       if (greater_than && !(x > *greater_than)) return "must be > " + num(*greater_than) + " (got " + got.str() + ")";
       if (min && !(x >= *min)) {
         if (max) return "must be in [" + num(*min) + ", " + num(*max) + "] (got " + got.str() + ")";

@@ -1,0 +1,77 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+
+#include "models/routing/router.hpp"
+#include "tests/unit/test_support.hpp"
+
+namespace moesim::test {
+namespace {
+
+TEST(Config, parallel_sizes_are_derived_from_the_gpus) {
+  const Scenario tp = quickstart();
+  EXPECT_EQ(tp.parallel.tp, 4);
+  EXPECT_EQ(tp.parallel.ep, 1);
+  const Scenario ep = quickstart({"parallel.mode=ep"});
+  EXPECT_EQ(ep.parallel.tp, 1);
+  EXPECT_EQ(ep.parallel.ep, 4);
+}
+
+TEST(Config, intra_node_fabric_defaults_to_the_gpu_card) {
+  const Scenario sc = quickstart();
+  EXPECT_EQ(sc.cluster.intra_node.card, "nvswitch-h100");
+  EXPECT_EQ(sc.cluster.inter_node.card, "ib-ndr400");
+  EXPECT_DOUBLE_EQ(sc.cluster.intra_node.spec.bw_gbytes_per_s, 450.0);
+}
+
+TEST(Config, card_fields_can_be_overridden_from_the_command_line) {
+  const Scenario sc = quickstart({"model.num_layers=4", "cluster.gpu.hbm_bw_tbytes_per_s=4.8"});
+  EXPECT_EQ(sc.model.card, "mixtral-8x7b");
+  EXPECT_EQ(sc.model.spec.num_layers, 4);
+  EXPECT_EQ(sc.model.spec.hidden_size, 4096);
+  EXPECT_DOUBLE_EQ(sc.cluster.gpu.spec.hbm_bw_tbytes_per_s, 4.8);
+}
+
+TEST(Config, resolved_yaml_round_trips) {
+  const Scenario sc = quickstart({"parallel.mode=ep", "serving.max_num_seqs=16"});
+  const std::string first = resolved_yaml(sc);
+  const auto file = std::filesystem::temp_directory_path() / "moesim-roundtrip.yaml";
+  {
+    std::ofstream f(file);
+    f << first;
+  }
+  const Scenario again = load_scenario(file, {}, source_catalog());
+  EXPECT_EQ(resolved_yaml(again), first);
+  std::filesystem::remove(file);
+}
+
+TEST(Config, every_field_is_declared_once_with_docs) {
+  for (const auto& f : schema_of<ServingConfig>().fields()) EXPECT_FALSE(f.doc.empty()) << f.name;
+  for (const auto& f : schema_of<ParallelConfig>().fields()) EXPECT_FALSE(f.doc.empty()) << f.name;
+  const auto names = schema_of<ServingConfig>().names();
+  EXPECT_EQ(std::set<std::string>(names.begin(), names.end()).size(), names.size());
+}
+
+TEST(Registries, registered_names_are_exactly_these) {
+  EXPECT_EQ(token_routers().names(), (std::vector<std::string>{"uniform"}));
+  EXPECT_EQ(arrival_processes().names(), (std::vector<std::string>{"burst", "constant", "poisson"}));
+  EXPECT_EQ(length_distributions().names(), (std::vector<std::string>{"fixed", "lognormal", "normal", "uniform"}));
+}
+
+TEST(Registries, unknown_name_lists_valid_names) {
+  try {
+    (void)arrival_processes().get("gamma");
+    FAIL() << "expected an error";
+  } catch (const UnknownNameError& e) {
+    EXPECT_STREQ(e.what(), "unknown arrival process \"gamma\"; valid: burst, constant, poisson");
+  }
+}
+
+TEST(Diagnostics, closest_match_suggests_near_names_only) {
+  EXPECT_EQ(closest_match("max_num_seq", {"max_num_seqs", "max_model_len"}), "max_num_seqs");
+  EXPECT_EQ(closest_match("zzzz", {"max_num_seqs", "max_model_len"}), "");
+}
+
+}  // namespace
+}  // namespace moesim::test

@@ -1,0 +1,241 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "models/common/rng.hpp"
+#include "models/common/stats.hpp"
+#include "models/network/collectives.hpp"
+#include "models/routing/router.hpp"
+#include "models/serving/scheduler.hpp"
+#include "models/workload/request_generator.hpp"
+
+namespace moesim {
+namespace {
+
+TEST(Rng, same_seed_and_path_give_the_same_stream) {
+  RngStream a(7, "router/uniform"), b(7, "router/uniform");
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(a.next_u64(), b.next_u64());
+}
+
+TEST(Rng, different_paths_give_independent_streams) {
+  RngStream a(7, "workload/arrival"), b(7, "workload/prompt_tokens");
+  int equal = 0;
+  for (int i = 0; i < 100; ++i) equal += a.next_u64() == b.next_u64();
+  EXPECT_EQ(equal, 0);
+}
+
+TEST(Rng, uniform_index_is_in_range_and_unbiased) {
+  RngStream r(1, "t");
+  std::vector<int> counts(8, 0);
+  const int n = 80000;
+  for (int i = 0; i < n; ++i) counts[r.uniform_index(8)]++;
+  for (int c : counts) EXPECT_NEAR(c, n / 8, 5 * std::sqrt(n / 8.0));
+}
+
+TEST(Rng, exponential_and_normal_have_their_moments) {
+  RngStream r(3, "t");
+  std::vector<double> e, z;
+  for (int i = 0; i < 50000; ++i) {
+    e.push_back(r.exponential(4.0));
+    z.push_back(r.standard_normal());
+  }
+  EXPECT_NEAR(mean_of(e), 0.25, 0.01);
+  EXPECT_NEAR(mean_of(z), 0.0, 0.02);
+  EXPECT_NEAR(stddev_of(z), 1.0, 0.02);
+}
+
+TEST(Stats, percentiles_interpolate_like_numpy) {
+  const std::vector<double> xs{4, 1, 3, 2};
+  EXPECT_DOUBLE_EQ(percentile_of(xs, 99), 3.97);  // numpy.percentile([1,2,3,4], 99)
+  EXPECT_DOUBLE_EQ(median_of(xs), 2.5);
+  EXPECT_DOUBLE_EQ(stddev_of(xs), std::sqrt(1.25));  // population std
+  EXPECT_DOUBLE_EQ(coefficient_of_variation(std::vector<double>{1, 1, 1}), 0.0);
+  EXPECT_DOUBLE_EQ(max_over_mean(std::vector<double>{0, 0, 4, 0}), 4.0);
+}
+
+TEST(Workload, lognormal_lengths_have_the_requested_mean) {
+  WorkloadParams p;
+  p.requests = 20000;
+  p.prompt_tokens = {"lognormal", 0, 512.0, 0.6, 1, 0};
+  const auto reqs = generate_requests(p, 11, 1 << 20);
+  std::vector<double> lens;
+  for (const auto& r : reqs) lens.push_back(r.prompt_tokens);
+  EXPECT_NEAR(mean_of(lens), 512.0, 10.0);
+}
+
+TEST(Workload, poisson_arrivals_have_the_requested_rate) {
+  WorkloadParams p;
+  p.requests = 20000;
+  p.arrival = {"poisson", 8.0};
+  const auto reqs = generate_requests(p, 5, 4096);
+  EXPECT_NEAR(reqs.back().arrival_s, 20000 / 8.0, 0.03 * 20000 / 8.0);
+  EXPECT_TRUE(std::is_sorted(reqs.begin(), reqs.end(), [](auto& a, auto& b) { return a.arrival_s < b.arrival_s; }));
+}
+
+TEST(Workload, every_request_fits_max_model_len) {
+  WorkloadParams p;
+  p.requests = 500;
+  p.prompt_tokens = {"lognormal", 0, 3000.0, 1.0, 1, 0};
+  p.output_tokens = {"fixed", 2000, 0, 0, 1, 0};
+  for (const auto& r : generate_requests(p, 9, 4096)) {
+    EXPECT_GE(r.prompt_tokens, 1);
+    EXPECT_GE(r.output_tokens, 1);
+    EXPECT_LE(r.prompt_tokens + r.output_tokens, 4096);
+  }
+}
+
+TEST(Router, uniform_router_picks_distinct_experts_evenly) {
+  auto router = token_routers().get("uniform")({8, 2, 42});
+  std::vector<TokenInfo> tokens(20000);
+  std::vector<std::int32_t> experts(tokens.size() * 2);
+  router->route(0, tokens, experts);
+  std::vector<double> load(8, 0.0);
+  for (std::size_t t = 0; t < tokens.size(); ++t) {
+    EXPECT_NE(experts[2 * t], experts[2 * t + 1]);
+    load[experts[2 * t]] += 1;
+    load[experts[2 * t + 1]] += 1;
+  }
+  EXPECT_LT(coefficient_of_variation(load), 0.03);
+}
+
+TEST(Router, dense_sampling_covers_all_experts) {
+  RngStream r(1, "t");
+  std::vector<std::int32_t> out(6);
+  sample_distinct(r, 6, out);
+  EXPECT_EQ(std::set<std::int32_t>(out.begin(), out.end()).size(), 6u);
+}
+
+// ---- scheduler ---------------------------------------------------------------------------------
+
+SchedulerParams small_params() {
+  SchedulerParams p;
+  p.max_num_batched_tokens = 256;
+  p.max_num_seqs = 4;
+  p.max_model_len = 2048;
+  p.kv_capacity_tokens = 1 << 20;
+  return p;
+}
+
+/// Runs the scheduler dry until idle; returns the batches.
+std::vector<Batch> drain(ContinuousBatchScheduler& s, std::vector<std::int64_t>* finished = nullptr) {
+  std::vector<Batch> batches;
+  for (int guard = 0; guard < 100000 && !s.idle(); ++guard) {
+    Batch b = s.schedule();
+    EXPECT_FALSE(b.empty());
+    if (b.empty()) break;
+    const auto out = s.complete(b);
+    if (finished) finished->insert(finished->end(), out.finished.begin(), out.finished.end());
+    batches.push_back(std::move(b));
+  }
+  return batches;
+}
+
+TEST(Scheduler, token_budget_and_max_num_seqs_are_never_exceeded) {
+  ContinuousBatchScheduler s(small_params());
+  for (int i = 0; i < 10; ++i) s.add({i, 0.0, 100 + 37 * i, 20});
+  for (const auto& b : drain(s)) {
+    EXPECT_LE(b.total_tokens(), 256);
+    EXPECT_LE(b.items.size(), 4u);
+  }
+}
+
+TEST(Scheduler, no_request_lost_and_every_token_computed_once) {
+  ContinuousBatchScheduler s(small_params());
+  int prompt_sum = 0, decode_expected = 0;
+  for (int i = 0; i < 10; ++i) {
+    s.add({i, 0.0, 50 + 90 * i, 5 + i});
+    prompt_sum += 50 + 90 * i;
+    decode_expected += 4 + i;
+  }
+  std::vector<std::int64_t> finished;
+  int prefill = 0, decode = 0;
+  for (const auto& b : drain(s, &finished)) {
+    prefill += b.prefill_tokens;
+    decode += b.decode_tokens;
+  }
+  EXPECT_EQ(prefill, prompt_sum);
+  EXPECT_EQ(decode, decode_expected);
+  std::sort(finished.begin(), finished.end());
+  EXPECT_EQ(finished, (std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+}
+
+TEST(Scheduler, long_prompt_is_chunked_over_steps) {
+  ContinuousBatchScheduler s(small_params());
+  s.add({0, 0.0, 1000, 3});
+  const auto batches = drain(s);
+  // ceil(1000 / 256) = 4 prefill steps, the last one emits the first token; then 2 decode steps.
+  ASSERT_EQ(batches.size(), 6u);
+  EXPECT_EQ(batches[0].prefill_tokens, 256);
+  EXPECT_EQ(batches[3].prefill_tokens, 1000 - 3 * 256);
+  EXPECT_TRUE(batches[3].items[0].emits_token);
+  EXPECT_FALSE(batches[2].items[0].emits_token);
+  EXPECT_EQ(batches[4].decode_tokens, 1);
+}
+
+TEST(Scheduler, kv_capacity_limits_admission) {
+  SchedulerParams p = small_params();
+  p.kv_capacity_tokens = 300;
+  ContinuousBatchScheduler s(p);
+  for (int i = 0; i < 3; ++i) s.add({i, 0.0, 100, 50});  // 150 tokens each: two fit at once
+  const Batch first = s.schedule();
+  EXPECT_EQ(first.items.size(), 2u);
+  EXPECT_LE(s.kv_tokens_in_use(0), 300);
+}
+
+TEST(Scheduler, data_parallel_attention_spreads_sequences_over_ranks) {
+  SchedulerParams p = small_params();
+  p.attention_ranks = 4;
+  p.max_num_seqs = 8;
+  p.max_num_batched_tokens = 4096;
+  ContinuousBatchScheduler s(p);
+  for (int i = 0; i < 8; ++i) s.add({i, 0.0, 10, 5});
+  const Batch b = s.schedule();
+  std::vector<int> per_rank(4, 0);
+  for (const auto& item : b.items) per_rank[item.attention_rank]++;
+  EXPECT_EQ(per_rank, (std::vector<int>{2, 2, 2, 2}));
+}
+
+// ---- collectives -------------------------------------------------------------------------------
+
+TEST(Collectives, ring_all_reduce_sends_two_n_minus_one_over_n_of_the_buffer) {
+  const Collective c = ring_all_reduce(4, 1000.0);
+  EXPECT_EQ(c.hops, 6);
+  for (int r = 0; r < 4; ++r) EXPECT_DOUBLE_EQ(c.traffic.at(r, (r + 1) % 4), 1500.0);
+  EXPECT_DOUBLE_EQ(c.traffic.total(), 6000.0);
+}
+
+TEST(Collectives, analytic_time_is_port_bound_plus_latencies) {
+  InterconnectSpec nv{"nv", "", "nvlink", "intra_node", 100.0, 2.0, 0.5, 5.0};
+  InterconnectSpec ib{"ib", "", "infiniband", "inter_node", 50.0, 4.0, 1.0, 20.0};
+  const FabricView fabric{8, 0, nv, ib};
+  const Collective c = ring_all_reduce(4, 1e9);
+  // 1.5 GB through a 50 GB/s effective port, 6 hops of 2 us, 5 us software.
+  EXPECT_NEAR(analytic_collective_seconds(c, fabric), 1.5e9 / 50e9 + 6 * 2e-6 + 5e-6, 1e-12);
+}
+
+TEST(Collectives, all_to_all_time_grows_with_bytes) {
+  InterconnectSpec nv{"nv", "", "nvlink", "intra_node", 450.0, 2.0, 0.8, 5.0};
+  const FabricView fabric{8, 0, nv, nv};
+  Collective small{CollectiveKind::dispatch, TrafficMatrix(4), 1}, large{CollectiveKind::dispatch, TrafficMatrix(4), 1};
+  for (int s = 0; s < 4; ++s)
+    for (int d = 0; d < 4; ++d)
+      if (s != d) {
+        small.traffic.at(s, d) = 1e6;
+        large.traffic.at(s, d) = 4e6;
+      }
+  EXPECT_LT(analytic_collective_seconds(small, fabric), analytic_collective_seconds(large, fabric));
+}
+
+TEST(Collectives, cross_node_traffic_uses_the_nic) {
+  InterconnectSpec nv{"nv", "", "nvlink", "intra_node", 450.0, 2.0, 1.0, 0.0};
+  InterconnectSpec ib{"ib", "", "infiniband", "inter_node", 50.0, 4.0, 1.0, 0.0};
+  const FabricView fabric{2, 0, nv, ib};  // ranks 0,1 on node 0; 2,3 on node 1
+  Collective c{CollectiveKind::dispatch, TrafficMatrix(4), 1};
+  c.traffic.at(0, 2) = 50e9;  // one second over IB
+  EXPECT_NEAR(analytic_collective_seconds(c, fabric), 1.0 + 4e-6, 1e-9);
+}
+
+}  // namespace
+}  // namespace moesim
