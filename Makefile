@@ -10,9 +10,9 @@ OUT ?= results/quickstart
 # Debian packages the build, the tests and the analysis scripts use.
 DEB_PACKAGES := cmake g++ make pkg-config \
   libsimgrid-dev libeigen3-dev libyaml-cpp-dev nlohmann-json3-dev \
-  libgtest-dev libcli11-dev libfmt-dev
+  libgtest-dev libcli11-dev libfmt-dev time bc
 
-.PHONY: deps build run test clean
+.PHONY: deps build run test bench clean
 
 deps:
 	@missing=""; \
@@ -37,6 +37,9 @@ run: build
 
 test: build
 	cd $(BUILD_DIR) && ctest -j $(JOBS) --output-on-failure
+
+bench: build
+	tests/perf/quickstart_bench.sh $(BUILD_DIR)/moesim 5
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -5,6 +5,7 @@
 
 #include <deque>
 #include <memory>
+#include <span>
 #include <stdexcept>
 
 #include "models/routing/router.hpp"
@@ -38,6 +39,7 @@ struct Instance {
   FabricView fabric;
   NetworkFidelity fidelity = NetworkFidelity::flow;
   double host_speed = 0;
+  std::vector<double> zero_flops;  ///< parallel tasks of collectives compute nothing
   ContinuousBatchScheduler scheduler;
   StepPlanner planner;
 
@@ -75,15 +77,19 @@ void attribute_segment(PhaseTimes& times, const std::vector<const Phase*>& segme
     times.add(segment[i]->kind, total > 0 ? wall * worst[i] / total : wall / static_cast<double>(segment.size()));
 }
 
-void run_collective(Instance& inst, const Collective& c) {
-  if (inst.fidelity == NetworkFidelity::analytic) {
-    sg::this_actor::sleep_for(analytic_collective_seconds(c, inst.fabric));
-    return;
+/// Runs consecutive collectives (no compute between them, so nobody needs to synchronise in
+/// between) and returns when the last one ends. The fixed per-collective overheads are paid in
+/// one sleep after the transfers.
+void run_collectives(Instance& inst, std::span<const Phase> comms) {
+  double overhead = 0;
+  for (const Phase& ph : comms) {
+    if (inst.fidelity == NetworkFidelity::analytic) {
+      overhead += analytic_collective_seconds(ph.collective, inst.fabric);
+      continue;
+    }
+    sg::this_actor::parallel_execute(inst.hosts, inst.zero_flops, ph.collective.traffic.bytes);
+    overhead += collective_overhead_seconds(ph.collective, inst.fabric);
   }
-  const auto n = inst.hosts.size();
-  const std::vector<double> flops(n, 0.0);
-  sg::this_actor::parallel_execute(inst.hosts, flops, c.traffic.bytes);
-  const double overhead = collective_overhead_seconds(c, inst.fabric);
   if (overhead > 0) sg::this_actor::sleep_for(overhead);
 }
 
@@ -96,23 +102,29 @@ void worker(Instance& inst, int rank) {
     if (plan == nullptr) break;
     double segment_start = sg::Engine::get_clock();
     segment.clear();
-    for (const Phase& ph : plan->phases) {
+    const auto& phases = plan->phases;
+    for (std::size_t i = 0; i < phases.size();) {
+      const Phase& ph = phases[i];
       if (ph.kind != PhaseKind::comm) {
         const double s = ph.compute_s[static_cast<std::size_t>(rank)];
         if (s > 0) sg::this_actor::execute(s * inst.host_speed);
         segment.push_back(&ph);
+        ++i;
         continue;
       }
+      std::size_t run_end = i;
+      while (run_end < phases.size() && phases[run_end].kind == PhaseKind::comm) ++run_end;
       inst.phase_sync->wait();
       if (leader) {
         const double t0 = sg::Engine::get_clock();
         attribute_segment(inst.times, segment, t0 - segment_start);
-        run_collective(inst, ph.collective);
+        run_collectives(inst, std::span<const Phase>(phases.data() + i, run_end - i));
         inst.times.comm += sg::Engine::get_clock() - t0;
       }
       segment.clear();
       inst.phase_sync->wait();
       segment_start = sg::Engine::get_clock();
+      i = run_end;
     }
     inst.phase_sync->wait();
     if (leader) attribute_segment(inst.times, segment, sg::Engine::get_clock() - segment_start);
@@ -248,6 +260,7 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
     inst->fabric = FabricView{sc.cluster.gpus_per_node, i * n, sc.cluster.intra_node.spec, sc.cluster.inter_node.spec};
     inst->fidelity = sc.network.fidelity;
     inst->host_speed = platform.host_speed_flops;
+    inst->zero_flops.assign(static_cast<std::size_t>(n), 0.0);
     inst->step_start = sg::Barrier::create(static_cast<unsigned>(n + 1));
     inst->step_done = sg::Barrier::create(static_cast<unsigned>(n + 1));
     inst->phase_sync = sg::Barrier::create(static_cast<unsigned>(n));

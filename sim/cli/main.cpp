@@ -77,6 +77,18 @@ int cmd_validate(const std::vector<std::string>& files, const std::vector<std::s
   return kExitOk;
 }
 
+int cmd_describe() {
+  std::cout << "Scenario fields (path, type, default, unit; constraint; doc). Catalog cards are described by\n"
+               "their files under models/*/cards; a card field may be overridden as <field>.<card field>.\n\n";
+  for (const auto& row : scenario_field_docs()) {
+    std::cout << fmt::format("{:<34} {:<10} default {:<14} {}\n", row.path, row.type, row.default_value,
+                             row.unit.empty() ? "" : "[" + row.unit + "]");
+    if (!row.constraint.empty()) std::cout << fmt::format("    {}\n", row.constraint);
+    if (!row.doc.empty()) std::cout << fmt::format("    {}\n", row.doc);
+  }
+  return kExitOk;
+}
+
 void print_run_table(const nlohmann::ordered_json& s, const std::filesystem::path& out, double wall_s) {
   const auto& run = s["run"];
   std::cout << fmt::format("moesim: {} | {} on {} x {} | mode {} (tp {}, ep {}, dp {}) | {} steps\n",
@@ -151,6 +163,8 @@ int main(int argc, char** argv) {
   validate->add_option("scenarios", files, "scenario YAML files")->required();
   validate->add_option("--set,-s", validate_sets, "override a field: key.path=value (repeatable)")->allow_extra_args(false);
 
+  auto* describe_cmd = app.add_subcommand("describe", "print every scenario field with its type, default, unit and meaning");
+
   auto* list = app.add_subcommand("list", "list catalog cards or registered components");
   std::string kind;
   list->add_option("kind", kind, "models | gpus | interconnects | routers | arrivals | lengths")->required();
@@ -165,6 +179,7 @@ int main(int argc, char** argv) {
 
   const Catalog catalog(catalog_dir.empty() ? default_catalog_home() : std::filesystem::path(catalog_dir));
   if (*list) return cmd_list(kind, catalog);
+  if (*describe_cmd) return cmd_describe();
   if (*validate) return cmd_validate(files, validate_sets, catalog);
   return cmd_run(scenario_file, sets, out_dir, quiet, run_opts, catalog);
 }

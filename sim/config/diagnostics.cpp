@@ -7,10 +7,17 @@ namespace moesim {
 
 std::string Diagnostic::format() const {
   std::string out = origin;
-  if (line > 0) out += ":" + std::to_string(line);
+  if (line > 0) {
+    out += ':';
+    out += std::to_string(line);
+  }
   out += ": ";
-  if (!key_path.empty()) out += key_path + ": ";
-  return out + message;
+  if (!key_path.empty()) {
+    out += key_path;
+    out += ": ";
+  }
+  out += message;
+  return out;
 }
 
 namespace {

@@ -263,6 +263,12 @@ Scenario load_scenario(const std::filesystem::path& file, const std::vector<std:
   return sc;
 }
 
+std::vector<FieldDoc> scenario_field_docs() {
+  std::vector<FieldDoc> rows;
+  schema_of<Scenario>().document(rows, "");
+  return rows;
+}
+
 std::string resolved_yaml(const Scenario& scenario) {
   YAML::Emitter out;
   out << schema_of<Scenario>().dump(scenario);

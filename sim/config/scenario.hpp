@@ -88,6 +88,9 @@ void describe(Schema<Scenario>& s);
 [[nodiscard]] Scenario load_scenario(const std::filesystem::path& file, const std::vector<std::string>& set_args,
                                      const Catalog& catalog);
 
+/// Every scenario field: path, type, default, unit, constraint, doc (for `moesim describe`).
+[[nodiscard]] std::vector<FieldDoc> scenario_field_docs();
+
 /// The fully resolved scenario as YAML (every field, cards expanded); loading it gives the same run.
 [[nodiscard]] std::string resolved_yaml(const Scenario& scenario);
 

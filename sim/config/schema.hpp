@@ -208,6 +208,13 @@ struct FieldDef {
   bool required = false;
   std::function<void(const YAML::Node&, T&, ParseContext&, const std::string&)> parse;
   std::function<YAML::Node(const T&)> dump;
+  /// Sections: the documentation rows of the nested fields.
+  std::function<void(std::vector<struct FieldDoc>&, const std::string&)> document_children;
+};
+
+/// One row of `moesim describe`: a field's path, type, default, unit, constraint and doc.
+struct FieldDoc {
+  std::string path, type, default_value, unit, constraint, doc;
 };
 
 /// Builder returned by Schema::field to attach unit, doc and validators.
@@ -282,8 +289,27 @@ class Schema {
       sub->parse(node, obj.*member, ctx, path);
     };
     def.dump = [member, sub](const T& obj) { return sub->dump(obj.*member); };
+    def.document_children = [sub](std::vector<FieldDoc>& rows, const std::string& prefix) { sub->document(rows, prefix); };
     fields_.push_back(std::move(def));
     return fields_.back();
+  }
+
+  /// Appends one row per field (recursing into sections), defaults from a default-constructed T.
+  void document(std::vector<FieldDoc>& rows, const std::string& prefix) const {
+    const T defaults{};
+    for (const auto& def : fields_) {
+      const std::string path = join_path(prefix, def.name);
+      if (def.document_children) {
+        def.document_children(rows, path);
+        continue;
+      }
+      std::string value;
+      const YAML::Node node = def.dump(defaults);
+      if (node.IsScalar()) value = node.Scalar().empty() ? "\"\"" : node.Scalar();
+      else if (node.IsMap() && node["card"]) value = node["card"].Scalar().empty() ? "(derived)" : node["card"].Scalar();
+      if (def.required) value = "(required)";
+      rows.push_back({path, def.type, value, def.unit, def.constraint, def.doc});
+    }
   }
 
   /// A field with its own parse/dump (catalog card references, maps).
