@@ -58,6 +58,8 @@ struct ModelSpec {
   DType kv_cache_dtype = DType::bf16;
   double total_params_b = 0.0;
   double active_params_b = 0.0;
+  double routing_specialization = 0.5;  ///< sigma of log expert popularity per (layer, domain)
+  double routing_locality = 0.25;       ///< P(token repeats its predecessor's first-choice expert)
 
   [[nodiscard]] int num_moe_layers() const { return num_layers - num_dense_layers; }
   /// Attention parameters of one layer (Q, K, V, O projections, MLA low-rank factors).

@@ -1,16 +1,30 @@
 #pragma once
 // Token-to-expert routers: for every token of a step and every MoE layer, the top-k logical
-// experts the model's gate would pick. The workload decides which router runs (workload.routing).
+// experts the model's gate would pick, in the order of the gate's preference, with their gate
+// weights (renormalised over the top k). The workload selects one by `workload.routing.model`.
 //
-//   uniform : top_k distinct experts drawn uniformly at random (stream "router/uniform"); the
-//             balanced reference every skewed workload is compared against.
+//   uniform         : top_k distinct experts uniformly at random; the balanced reference.
+//   zipf            : expert popularity ∝ 1 / rank^s over a fixed per-layer ranking.
+//   hot_experts     : a named hot set holds `hot_share` of the popularity mass.
+//   domain_affinity : each (layer, domain) has its own popularity (models/routing/affinity.hpp);
+//                     a token samples its top-k from its request's domain, repeats its
+//                     predecessor's first choice with probability `locality`, follows the
+//                     previous layer's first choice with probability `layer_correlation`,
+//                     respects group-limited routing (DeepSeek-V3), and may drift over time.
+//   trace           : replays per-step per-layer expert counts from gate logs, or per-layer
+//                     distributions from a profiler's moe_expert_activations.csv.
+// Top-k is drawn without replacement in proportion to popularity (Plackett-Luce, the
+// distribution of the top k of Gumbel-perturbed log-popularities).
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <span>
+#include <string>
+#include <vector>
 
 #include "models/common/registry.hpp"
 #include "models/common/rng.hpp"
+#include "models/workload/request_generator.hpp"
 
 namespace moesim {
 
@@ -18,25 +32,38 @@ namespace moesim {
 struct TokenInfo {
   std::int64_t request_id = 0;
   int position = 0;  ///< index of the token in its sequence
+  int domain = -1;   ///< the request's domain; -1 when unknown
 };
 
 class TokenRouter {
  public:
   virtual ~TokenRouter() = default;
-  /// Writes tokens.size() * top_k expert ids (distinct within a token) into `experts`.
-  virtual void route(int moe_layer, std::span<const TokenInfo> tokens, std::span<std::int32_t> experts) = 0;
+  /// Called once before each step's layers are routed.
+  virtual void begin_step(double /*now_s*/) {}
+  /// Writes tokens.size() * top_k expert ids (distinct within a token, most preferred first) and,
+  /// when `weights` is not empty, their gate weights (summing to 1 per token).
+  virtual void route(int moe_layer, std::span<const TokenInfo> tokens, std::span<std::int32_t> experts,
+                     std::span<float> weights) = 0;
+  /// The request finished: drop what the router remembers about it.
+  virtual void forget(std::int64_t /*request_id*/) {}
 };
 
 struct RouterContext {
   int num_experts = 0;
   int top_k = 0;
-  std::uint64_t seed = 0;
+  int num_moe_layers = 1;
+  int n_group = 0;
+  int topk_group = 0;
+  std::uint64_t seed = 0;       ///< scenario seed: sampling streams
+  std::string model_name;       ///< identity of the model's expert affinities (fixed per model)
+  int num_domains = 0;
+  RoutingModelParams params;    ///< specialization and locality resolved (>= 0)
 };
 
 using RouterFactory = std::function<std::unique_ptr<TokenRouter>(const RouterContext&)>;
 [[nodiscard]] const Registry<RouterFactory>& token_routers();
 
-/// Draws k distinct values from [0, n) into out (k <= n).
+/// Draws k distinct values from [0, n) into out (k <= n), uniformly.
 void sample_distinct(RngStream& rng, int n, std::span<std::int32_t> out);
 
 }  // namespace moesim

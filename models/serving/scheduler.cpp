@@ -21,7 +21,7 @@ Batch ContinuousBatchScheduler::schedule() {
   int budget = params_.max_num_batched_tokens;
   for (const Sequence& s : running_) {
     if (budget <= 0) break;
-    BatchItem item{s.request.id, s.attention_rank, 0, s.context(), s.in_prefill(), false};
+    BatchItem item{s.request.id, s.attention_rank, 0, s.request.domain, s.context(), s.in_prefill(), false};
     if (s.in_prefill()) {
       item.num_tokens = std::min(s.request.prompt_tokens - s.prefilled, budget);
       item.emits_token = s.prefilled + item.num_tokens == s.request.prompt_tokens;
@@ -44,7 +44,7 @@ Batch ContinuousBatchScheduler::schedule() {
     waiting_.pop_front();
     kv_in_use_[static_cast<std::size_t>(rank)] += need;
     seqs_on_rank_[static_cast<std::size_t>(rank)] += 1;
-    BatchItem item{s.request.id, rank, std::min(s.request.prompt_tokens, budget), 0, true, false};
+    BatchItem item{s.request.id, rank, std::min(s.request.prompt_tokens, budget), s.request.domain, 0, true, false};
     item.emits_token = item.num_tokens == s.request.prompt_tokens;
     batch.prefill_tokens += item.num_tokens;
     budget -= item.num_tokens;

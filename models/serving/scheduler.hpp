@@ -48,6 +48,7 @@ struct BatchItem {
   std::int64_t request_id = 0;
   int attention_rank = 0;
   int num_tokens = 0;      ///< tokens computed this step (prompt chunk, or 1 for decode)
+  int domain = -1;         ///< the request's domain (for routing)
   int context_before = 0;  ///< tokens already in the KV cache before this step
   bool is_prefill = false;
   bool emits_token = false;  ///< the step ends with a new output token for this sequence

@@ -8,6 +8,7 @@ struct Request {
   double arrival_s = 0.0;
   int prompt_tokens = 0;
   int output_tokens = 0;
+  int domain = -1;  ///< index into the domain corpus; -1 when the request has none
 };
 
 }  // namespace moesim

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "models/workload/dataset.hpp"
+
 namespace moesim {
 namespace {
 
@@ -60,10 +62,20 @@ Registry<ArrivalProcess> make_arrival_registry() {
   Registry<ArrivalProcess> r("arrival process");
   r.add("poisson", "exponential gaps with mean 1/rate_per_s",
         {[](const ArrivalParams& p, RngStream& rng) { return rng.exponential(p.rate_per_s); }, true});
+  r.add("gamma", "gamma gaps with mean 1/rate_per_s and coefficient of variation cv",
+        {[](const ArrivalParams& p, RngStream& rng) {
+           const double shape = 1.0 / (p.cv * p.cv);
+           return sample_gamma(rng, shape, 1.0 / (p.rate_per_s * shape));
+         },
+         true});
   r.add("constant", "one request every 1/rate_per_s seconds",
         {[](const ArrivalParams& p, RngStream&) { return 1.0 / p.rate_per_s; }, true});
   r.add("burst", "all requests at t = 0 (vLLM bench --request-rate inf)",
         {[](const ArrivalParams&, RngStream&) { return 0.0; }, false});
+  r.add("closed_loop", "max_concurrency requests in flight, the next sent when one finishes",
+        {[](const ArrivalParams&, RngStream&) { return 0.0; }, false, true, false});
+  r.add("dataset", "the arrival_s of each dataset line",
+        {[](const ArrivalParams&, RngStream&) { return 0.0; }, false, false, true});
   return r;
 }
 
@@ -79,26 +91,83 @@ const Registry<ArrivalProcess>& arrival_processes() {
   return registry;
 }
 
-std::vector<Request> generate_requests(const WorkloadParams& params, std::uint64_t seed, int max_model_len) {
+double sample_gamma(RngStream& rng, double shape, double scale) {
+  if (shape < 1.0) {
+    // Gamma(a) = Gamma(a + 1) * U^(1/a).
+    double u = rng.uniform01();
+    while (u <= 0.0) u = rng.uniform01();
+    return sample_gamma(rng, shape + 1.0, scale) * std::pow(u, 1.0 / shape);
+  }
+  const double d = shape - 1.0 / 3.0;
+  const double c = 1.0 / std::sqrt(9.0 * d);
+  while (true) {
+    double x, v;
+    do {
+      x = rng.standard_normal();
+      v = 1.0 + c * x;
+    } while (v <= 0.0);
+    v = v * v * v;
+    const double u = rng.uniform01();
+    if (u < 1.0 - 0.0331 * x * x * x * x) return d * v * scale;
+    if (u > 0.0 && std::log(u) < 0.5 * x * x + d * (1.0 - v + std::log(v))) return d * v * scale;
+  }
+}
+
+std::vector<Request> generate_requests(const WorkloadParams& params, std::uint64_t seed, int max_model_len,
+                                       const std::vector<std::string>& domain_names,
+                                       const std::vector<DatasetRecord>* dataset) {
   const auto& arrival = arrival_processes().get(params.arrival.process);
   const auto& prompt_dist = length_distributions().get(params.prompt_tokens.dist);
   const auto& output_dist = length_distributions().get(params.output_tokens.dist);
   RngStream arrival_rng(seed, "workload/arrival");
   RngStream prompt_rng(seed, "workload/prompt_tokens");
   RngStream output_rng(seed, "workload/output_tokens");
+  RngStream domain_rng(seed, "workload/domain");
+
+  // Cumulative weights of the domain mix over the corpus order; uniform when no mix is given.
+  std::vector<double> cumulative;
+  double total = 0.0;
+  for (const auto& name : domain_names) {
+    double w = 1.0;
+    if (!params.domains.empty()) {
+      auto it = params.domains.find(name);
+      w = it == params.domains.end() ? 0.0 : it->second;
+    }
+    total += w;
+    cumulative.push_back(total);
+  }
 
   std::vector<Request> requests;
   requests.reserve(static_cast<std::size_t>(params.requests));
   double t = 0.0;
   for (int i = 0; i < params.requests; ++i) {
-    t += arrival.gap_s(params.arrival, arrival_rng);
     Request r;
     r.id = i;
+    if (dataset != nullptr && !dataset->empty()) {
+      const DatasetRecord& rec = (*dataset)[static_cast<std::size_t>(i) % dataset->size()];
+      r.prompt_tokens = std::min(rec.prompt_tokens, max_model_len - 1);
+      r.output_tokens = std::min(rec.output_tokens, max_model_len - r.prompt_tokens);
+      r.domain = rec.domain;
+      if (arrival.from_dataset && rec.arrival_s) {
+        // A reused dataset continues after its last arrival.
+        const auto lap = static_cast<double>(static_cast<std::size_t>(i) / dataset->size());
+        t = *rec.arrival_s + lap * dataset->back().arrival_s.value_or(0.0);
+      } else {
+        t += arrival.gap_s(params.arrival, arrival_rng);
+      }
+    } else {
+      t += arrival.gap_s(params.arrival, arrival_rng);
+      r.prompt_tokens = std::min(clamp_length(prompt_dist.sample(params.prompt_tokens, prompt_rng), params.prompt_tokens),
+                                 max_model_len - 1);
+      r.output_tokens = std::min(clamp_length(output_dist.sample(params.output_tokens, output_rng), params.output_tokens),
+                                 max_model_len - r.prompt_tokens);
+      if (total > 0.0) {
+        const double u = domain_rng.uniform01() * total;
+        r.domain = static_cast<int>(std::upper_bound(cumulative.begin(), cumulative.end(), u) - cumulative.begin());
+        r.domain = std::min(r.domain, static_cast<int>(cumulative.size()) - 1);
+      }
+    }
     r.arrival_s = t;
-    r.prompt_tokens = std::min(clamp_length(prompt_dist.sample(params.prompt_tokens, prompt_rng), params.prompt_tokens),
-                               max_model_len - 1);
-    r.output_tokens = std::min(clamp_length(output_dist.sample(params.output_tokens, output_rng), params.output_tokens),
-                               max_model_len - r.prompt_tokens);
     requests.push_back(r);
   }
   return requests;

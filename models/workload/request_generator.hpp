@@ -2,9 +2,17 @@
 // Synthetic request streams: arrival process x prompt-length x output-length distributions.
 //
 // Arrival processes (rate λ in requests/s):
-//   poisson  : inter-arrival gaps ~ Exp(λ)
-//   constant : gaps exactly 1/λ
-//   burst    : every request arrives at t = 0 (vLLM's benchmark with --request-rate inf)
+//   poisson     : inter-arrival gaps ~ Exp(λ)
+//   gamma       : gaps ~ Gamma(shape 1/cv², scale cv²/λ): mean 1/λ, coefficient of variation cv
+//                 (cv > 1 bursty, cv < 1 regular; vLLM bench's --burstiness is 1/cv²)
+//   constant    : gaps exactly 1/λ
+//   burst       : every request arrives at t = 0 (vLLM's benchmark with --request-rate inf)
+//   closed_loop : at most max_concurrency requests in flight; the next is sent when one finishes
+//                 (vLLM bench --max-concurrency); arrival times are set by the simulation
+//   dataset     : the arrival_s of each dataset line
+// With a dataset, prompt and output lengths and domains come from its lines (reused in order
+// when more requests are asked for than it has); otherwise lengths come from the distributions
+// and each request's domain is drawn from the domain mix (stream "workload/domain").
 // Length distributions (tokens, rounded to the nearest integer, clamped to [min, max]):
 //   fixed     : value
 //   uniform   : integer uniform on [min, max]
@@ -13,6 +21,7 @@
 // Each draws from its own stream: "workload/arrival", "workload/prompt_tokens",
 // "workload/output_tokens".
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,15 +44,27 @@ struct LengthDistParams {
 struct ArrivalParams {
   std::string process = "poisson";
   double rate_per_s = 1.0;
+  double cv = 1.0;           ///< gamma: coefficient of variation of the gaps
+  int max_concurrency = 0;   ///< closed_loop: requests in flight
 };
 
 /// How the workload's tokens pick experts (see models/routing/router.hpp).
 struct RoutingModelParams {
   std::string model = "uniform";
+  double specialization = -1;    ///< domain_affinity: sigma of log expert popularity; -1: the model card's
+  double locality = -1;          ///< P(token repeats its predecessor's first-choice expert); -1: the card's
+  double layer_correlation = 0;  ///< P(first choice follows the previous layer's first choice)
+  double drift_per_sqrt_s = 0;   ///< random-walk drift of log popularity, per sqrt(second)
+  double zipf_s = 1.0;           ///< zipf: exponent over expert rank
+  std::vector<int> hot_experts;  ///< hot_experts: the hot set
+  double hot_share = 0.5;        ///< hot_experts: share of selections that go to the hot set
+  std::string trace;             ///< trace: gate-log folder or moe_expert_activations.csv
 };
 
 struct WorkloadParams {
   int requests = 100;
+  std::string dataset;                    ///< JSONL request file; empty: synthetic requests
+  std::map<std::string, double> domains;  ///< domain mix of synthetic requests; empty: uniform over the corpus
   RoutingModelParams routing;
   ArrivalParams arrival;
   LengthDistParams prompt_tokens;
@@ -62,17 +83,24 @@ struct LengthDistribution {
 };
 
 struct ArrivalProcess {
-  /// Gap before the next arrival (seconds); the first request arrives after one gap from t = 0,
-  /// except for burst, whose gaps are all zero.
+  /// Gap before the next arrival (seconds); the first request arrives after one gap from t = 0.
   std::function<double(const ArrivalParams&, RngStream&)> gap_s;
   bool needs_rate = true;
+  bool closed_loop = false;   ///< sent when a slot frees, not at a time
+  bool from_dataset = false;  ///< times come from the dataset
 };
 
 [[nodiscard]] const Registry<LengthDistribution>& length_distributions();
 [[nodiscard]] const Registry<ArrivalProcess>& arrival_processes();
 
+/// Gamma(shape, scale) by Marsaglia & Tsang (2000), boosted for shape < 1.
+[[nodiscard]] double sample_gamma(RngStream& rng, double shape, double scale);
+
 /// Draws `params.requests` requests. Prompts are clamped to max_model_len - 1 and outputs to what
-/// fits in max_model_len after the prompt, so every request is servable.
-[[nodiscard]] std::vector<Request> generate_requests(const WorkloadParams& params, std::uint64_t seed, int max_model_len);
+/// fits in max_model_len after the prompt, so every request is servable. `domain_names` are the
+/// corpus domains the mix refers to; `dataset` (may be null) replaces the synthetic lengths.
+[[nodiscard]] std::vector<Request> generate_requests(const WorkloadParams& params, std::uint64_t seed, int max_model_len,
+                                                     const std::vector<std::string>& domain_names = {},
+                                                     const std::vector<struct DatasetRecord>* dataset = nullptr);
 
 }  // namespace moesim

@@ -59,8 +59,13 @@ struct Instance {
 
 struct SharedState {
   RunRecorder* recorder = nullptr;
+  ExpertProfiler* profiler = nullptr;
   std::string error;  ///< first failure inside an actor
   bool frontend_finished = false;
+  // Closed-loop arrivals: the frontend waits for completions.
+  std::int64_t finished = 0;
+  sg::MutexPtr completion_mutex = sg::Mutex::create();
+  sg::ConditionVariablePtr completion = sg::ConditionVariable::create();
 };
 
 /// Splits the wall time of a compute segment (between two synchronisations) over its phase
@@ -158,7 +163,7 @@ void engine(Instance& inst, SharedState& shared) {
     const double start = sg::Engine::get_clock();
     for (const BatchItem& item : batch.items)
       if (item.is_prefill && item.context_before == 0) rec.on_scheduled(item.request_id, start);
-    StepPlan plan = inst.planner.plan(batch);
+    StepPlan plan = inst.planner.plan(batch, start);
     inst.times = {};
     inst.plan = &plan;
     inst.step_start->wait();
@@ -166,7 +171,15 @@ void engine(Instance& inst, SharedState& shared) {
     const double end = sg::Engine::get_clock();
     const StepOutcome outcome = inst.scheduler.complete(batch);
     for (auto id : outcome.emitted) rec.on_token(id, end);
-    for (auto id : outcome.finished) rec.on_finished(id, end);
+    for (auto id : outcome.finished) {
+      rec.on_finished(id, end);
+      inst.planner.router().forget(id);
+    }
+    if (!outcome.finished.empty()) {
+      std::unique_lock<sg::Mutex> lock(*shared.completion_mutex);
+      shared.finished += static_cast<std::int64_t>(outcome.finished.size());
+      shared.completion->notify_all();
+    }
 
     StepRecord sr;
     sr.step = step++;
@@ -186,17 +199,29 @@ void engine(Instance& inst, SharedState& shared) {
     sr.gpu_load_max_over_mean = plan.load.gpu_max_over_mean;
     sr.dispatch_bytes = plan.load.dispatch_bytes;
     sr.combine_bytes = plan.load.combine_bytes;
-    rec.on_step(sr, plan.load.tokens_per_expert);
+    rec.on_step(sr);
+    shared.profiler->on_step(inst.index, sr.step, start, batch.total_tokens(), plan.load.layer_expert_counts);
   }
   inst.plan = nullptr;
   inst.step_start->wait();  // releases the workers
   inst.engine_finished = true;
 }
 
-void frontend(const std::vector<Request>& requests, std::vector<std::unique_ptr<Instance>>& instances, SharedState& shared) {
+void frontend(const std::vector<Request>& requests, std::vector<std::unique_ptr<Instance>>& instances, SharedState& shared,
+              int max_concurrency) {
   const auto n = instances.size();
-  for (const Request& r : requests) {
-    if (r.arrival_s > sg::Engine::get_clock()) sg::this_actor::sleep_until(r.arrival_s);
+  std::int64_t sent = 0;
+  for (Request r : requests) {
+    if (max_concurrency > 0) {
+      // Closed loop: wait for a free slot, then send now.
+      std::unique_lock<sg::Mutex> lock(*shared.completion_mutex);
+      while (sent - shared.finished >= max_concurrency) shared.completion->wait(lock);
+      r.arrival_s = sg::Engine::get_clock();
+      shared.recorder->on_sent(r.id, r.arrival_s);
+    } else if (r.arrival_s > sg::Engine::get_clock()) {
+      sg::this_actor::sleep_until(r.arrival_s);
+    }
+    ++sent;
     Instance& inst = *instances[static_cast<std::size_t>(r.id) % n];
     shared.recorder->set_instance(r.id, inst.index);
     std::unique_lock<sg::Mutex> lock(*inst.mutex);
@@ -236,10 +261,25 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   const Platform platform = build_platform(sc);
 
   const ParallelLayout layout = make_layout(sc);
-  const std::vector<Request> requests = generate_requests(sc.workload, sc.seed, sc.serving.max_model_len);
-  RunResult result{RunRecorder(requests, sc.model.spec.num_experts), 0.0};
+  const WorkloadInputs empty_inputs;
+  const WorkloadInputs& inputs = sc.inputs ? *sc.inputs : empty_inputs;
+  const std::vector<Request> requests = generate_requests(sc.workload, sc.seed, sc.serving.max_model_len, inputs.corpus.names,
+                                                          inputs.dataset.empty() ? nullptr : &inputs.dataset);
+  const auto& model = sc.model.spec;
+  const bool expert_parallel = layout.mode == ParallelMode::ep;
+  const ExpertPlacement placement = contiguous_placement(model.num_experts, expert_parallel ? layout.gpus_per_instance : 1);
+  ProfilerOptions po;
+  po.expert_profiler = sc.outputs.expert_profiler;
+  po.gate_logs = sc.outputs.gate_logs;
+  po.log_interval_tokens = sc.outputs.profiler_log_interval_tokens;
+  po.gate_log_steps_per_file = sc.outputs.gate_log_steps_per_file;
+  po.filter_max_tokens = sc.outputs.imbalance_filter_max_tokens;
+  po.trend_window_steps = sc.outputs.trend_window_steps;
+  RunResult result{RunRecorder(requests), std::make_unique<ExpertProfiler>(model, placement.rank_of_expert, expert_parallel, po),
+                   0.0};
   SharedState shared;
   shared.recorder = &result.recorder;
+  shared.profiler = result.profiler.get();
 
   SchedulerParams sp;
   sp.max_num_batched_tokens = sc.serving.max_num_batched_tokens;
@@ -252,10 +292,19 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   const int n = layout.gpus_per_instance;
   std::vector<std::unique_ptr<Instance>> instances;
   for (int i = 0; i < layout.instances; ++i) {
-    RouterContext rc{sc.model.spec.num_experts, sc.model.spec.top_k,
-                     sc.seed ^ (0x9E3779B97F4A7C15ULL * static_cast<std::uint64_t>(i + 1))};
+    RouterContext rc;
+    rc.num_experts = model.num_experts;
+    rc.top_k = model.top_k;
+    rc.num_moe_layers = model.num_moe_layers();
+    rc.n_group = model.n_group;
+    rc.topk_group = model.topk_group;
+    rc.seed = sc.seed ^ (0x9E3779B97F4A7C15ULL * static_cast<std::uint64_t>(i + 1));
+    rc.model_name = sc.model.card;
+    rc.num_domains = static_cast<int>(inputs.corpus.names.size());
+    rc.params = sc.workload.routing;
     auto router = token_routers().get(sc.workload.routing.model)(rc);
     auto inst = std::make_unique<Instance>(i, sp, StepPlanner(sc, layout, std::move(router)));
+    inst->planner.set_observer(result.profiler.get());
     for (int g = 0; g < n; ++g) inst->hosts.push_back(platform.gpus[static_cast<std::size_t>(i * n + g)]);
     inst->fabric = FabricView{sc.cluster.gpus_per_node, i * n, sc.cluster.intra_node.spec, sc.cluster.inter_node.spec};
     inst->fidelity = sc.network.fidelity;
@@ -274,7 +323,11 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
       sg::Actor::create("worker-" + std::to_string(inst.index) + "-" + std::to_string(r), inst.hosts[static_cast<std::size_t>(r)],
                         guarded(shared, [&inst, r] { worker(inst, r); }));
   }
-  sg::Actor::create("frontend", platform.gpus[0], guarded(shared, [&requests, &instances, &shared] { frontend(requests, instances, shared); }));
+  const int max_concurrency =
+      arrival_processes().get(sc.workload.arrival.process).closed_loop ? sc.workload.arrival.max_concurrency : 0;
+  sg::Actor::create("frontend", platform.gpus[0], guarded(shared, [&requests, &instances, &shared, max_concurrency] {
+                      frontend(requests, instances, shared, max_concurrency);
+                    }));
 
   bool deadlock = false;
   sg::Engine::on_deadlock_cb([&deadlock] { deadlock = true; });

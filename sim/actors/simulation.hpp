@@ -9,6 +9,9 @@
 #include <vector>
 
 #include "sim/config/scenario.hpp"
+#include <memory>
+
+#include "sim/metrics/expert_profiler.hpp"
 #include "sim/metrics/recorder.hpp"
 
 namespace moesim {
@@ -20,6 +23,7 @@ struct RunOptions {
 
 struct RunResult {
   RunRecorder recorder;
+  std::unique_ptr<ExpertProfiler> profiler;
   double end_time_s = 0;
 };
 

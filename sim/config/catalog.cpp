@@ -57,6 +57,10 @@ void describe(Schema<ModelSpec>& s) {
   s.field("kv_cache_dtype", &M::kv_cache_dtype);
   s.field("total_params_b", &M::total_params_b).greater_than(0).unit("billion parameters").doc("as published");
   s.field("active_params_b", &M::active_params_b).greater_than(0).unit("billion parameters").doc("as published");
+  s.field("routing_specialization", &M::routing_specialization).min(0).max(5)
+      .doc("spread (sigma of log popularity) of the gate's expert preferences per layer and domain");
+  s.field("routing_locality", &M::routing_locality).min(0).max(1)
+      .doc("probability that a token repeats the previous token's first-choice expert");
   s.check([](const M& m, Checker& c) {
     if (m.top_k > m.num_experts)
       c.error("top_k", "must be <= num_experts (" + std::to_string(m.num_experts) + ") (got " + std::to_string(m.top_k) + ")");

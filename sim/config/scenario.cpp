@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "models/routing/router.hpp"
+#include "models/routing/trace.hpp"
 #include "sim/exec/layout.hpp"
 
 namespace moesim {
@@ -65,6 +66,18 @@ std::vector<std::string> names_of_arrivals() { return arrival_processes().names(
 std::vector<std::string> names_of_routers() { return token_routers().names(); }
 }  // namespace
 
+void describe(Schema<OutputsConfig>& s) {
+  using O = OutputsConfig;
+  s.field("expert_profiler", &O::expert_profiler).doc("write moe_expert_tracking/ (the MoE expert profiler's files)");
+  s.field("gate_logs", &O::gate_logs).doc("write gate_logs/gate_logs_<k>.json (per-step per-layer expert counts)");
+  s.field("profiler_log_interval_tokens", &O::profiler_log_interval_tokens).min(1).unit("tokens")
+      .doc("log the routing weights of every n-th token");
+  s.field("gate_log_steps_per_file", &O::gate_log_steps_per_file).min(1).unit("steps");
+  s.field("imbalance_filter_max_tokens", &O::imbalance_filter_max_tokens).min(1).unit("tokens")
+      .doc("aggregated imbalance counts only steps with at most this many tokens");
+  s.field("trend_window_steps", &O::trend_window_steps).min(2).unit("steps").doc("window of the load-variance trend");
+}
+
 void describe(Schema<LengthDistParams>& s) {
   using L = LengthDistParams;
   s.field("dist", &L::dist).one_of(names_of_lengths).doc("length distribution");
@@ -81,16 +94,39 @@ void describe(Schema<LengthDistParams>& s) {
 void describe(Schema<ArrivalParams>& s) {
   using A = ArrivalParams;
   s.field("process", &A::process).one_of(names_of_arrivals).doc("arrival process");
-  s.field("rate_per_s", &A::rate_per_s).greater_than(0).unit("requests/s").doc("mean arrival rate (poisson, constant)");
+  s.field("rate_per_s", &A::rate_per_s).greater_than(0).unit("requests/s").doc("mean arrival rate (poisson, gamma, constant)");
+  s.field("cv", &A::cv).greater_than(0).max(100).doc("gamma: coefficient of variation of the gaps (1 = poisson)");
+  s.field("max_concurrency", &A::max_concurrency).min(0).unit("requests").doc("closed_loop: requests in flight");
+  s.check([](const A& a, Checker& c) {
+    if (a.process == "closed_loop" && a.max_concurrency < 1) c.error("max_concurrency", "closed_loop needs max_concurrency >= 1");
+  });
 }
 
 void describe(Schema<RoutingModelParams>& s) {
-  s.field("model", &RoutingModelParams::model).one_of(names_of_routers).doc("how tokens pick experts");
+  using R = RoutingModelParams;
+  s.field("model", &R::model).one_of(names_of_routers).doc("how tokens pick experts");
+  s.field("specialization", &R::specialization).min(-1).max(5)
+      .doc("domain_affinity: sigma of log expert popularity; -1 takes the model card's routing_specialization");
+  s.field("locality", &R::locality).min(-1).max(1)
+      .doc("domain_affinity: P(token repeats its predecessor's first choice); -1 takes the card's routing_locality");
+  s.field("layer_correlation", &R::layer_correlation).min(0).max(1)
+      .doc("domain_affinity: P(a token's first choice follows its previous layer's first choice)");
+  s.field("drift_per_sqrt_s", &R::drift_per_sqrt_s).min(0).doc("domain_affinity: random-walk drift of log popularity");
+  s.field("zipf_s", &R::zipf_s).min(0).max(10).doc("zipf: exponent over expert rank");
+  s.field("hot_experts", &R::hot_experts).doc("hot_experts: expert ids of the hot set");
+  s.field("hot_share", &R::hot_share).greater_than(0).max(1).doc("hot_experts: popularity share of the hot set");
+  s.field("trace", &R::trace).doc("trace: gate-log folder or moe_expert_activations.csv");
+  s.check([](const R& r, Checker& c) {
+    if (r.model == "hot_experts" && r.hot_experts.empty()) c.error("hot_experts", "hot_experts needs at least one expert id");
+    if (r.model == "trace" && r.trace.empty()) c.error("trace", "the trace router needs a gate-log folder or activations CSV");
+  });
 }
 
 void describe(Schema<WorkloadParams>& s) {
   using W = WorkloadParams;
-  s.field("requests", &W::requests).min(1).max(10'000'000).doc("number of requests");
+  s.field("requests", &W::requests).min(1).max(10'000'000).doc("number of requests (a dataset is reused in order if shorter)");
+  s.field("dataset", &W::dataset).doc("JSONL requests (moesim gen-datasets); lengths and domains come from its lines");
+  s.field("domains", &W::domains).doc("domain mix of synthetic requests, name: weight; empty: uniform over the corpus");
   s.section("routing", &W::routing, "token-to-expert routing model");
   s.section("arrival", &W::arrival, "arrival process");
   s.section("prompt_tokens", &W::prompt_tokens, "prompt length distribution");
@@ -107,7 +143,10 @@ void describe(Schema<Scenario>& s) {
   s.section("serving", &Scenario::serving, "batch scheduler limits");
   s.section("workload", &Scenario::workload, "requests");
   s.section("network", &Scenario::network, "communication model");
+  s.section("outputs", &Scenario::outputs, "optional output files");
 }
+
+std::filesystem::path domain_corpus_path(const Catalog& catalog) { return catalog.home() / "datasets/domain_queries.json"; }
 
 namespace {
 
@@ -171,6 +210,8 @@ void resolve(Scenario& sc, ParseContext& ctx) {
     if (par.tp == 0) par.tp = 1;
   }
   if (sc.serving.max_model_len == 0) sc.serving.max_model_len = sc.model.spec.max_position_embeddings;
+  if (sc.workload.routing.specialization < 0) sc.workload.routing.specialization = sc.model.spec.routing_specialization;
+  if (sc.workload.routing.locality < 0) sc.workload.routing.locality = sc.model.spec.routing_locality;
   if (!sc.cluster.intra_node.loaded && sc.cluster.gpu.loaded) {
     sc.cluster.intra_node.card = sc.cluster.gpu.spec.default_intra_node;
     load_card(sc.cluster.intra_node, ctx, "cluster.gpu.default_intra_node", nullptr);
@@ -231,6 +272,86 @@ void check_consistency(const Scenario& sc, ParseContext& ctx) {
   }
 }
 
+void add_input_issues(const InputError& e, std::vector<Diagnostic>& diags) {
+  for (const auto& i : e.issues()) diags.push_back({i.file, i.line, i.field, i.message});
+}
+
+/// Resolves a path given in a scenario: as written (from the current directory), else beside the
+/// scenario file.
+std::filesystem::path resolve_input(const std::string& given, const std::filesystem::path& scenario_file) {
+  const std::filesystem::path p(given);
+  if (p.is_absolute() || std::filesystem::exists(p)) return p;
+  const auto beside = scenario_file.parent_path() / p;
+  return std::filesystem::exists(beside) ? beside : p;
+}
+
+/// Loads the corpus, dataset and trace a workload names, and checks them against the scenario.
+std::shared_ptr<const WorkloadInputs> load_inputs(Scenario& sc, const std::filesystem::path& file, const Catalog& catalog,
+                                                  ParseContext& ctx, std::vector<Diagnostic>& diags) {
+  auto inputs = std::make_shared<WorkloadInputs>();
+  try {
+    inputs->corpus = DomainCorpus::load(domain_corpus_path(catalog));
+  } catch (const InputError& e) {
+    add_input_issues(e, diags);
+    return inputs;
+  }
+  const auto& names = inputs->corpus.names;
+  for (const auto& [name, weight] : sc.workload.domains) {
+    if (inputs->corpus.index_of(name) >= 0) continue;
+    std::string msg = "unknown domain \"" + name + "\"";
+    if (auto near = closest_match(name, names); !near.empty()) msg += " (did you mean \"" + near + "\"?)";
+    ctx.error_at("workload.domains", msg + "; known: " + join(names));
+  }
+  if (!sc.workload.domains.empty()) {
+    double total = 0;
+    for (const auto& [name, weight] : sc.workload.domains) total += weight;
+    if (total <= 0) ctx.error_at("workload.domains", "the weights must not all be 0");
+  }
+  const auto& arrival = arrival_processes().get(sc.workload.arrival.process);
+  if (!sc.workload.dataset.empty()) {
+    const auto path = resolve_input(sc.workload.dataset, file);
+    sc.workload.dataset = path.string();
+    try {
+      inputs->dataset = load_dataset(path, inputs->corpus);
+    } catch (const InputError& e) {
+      add_input_issues(e, diags);
+      return inputs;
+    }
+    int line = 0;
+    for (const auto& r : inputs->dataset) {
+      ++line;
+      if (r.prompt_tokens + r.output_tokens > sc.serving.max_model_len) {
+        diags.push_back({path.string(), line, "prompt_tokens", "prompt_tokens + output_tokens = " +
+                                                                   std::to_string(r.prompt_tokens + r.output_tokens) +
+                                                                   " exceeds serving.max_model_len (" +
+                                                                   std::to_string(sc.serving.max_model_len) + ")"});
+        break;
+      }
+      if (arrival.from_dataset && !r.arrival_s) {
+        diags.push_back({path.string(), line, "arrival_s", "missing; arrival.process: dataset needs it on every line"});
+        break;
+      }
+    }
+  } else if (arrival.from_dataset) {
+    ctx.error_at("workload.arrival.process", "dataset arrivals need workload.dataset");
+  }
+  const auto& m = sc.model.spec;
+  for (int e : sc.workload.routing.hot_experts)
+    if (e < 0 || e >= m.num_experts)
+      ctx.error_at("workload.routing.hot_experts", "expert ids must be in [0, " + std::to_string(m.num_experts - 1) +
+                                                       "] (got " + std::to_string(e) + ")");
+  if (sc.workload.routing.model == "trace") {
+    const auto path = resolve_input(sc.workload.routing.trace, file);
+    sc.workload.routing.trace = path.string();
+    try {
+      (void)load_routing_trace(path, m.num_moe_layers(), m.num_experts);
+    } catch (const InputError& e) {
+      add_input_issues(e, diags);
+    }
+  }
+  return inputs;
+}
+
 }  // namespace
 
 Scenario load_scenario(const std::filesystem::path& file, const std::vector<std::string>& set_args, const Catalog& catalog) {
@@ -259,6 +380,8 @@ Scenario load_scenario(const std::filesystem::path& file, const std::vector<std:
   resolve(sc, ctx);
   if (!diags.empty()) throw ConfigError(diags);
   check_consistency(sc, ctx);
+  if (!diags.empty()) throw ConfigError(diags);
+  sc.inputs = load_inputs(sc, file, catalog, ctx, diags);
   if (!diags.empty()) throw ConfigError(diags);
   return sc;
 }

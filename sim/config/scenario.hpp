@@ -6,6 +6,9 @@
 #include <string>
 #include <vector>
 
+#include <memory>
+
+#include "models/workload/dataset.hpp"
 #include "models/workload/request_generator.hpp"
 #include "sim/config/catalog.hpp"
 
@@ -61,6 +64,21 @@ struct NetworkConfig {
   NetworkFidelity fidelity = NetworkFidelity::flow;
 };
 
+struct OutputsConfig {
+  bool expert_profiler = true;
+  bool gate_logs = true;
+  int profiler_log_interval_tokens = 100;
+  int gate_log_steps_per_file = 1000;
+  int imbalance_filter_max_tokens = 1000;
+  int trend_window_steps = 100;
+};
+
+/// Files a workload reads, loaded and checked with the scenario.
+struct WorkloadInputs {
+  DomainCorpus corpus;
+  std::vector<DatasetRecord> dataset;
+};
+
 struct Scenario {
   std::string name;
   std::string description;
@@ -71,17 +89,24 @@ struct Scenario {
   ServingConfig serving;
   WorkloadParams workload;
   NetworkConfig network;
+  OutputsConfig outputs;
+  /// Loaded inputs (not part of the schema; set by load_scenario).
+  std::shared_ptr<const WorkloadInputs> inputs;
 };
 
 void describe(Schema<ClusterConfig>& s);
 void describe(Schema<ParallelConfig>& s);
 void describe(Schema<ServingConfig>& s);
 void describe(Schema<NetworkConfig>& s);
+void describe(Schema<OutputsConfig>& s);
 void describe(Schema<LengthDistParams>& s);
 void describe(Schema<ArrivalParams>& s);
 void describe(Schema<RoutingModelParams>& s);
 void describe(Schema<WorkloadParams>& s);
 void describe(Schema<Scenario>& s);
+
+/// Where the domain corpus lives under a catalog home.
+[[nodiscard]] std::filesystem::path domain_corpus_path(const Catalog& catalog);
 
 /// Reads, overrides (`--set key.path=value`), resolves derived values and validates a scenario.
 /// Throws ConfigError listing every problem found.

@@ -149,4 +149,58 @@ bool Codec<std::string>::decode(const YAML::Node& n, std::string& out, std::stri
   return true;
 }
 
+bool Codec<std::map<std::string, double>>::decode(const YAML::Node& n, std::map<std::string, double>& out,
+                                                  std::string& err) {
+  if (n.IsNull()) {
+    out.clear();
+    return true;
+  }
+  if (!n.IsMap()) {
+    err = "expected a mapping of name: weight (got " + describe_node(n) + ")";
+    return false;
+  }
+  out.clear();
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    double w = 0;
+    std::string e;
+    if (!it->first.IsScalar() || !Codec<double>::decode(it->second, w, e) || w < 0) {
+      err = "weight of \"" + it->first.Scalar() + "\" must be a number >= 0 (got " + describe_node(it->second) + ")";
+      return false;
+    }
+    out[it->first.Scalar()] = w;
+  }
+  return true;
+}
+
+YAML::Node Codec<std::map<std::string, double>>::encode(const std::map<std::string, double>& v) {
+  YAML::Node out(YAML::NodeType::Map);
+  for (const auto& [k, w] : v) out[k] = Codec<double>::encode(w);
+  return out;
+}
+
+bool Codec<std::vector<int>>::decode(const YAML::Node& n, std::vector<int>& out, std::string& err) {
+  if (n.IsNull()) {
+    out.clear();
+    return true;
+  }
+  if (!n.IsSequence()) {
+    err = "expected a list of integers (got " + describe_node(n) + ")";
+    return false;
+  }
+  out.clear();
+  for (const auto& item : n) {
+    int v = 0;
+    if (!Codec<int>::decode(item, v, err)) return false;
+    out.push_back(v);
+  }
+  return true;
+}
+
+YAML::Node Codec<std::vector<int>>::encode(const std::vector<int>& v) {
+  YAML::Node out(YAML::NodeType::Sequence);
+  for (int x : v) out.push_back(x);
+  out.SetStyle(YAML::EmitterStyle::Flow);
+  return out;
+}
+
 }  // namespace moesim

@@ -112,6 +112,20 @@ struct Codec<std::string> {
   static bool decode(const YAML::Node& n, std::string& out, std::string& err);
   static YAML::Node encode(const std::string& v) { return YAML::Node(v); }
 };
+/// A mapping of names to non-negative weights, e.g. a domain mix {programming: 0.5, cooking: 0.5}.
+template <>
+struct Codec<std::map<std::string, double>> {
+  static constexpr const char* type = "map";
+  static bool decode(const YAML::Node& n, std::map<std::string, double>& out, std::string& err);
+  static YAML::Node encode(const std::map<std::string, double>& v);
+};
+/// A list of integers, e.g. expert ids.
+template <>
+struct Codec<std::vector<int>> {
+  static constexpr const char* type = "list";
+  static bool decode(const YAML::Node& n, std::vector<int>& out, std::string& err);
+  static YAML::Node encode(const std::vector<int>& v);
+};
 template <class E>
   requires std::is_enum_v<E>
 struct Codec<E> {

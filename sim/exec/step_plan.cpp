@@ -41,12 +41,13 @@ double grouped_seconds(const RooflineModel& rf, const std::vector<KernelWork>& p
 }
 }  // namespace
 
-StepPlan StepPlanner::plan(const Batch& batch) {
+StepPlan StepPlanner::plan(const Batch& batch, double now_s) {
   StepPlan plan;
   plan.gpus = n_;
   plan.load.expert_max_over_mean = 0;
   plan.load.gpu_max_over_mean = 0;
-  plan.load.tokens_per_expert.assign(static_cast<std::size_t>(model_.num_experts), 0.0);
+  plan.load.layer_expert_counts.assign(static_cast<std::size_t>(model_.num_moe_layers() * model_.num_experts), 0.0);
+  router_->begin_step(now_s);
 
   // Tokens of the step and the GPU each one lives on between layers.
   tokens_.clear();
@@ -54,7 +55,7 @@ StepPlan StepPlanner::plan(const Batch& batch) {
   const int total = batch.total_tokens();
   for (const BatchItem& item : batch.items) {
     for (int i = 0; i < item.num_tokens; ++i) {
-      tokens_.push_back({item.request_id, item.context_before + i});
+      tokens_.push_back({item.request_id, item.context_before + i, item.domain});
       if (layout_.attention_ranks > 1) {
         token_owner_.push_back(item.attention_rank);
       } else {
@@ -130,12 +131,15 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
   const auto k = static_cast<std::size_t>(model_.top_k);
   const auto e_count = static_cast<std::size_t>(model_.num_experts);
   experts_.resize(tokens_.size() * k);
-  router_->route(moe_layer, tokens_, experts_);
+  weights_.resize(observer_ != nullptr ? tokens_.size() * k : 0);
+  router_->route(moe_layer, tokens_, experts_, weights_);
+  if (observer_ != nullptr) observer_->on_layer_routed(moe_layer, tokens_, experts_, weights_);
 
   // Tokens per expert, and per (expert, GPU it is held on) for mode ep.
   std::vector<double> per_expert(e_count, 0.0);
   for (std::int32_t e : experts_) per_expert[static_cast<std::size_t>(e)] += 1.0;
-  for (std::size_t e = 0; e < e_count; ++e) plan.load.tokens_per_expert[e] += per_expert[e];
+  std::copy(per_expert.begin(), per_expert.end(),
+            plan.load.layer_expert_counts.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(moe_layer) * e_count));
   plan.load.expert_cv_mean += coefficient_of_variation(per_expert);
   plan.load.expert_max_over_mean += max_over_mean(per_expert);
 

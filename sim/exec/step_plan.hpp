@@ -19,6 +19,7 @@
 // model's weights are FP8 (DeepSeek-V3), else BF16; combine is BF16.
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -45,9 +46,17 @@ struct StepLoadStats {
   double expert_cv_mean = 0;            ///< CV of tokens per expert, averaged over MoE layers
   double expert_max_over_mean = 1;      ///< max/mean tokens per expert, averaged over MoE layers
   double gpu_max_over_mean = 1;         ///< max/mean routed tokens per EP GPU, averaged (1 in mode tp)
-  std::vector<double> tokens_per_expert;  ///< summed over MoE layers, one entry per expert
+  std::vector<double> layer_expert_counts;  ///< tokens per expert, layer-major: [moe_layer * E + expert]
   double dispatch_bytes = 0;            ///< all MoE layers, all GPUs
   double combine_bytes = 0;
+};
+
+/// Sees every routing decision (the expert profiler subscribes here).
+class RoutingObserver {
+ public:
+  virtual ~RoutingObserver() = default;
+  virtual void on_layer_routed(int moe_layer, std::span<const TokenInfo> tokens, std::span<const std::int32_t> experts,
+                               std::span<const float> weights) = 0;
 };
 
 struct StepPlan {
@@ -60,7 +69,10 @@ class StepPlanner {
  public:
   StepPlanner(const Scenario& scenario, const ParallelLayout& layout, std::unique_ptr<TokenRouter> router);
 
-  [[nodiscard]] StepPlan plan(const Batch& batch);
+  /// Plans one step at simulated time now_s (the router may drift with time).
+  [[nodiscard]] StepPlan plan(const Batch& batch, double now_s = 0.0);
+  void set_observer(RoutingObserver* observer) { observer_ = observer; }
+  [[nodiscard]] TokenRouter& router() { return *router_; }
   [[nodiscard]] const ExpertPlacement& placement() const { return placement_; }
 
  private:
@@ -81,6 +93,8 @@ class StepPlanner {
   std::vector<int> token_owner_;  ///< GPU that holds each token's hidden state between layers
   std::vector<double> tokens_per_rank_;
   std::vector<std::int32_t> experts_;
+  std::vector<float> weights_;
+  RoutingObserver* observer_ = nullptr;
 };
 
 }  // namespace moesim

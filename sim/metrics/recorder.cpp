@@ -4,9 +4,7 @@
 
 namespace moesim {
 
-RunRecorder::RunRecorder(std::vector<Request> requests, int num_experts)
-    : expert_load_all_(static_cast<std::size_t>(num_experts), 0.0),
-      expert_load_filtered_(static_cast<std::size_t>(num_experts), 0.0) {
+RunRecorder::RunRecorder(std::vector<Request> requests) {
   requests_.reserve(requests.size());
   for (std::size_t i = 0; i < requests.size(); ++i) {
     if (requests[i].id != static_cast<std::int64_t>(i)) throw std::logic_error("request ids must be 0..n-1 in order");
@@ -28,14 +26,5 @@ void RunRecorder::on_token(std::int64_t id, double now) {
 }
 
 void RunRecorder::on_finished(std::int64_t id, double now) { requests_.at(static_cast<std::size_t>(id)).finish_s = now; }
-
-void RunRecorder::on_step(const StepRecord& step, const std::vector<double>& tokens_per_expert) {
-  steps_.push_back(step);
-  const bool keep = step.prefill_tokens + step.decode_tokens <= kGateLogMaxTokens;
-  for (std::size_t e = 0; e < tokens_per_expert.size(); ++e) {
-    expert_load_all_[e] += tokens_per_expert[e];
-    if (keep) expert_load_filtered_[e] += tokens_per_expert[e];
-  }
-}
 
 }  // namespace moesim

@@ -43,31 +43,24 @@ struct StepRecord {
 
 class RunRecorder {
  public:
-  RunRecorder(std::vector<Request> requests, int num_experts);
+  explicit RunRecorder(std::vector<Request> requests);
 
   void on_scheduled(std::int64_t request_id, double now);
   void on_token(std::int64_t request_id, double now);
   void on_finished(std::int64_t request_id, double now);
-  void on_step(const StepRecord& step, const std::vector<double>& tokens_per_expert);
+  void on_step(const StepRecord& step) { steps_.push_back(step); }
+  /// Closed-loop arrivals: the request is sent now.
+  void on_sent(std::int64_t request_id, double now) { requests_.at(static_cast<std::size_t>(request_id)).request.arrival_s = now; }
   void set_instance(std::int64_t request_id, int instance) { requests_.at(static_cast<std::size_t>(request_id)).instance = instance; }
 
   [[nodiscard]] const std::vector<RequestRecord>& requests() const { return requests_; }
   [[nodiscard]] const std::vector<StepRecord>& steps() const { return steps_; }
   [[nodiscard]] const std::vector<double>& inter_token_latencies_s() const { return itls_; }
-  /// Tokens per expert summed over all steps and MoE layers.
-  [[nodiscard]] const std::vector<double>& expert_load_all() const { return expert_load_all_; }
-  /// The same over steps of at most kGateLogMaxTokens tokens (the seed experiment's filter that
-  /// drops warm-up and profiling batches).
-  [[nodiscard]] const std::vector<double>& expert_load_filtered() const { return expert_load_filtered_; }
-
-  static constexpr int kGateLogMaxTokens = 1000;
 
  private:
   std::vector<RequestRecord> requests_;
   std::vector<StepRecord> steps_;
   std::vector<double> itls_;
-  std::vector<double> expert_load_all_;
-  std::vector<double> expert_load_filtered_;
 };
 
 }  // namespace moesim

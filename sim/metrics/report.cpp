@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <numeric>
 #include <stdexcept>
 
@@ -36,7 +37,7 @@ void check_invariants(const Scenario& sc, const RunResult& result) {
     throw std::runtime_error(fmt::format("invariant broken: {} prompt tokens arrived but {} were prefilled", prompt_sum, prefill));
   if (decode != decode_expected)
     throw std::runtime_error(fmt::format("invariant broken: {} decode tokens expected but {} were computed", decode_expected, decode));
-  const double routed = std::accumulate(rec.expert_load_all().begin(), rec.expert_load_all().end(), 0.0);
+  const double routed = result.profiler->routed_assignments();
   const double expected = static_cast<double>(prefill + decode) * sc.model.spec.top_k * sc.model.spec.num_moe_layers();
   if (std::fabs(routed - expected) > 0.5)
     throw std::runtime_error(fmt::format("invariant broken: {} token-expert assignments expected but {} were computed", expected, routed));
@@ -57,10 +58,46 @@ double tpot_ms(const RequestRecord& r) {
   return n > 1 ? (r.finish_s - r.first_token_s) * 1e3 / (n - 1) : 0.0;
 }
 
-/// vLLM's EPLB balancedness: mean load over max load (1 = perfectly balanced).
-double balancedness(const std::vector<double>& loads) {
-  const double mm = max_over_mean(loads);
-  return mm > 0 ? 1.0 / mm : 1.0;
+nlohmann::ordered_json finite_or_null(double x) {
+  return std::isfinite(x) ? nlohmann::ordered_json(x) : nlohmann::ordered_json(nullptr);
+}
+
+nlohmann::ordered_json imbalance_json(const ImbalanceTracker::Result& r, int filter, const std::vector<double>& step_mm,
+                                      const std::vector<double>& step_gpu_mm) {
+  nlohmann::ordered_json imb;
+  imb["filter_max_tokens"] = filter;
+  imb["steps"] = r.steps;
+  imb["steps_in_filter"] = r.steps_in_filter;
+  imb["cv_per_step_mean"] = r.cv_per_step_mean;
+  imb["cv_aggregated"] = r.cv_aggregated;
+  imb["cv_aggregated_all_steps"] = r.cv_aggregated_all;
+  imb["max_over_mean_aggregated"] = r.max_over_mean_aggregated;
+  imb["max_over_min_aggregated"] = finite_or_null(r.max_over_min_aggregated);
+  imb["kl_from_uniform"] = r.kl_from_uniform;
+  imb["entropy_bits"] = r.entropy_bits;
+  imb["gini"] = r.gini;
+  imb["balancedness"] = r.balancedness;
+  imb["expert_max_over_mean_per_step_mean"] = mean_of(step_mm);
+  imb["gpu_max_over_mean_per_step_mean"] = mean_of(step_gpu_mm);
+  imb["utilization_cv"] = r.utilization_cv;
+  imb["load_variance_trend"] = r.load_variance_trend;
+  nlohmann::ordered_json layers = nlohmann::ordered_json::array();
+  for (std::size_t l = 0; l < r.layers.size(); ++l) {
+    const auto& lr = r.layers[l];
+    nlohmann::ordered_json j;
+    j["moe_layer"] = l;
+    j["cv_per_step_mean"] = lr.cv_per_step_mean;
+    j["cv_aggregated"] = lr.aggregated.cv;
+    j["max_over_mean"] = lr.aggregated.max_over_mean;
+    j["max_over_min"] = finite_or_null(lr.aggregated.max_over_min);
+    j["kl_from_uniform"] = lr.aggregated.kl_from_uniform;
+    j["entropy_bits"] = lr.aggregated.entropy_bits;
+    j["gini"] = lr.aggregated.gini;
+    j["gpu_max_over_mean"] = lr.gpu_max_over_mean;
+    layers.push_back(std::move(j));
+  }
+  imb["per_layer"] = std::move(layers);
+  return imb;
 }
 
 }  // namespace
@@ -97,10 +134,9 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   add_stats(j, "itl", itl);
   add_stats(j, "e2el", e2el);
 
-  std::vector<double> step_cv, step_mm, step_gpu_mm;
   double attention = 0, dense = 0, moe = 0, lm_head = 0, comm = 0, dispatch = 0, combine = 0;
+  std::vector<double> step_mm, step_gpu_mm;
   for (const auto& s : rec.steps()) {
-    step_cv.push_back(s.expert_load_cv);
     step_mm.push_back(s.expert_load_max_over_mean);
     step_gpu_mm.push_back(s.gpu_load_max_over_mean);
     attention += s.attention_s;
@@ -111,14 +147,7 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
     dispatch += s.dispatch_bytes;
     combine += s.combine_bytes;
   }
-  nlohmann::ordered_json imb;
-  imb["expert_cv_per_step_mean"] = mean_of(step_cv);
-  imb["expert_cv_aggregated"] = coefficient_of_variation(rec.expert_load_all());
-  imb["expert_cv_aggregated_steps_le_1000_tokens"] = coefficient_of_variation(rec.expert_load_filtered());
-  imb["expert_max_over_mean_per_step_mean"] = mean_of(step_mm);
-  imb["gpu_max_over_mean_per_step_mean"] = mean_of(step_gpu_mm);
-  imb["expert_balancedness_aggregated"] = balancedness(rec.expert_load_all());
-  j["imbalance"] = imb;
+  j["imbalance"] = imbalance_json(result.profiler->tracker().result(), sc.outputs.imbalance_filter_max_tokens, step_mm, step_gpu_mm);
 
   nlohmann::ordered_json time;
   time["attention_s"] = attention;
@@ -201,6 +230,14 @@ void write_run_outputs(const std::filesystem::path& dir, const Scenario& sc, con
   const std::string steps = steps_csv(result);
   const std::string summary = make_summary(sc, result).dump(2) + "\n";
   const std::string config = resolved_yaml(sc);
+  std::map<std::string, std::string> profiler_files;
+  result.profiler->render(profiler_files, sc.model.card);
+  for (const auto& [rel, content] : profiler_files) {
+    const auto path = dir / rel;
+    std::filesystem::create_directories(path.parent_path(), ec);
+    if (ec) throw std::runtime_error("cannot create " + path.parent_path().string() + ": " + ec.message());
+    write_file_atomically(path, content);
+  }
   write_file_atomically(dir / "config.resolved.yaml", config);
   write_file_atomically(dir / "requests.csv", requests);
   write_file_atomically(dir / "steps.csv", steps);

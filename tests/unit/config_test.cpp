@@ -54,17 +54,19 @@ TEST(Config, every_field_is_declared_once_with_docs) {
 }
 
 TEST(Registries, registered_names_are_exactly_these) {
-  EXPECT_EQ(token_routers().names(), (std::vector<std::string>{"uniform"}));
-  EXPECT_EQ(arrival_processes().names(), (std::vector<std::string>{"burst", "constant", "poisson"}));
+  EXPECT_EQ(token_routers().names(),
+            (std::vector<std::string>{"domain_affinity", "hot_experts", "trace", "uniform", "zipf"}));
+  EXPECT_EQ(arrival_processes().names(),
+            (std::vector<std::string>{"burst", "closed_loop", "constant", "dataset", "gamma", "poisson"}));
   EXPECT_EQ(length_distributions().names(), (std::vector<std::string>{"fixed", "lognormal", "normal", "uniform"}));
 }
 
 TEST(Registries, unknown_name_lists_valid_names) {
   try {
-    (void)arrival_processes().get("gamma");
+    (void)arrival_processes().get("weibull");
     FAIL() << "expected an error";
   } catch (const UnknownNameError& e) {
-    EXPECT_STREQ(e.what(), "unknown arrival process \"gamma\"; valid: burst, constant, poisson");
+    EXPECT_STREQ(e.what(), "unknown arrival process \"weibull\"; valid: burst, closed_loop, constant, dataset, gamma, poisson");
   }
 }
 

@@ -87,10 +87,14 @@ TEST(Workload, every_request_fits_max_model_len) {
 }
 
 TEST(Router, uniform_router_picks_distinct_experts_evenly) {
-  auto router = token_routers().get("uniform")({8, 2, 42});
+  RouterContext ctx;
+  ctx.num_experts = 8;
+  ctx.top_k = 2;
+  ctx.seed = 42;
+  auto router = token_routers().get("uniform")(ctx);
   std::vector<TokenInfo> tokens(20000);
   std::vector<std::int32_t> experts(tokens.size() * 2);
-  router->route(0, tokens, experts);
+  router->route(0, tokens, experts, {});
   std::vector<double> load(8, 0.0);
   for (std::size_t t = 0; t < tokens.size(); ++t) {
     EXPECT_NE(experts[2 * t], experts[2 * t + 1]);

@@ -15,7 +15,7 @@ namespace {
 class HotExpertRouter final : public TokenRouter {
  public:
   explicit HotExpertRouter(int k) : k_(k) {}
-  void route(int, std::span<const TokenInfo> tokens, std::span<std::int32_t> experts) override {
+  void route(int, std::span<const TokenInfo> tokens, std::span<std::int32_t> experts, std::span<float>) override {
     for (std::size_t t = 0; t < tokens.size(); ++t)
       for (int j = 0; j < k_; ++j) experts[t * static_cast<std::size_t>(k_) + static_cast<std::size_t>(j)] = j;
   }
@@ -25,7 +25,12 @@ class HotExpertRouter final : public TokenRouter {
 };
 
 std::unique_ptr<TokenRouter> uniform_router(const Scenario& sc) {
-  return token_routers().get("uniform")({sc.model.spec.num_experts, sc.model.spec.top_k, sc.seed});
+  RouterContext ctx;
+  ctx.num_experts = sc.model.spec.num_experts;
+  ctx.top_k = sc.model.spec.top_k;
+  ctx.num_moe_layers = sc.model.spec.num_moe_layers();
+  ctx.seed = sc.seed;
+  return token_routers().get("uniform")(ctx);
 }
 
 /// Step time with the analytic network: per compute phase the slowest GPU, plus collectives.
@@ -41,14 +46,14 @@ double step_seconds(const StepPlan& plan, const Scenario& sc) {
 
 Batch decode_batch(int seqs, int context) {
   Batch b;
-  for (int i = 0; i < seqs; ++i) b.items.push_back({i, 0, 1, context, false, true});
+  for (int i = 0; i < seqs; ++i) b.items.push_back({i, 0, 1, -1, context, false, true});
   b.decode_tokens = seqs;
   return b;
 }
 
 Batch prefill_batch(int seqs, int prompt) {
   Batch b;
-  for (int i = 0; i < seqs; ++i) b.items.push_back({i, 0, prompt, 0, true, true});
+  for (int i = 0; i < seqs; ++i) b.items.push_back({i, 0, prompt, -1, 0, true, true});
   b.prefill_tokens = seqs * prompt;
   return b;
 }
@@ -110,7 +115,7 @@ TEST(StepPlan, every_token_is_routed_to_top_k_experts_in_every_moe_layer) {
     const Scenario sc = quickstart({std::string("parallel.mode=") + mode});
     StepPlanner planner(sc, make_layout(sc), uniform_router(sc));
     const StepPlan plan = planner.plan(prefill_batch(3, 100));
-    const double routed = std::accumulate(plan.load.tokens_per_expert.begin(), plan.load.tokens_per_expert.end(), 0.0);
+    const double routed = std::accumulate(plan.load.layer_expert_counts.begin(), plan.load.layer_expert_counts.end(), 0.0);
     EXPECT_DOUBLE_EQ(routed, 300.0 * sc.model.spec.top_k * sc.model.spec.num_moe_layers()) << mode;
   }
 }

@@ -1,0 +1,181 @@
+#include "models/routing/affinity.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+namespace moesim {
+
+AliasTable::AliasTable(std::span<const double> weights) {
+  const auto n = weights.size();
+  prob_.assign(n, 0.0);
+  alias_.assign(n, 0);
+  const double total = std::accumulate(weights.begin(), weights.end(), 0.0);
+  std::vector<double> scaled(n);
+  std::vector<int> small, large;
+  for (std::size_t i = 0; i < n; ++i) {
+    scaled[i] = weights[i] * static_cast<double>(n) / total;
+    (scaled[i] < 1.0 ? small : large).push_back(static_cast<int>(i));
+  }
+  while (!small.empty() && !large.empty()) {
+    const int s = small.back();
+    small.pop_back();
+    const int l = large.back();
+    prob_[static_cast<std::size_t>(s)] = scaled[static_cast<std::size_t>(s)];
+    alias_[static_cast<std::size_t>(s)] = l;
+    scaled[static_cast<std::size_t>(l)] -= 1.0 - scaled[static_cast<std::size_t>(s)];
+    if (scaled[static_cast<std::size_t>(l)] < 1.0) {
+      large.pop_back();
+      small.push_back(l);
+    }
+  }
+  for (int i : large) prob_[static_cast<std::size_t>(i)] = 1.0;
+  for (int i : small) prob_[static_cast<std::size_t>(i)] = 1.0;
+}
+
+int AliasTable::sample(RngStream& rng) const {
+  const std::uint64_t r = rng.next_u64();
+  const auto n = static_cast<std::uint64_t>(prob_.size());
+  // High bits pick the column, the low 53 bits the coin (independent enough for n < 2^11).
+  const auto column = static_cast<std::size_t>((r >> 32) * n >> 32);
+  const double coin = static_cast<double>(r & ((1ULL << 32) - 1)) * 0x1.0p-32;
+  return coin < prob_[column] ? static_cast<int>(column) : alias_[column];
+}
+
+std::vector<double> softmax(std::span<const double> log_p) {
+  const double m = *std::max_element(log_p.begin(), log_p.end());
+  std::vector<double> w(log_p.size());
+  double total = 0;
+  for (std::size_t i = 0; i < w.size(); ++i) total += w[i] = std::exp(log_p[i] - m);
+  for (double& x : w) x /= total;
+  return w;
+}
+
+std::vector<double> affinity_log_popularity(const std::string& model_name, int moe_layer, int domain, int num_experts,
+                                            double specialization) {
+  RngStream rng(0, "affinity/" + model_name + "/layer" + std::to_string(moe_layer) + "/domain" + std::to_string(domain));
+  std::vector<double> z(static_cast<std::size_t>(num_experts));
+  for (double& x : z) x = specialization * rng.standard_normal();
+  return z;
+}
+
+ExpertDistribution::ExpertDistribution(std::vector<double> weights, int n_group, int topk_group)
+    : n_group_(n_group), topk_group_(topk_group) {
+  const double total = std::accumulate(weights.begin(), weights.end(), 0.0);
+  p_.resize(weights.size());
+  log_p_.resize(weights.size());
+  for (std::size_t i = 0; i < weights.size(); ++i) {
+    p_[i] = weights[i] / total;
+    log_p_[i] = p_[i] > 0 ? std::log(p_[i]) : -std::numeric_limits<double>::infinity();
+  }
+  alias_ = AliasTable(p_);
+}
+
+namespace {
+bool contains(std::span<const std::int32_t> xs, std::size_t n, std::int32_t v) {
+  return std::find(xs.begin(), xs.begin() + static_cast<std::ptrdiff_t>(n), v) != xs.begin() + static_cast<std::ptrdiff_t>(n);
+}
+}  // namespace
+
+void ExpertDistribution::sample_top_k(RngStream& rng, std::span<std::int32_t> out, int forced_first, int banned_first) const {
+  if (n_group_ > 0) {
+    sample_grouped(rng, out, forced_first, banned_first);
+    return;
+  }
+  const std::size_t k = out.size();
+  std::size_t filled = 0;
+  if (forced_first >= 0) out[filled++] = forced_first;
+  double excluded_mass = filled > 0 ? p_[static_cast<std::size_t>(out[0])] : 0.0;
+  for (; filled < k; ++filled) {
+    const bool ban = filled == 0 && banned_first >= 0;
+    const double blocked = excluded_mass + (ban ? p_[static_cast<std::size_t>(banned_first)] : 0.0);
+    std::int32_t e = -1;
+    if (blocked < 0.9) {
+      // Rejection: expected tries 1 / (1 - blocked) <= 10.
+      for (int tries = 0; tries < 64 && e < 0; ++tries) {
+        const auto c = static_cast<std::int32_t>(alias_.sample(rng));
+        if (!contains(out, filled, c) && !(ban && c == banned_first)) e = c;
+      }
+    }
+    if (e < 0) {
+      // Exact draw over what is left.
+      double remaining = 0;
+      for (std::size_t i = 0; i < p_.size(); ++i)
+        if (!contains(out, filled, static_cast<std::int32_t>(i)) && !(ban && static_cast<int>(i) == banned_first)) remaining += p_[i];
+      double u = rng.uniform01() * remaining;
+      for (std::size_t i = 0; i < p_.size(); ++i) {
+        if (contains(out, filled, static_cast<std::int32_t>(i)) || (ban && static_cast<int>(i) == banned_first)) continue;
+        e = static_cast<std::int32_t>(i);
+        u -= p_[i];
+        if (u < 0) break;
+      }
+    }
+    out[filled] = e;
+    excluded_mass += p_[static_cast<std::size_t>(e)];
+  }
+}
+
+void ExpertDistribution::sample_grouped(RngStream& rng, std::span<std::int32_t> out, int forced_first, int banned_first) const {
+  const int n = static_cast<int>(p_.size());
+  const int per_group = n / n_group_;
+  std::vector<double> score(static_cast<std::size_t>(n));
+  for (int e = 0; e < n; ++e) {
+    double u = rng.uniform01();
+    while (u <= 0.0) u = rng.uniform01();
+    score[static_cast<std::size_t>(e)] = log_p_[static_cast<std::size_t>(e)] - std::log(-std::log(u));
+  }
+  if (forced_first >= 0) score[static_cast<std::size_t>(forced_first)] = std::numeric_limits<double>::infinity();
+  // Group score: sum of the two best expert scores in the group.
+  std::vector<std::pair<double, int>> groups;
+  for (int g = 0; g < n_group_; ++g) {
+    double best = -std::numeric_limits<double>::infinity(), second = best;
+    for (int e = g * per_group; e < (g + 1) * per_group; ++e) {
+      const double s = score[static_cast<std::size_t>(e)];
+      if (s > best) {
+        second = best;
+        best = s;
+      } else if (s > second) {
+        second = s;
+      }
+    }
+    groups.push_back({best + second, g});
+  }
+  std::partial_sort(groups.begin(), groups.begin() + topk_group_, groups.end(),
+                    [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  std::vector<std::pair<double, int>> candidates;
+  for (int gi = 0; gi < topk_group_; ++gi)
+    for (int e = groups[static_cast<std::size_t>(gi)].second * per_group; e < (groups[static_cast<std::size_t>(gi)].second + 1) * per_group; ++e)
+      candidates.push_back({score[static_cast<std::size_t>(e)], e});
+  const auto k = static_cast<std::ptrdiff_t>(out.size());
+  std::partial_sort(candidates.begin(), candidates.begin() + std::min<std::ptrdiff_t>(k + 1, static_cast<std::ptrdiff_t>(candidates.size())),
+                    candidates.end(), [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  for (std::ptrdiff_t i = 0; i < k; ++i) out[static_cast<std::size_t>(i)] = candidates[static_cast<std::size_t>(i)].second;
+  if (banned_first >= 0 && out[0] == banned_first) {
+    // The first choice may not repeat: the runner-up leads. With k > 1 the banned expert stays in
+    // the set (it still ranks within the k best), only the order changes.
+    if (k > 1) std::rotate(out.begin(), out.begin() + 1, out.end());
+    else if (candidates.size() > 1) out[0] = candidates[1].second;
+  }
+}
+
+void ExpertDistribution::gate_weights(std::span<const std::int32_t> chosen, std::span<float> out) const {
+  double total = 0;
+  for (auto e : chosen) total += p_[static_cast<std::size_t>(e)];
+  for (std::size_t i = 0; i < chosen.size(); ++i)
+    out[i] = total > 0 ? static_cast<float>(p_[static_cast<std::size_t>(chosen[i])] / total) : 1.0f / static_cast<float>(chosen.size());
+}
+
+std::vector<double> ExpertDistribution::inclusion_probabilities(int top_k, int samples, std::uint64_t stream_seed) const {
+  RngStream rng(stream_seed, "affinity/inclusion");
+  std::vector<double> inc(p_.size(), 0.0);
+  std::vector<std::int32_t> pick(static_cast<std::size_t>(top_k));
+  for (int s = 0; s < samples; ++s) {
+    sample_top_k(rng, pick, -1, -1);
+    for (auto e : pick) inc[static_cast<std::size_t>(e)] += 1.0;
+  }
+  for (double& x : inc) x /= samples;
+  return inc;
+}
+
+}  // namespace moesim

@@ -1,0 +1,71 @@
+#pragma once
+// Expert popularity and top-k sampling.
+//
+// Popularity of expert e in MoE layer l for domain d:  p ∝ exp(σ · z[l][d][e]),  z ~ N(0, 1)
+// drawn from a stream named after the model, the layer and the domain, so a model's hot experts
+// are the same in every scenario and seed (they are a property of the trained gate, not of the
+// run). σ (`specialization`) sets how unequal the experts are: Mixtral's near-uniform gate
+// (per-expert shares 0.06–0.19 against 0.125, Mixtral paper §5) needs a small σ; DeepSeek-V3's
+// domain-specialised gate a large one. Values are on the model cards.
+//
+// Sampling the top k without replacement in proportion to p (Plackett-Luce): the first choice
+// from p, each next from p restricted to the experts not yet chosen (alias table plus rejection;
+// exact). Group-limited routing (DeepSeek-V3: the k experts come from the `topk_group` best of
+// `n_group` groups, a group scored by the sum of its two best experts) uses the equivalent Gumbel
+// form: score_e = log p_e + Gumbel noise, groups ranked by the sum of their two best scores, the
+// top k scores of the selected groups taken in order.
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "models/common/rng.hpp"
+
+namespace moesim {
+
+/// Walker/Vose alias table: O(1) draws from a fixed discrete distribution.
+class AliasTable {
+ public:
+  AliasTable() = default;
+  explicit AliasTable(std::span<const double> weights);
+  [[nodiscard]] int sample(RngStream& rng) const;
+  [[nodiscard]] int size() const { return static_cast<int>(prob_.size()); }
+
+ private:
+  std::vector<double> prob_;
+  std::vector<int> alias_;
+};
+
+/// A distribution over experts with the samplers routers need.
+class ExpertDistribution {
+ public:
+  ExpertDistribution() = default;
+  ExpertDistribution(std::vector<double> weights, int n_group, int topk_group);
+
+  [[nodiscard]] const std::vector<double>& probabilities() const { return p_; }
+  /// Ordered top-k without replacement. `forced_first` >= 0 makes that expert the first choice;
+  /// `banned_first` >= 0 forbids it as first choice (it may still come later).
+  void sample_top_k(RngStream& rng, std::span<std::int32_t> out, int forced_first, int banned_first) const;
+  /// Gate weights of chosen experts, renormalised over them.
+  void gate_weights(std::span<const std::int32_t> chosen, std::span<float> out) const;
+  /// Probability that each expert is among a token's top k (sums to k), by Monte Carlo with a
+  /// fixed stream; the expected load share of expert e is inclusion[e] / k.
+  [[nodiscard]] std::vector<double> inclusion_probabilities(int top_k, int samples, std::uint64_t stream_seed) const;
+
+ private:
+  void sample_grouped(RngStream& rng, std::span<std::int32_t> out, int forced_first, int banned_first) const;
+
+  std::vector<double> p_;
+  std::vector<double> log_p_;
+  AliasTable alias_;
+  int n_group_ = 0;
+  int topk_group_ = 0;
+};
+
+/// Log-popularity vector of (model, layer, domain) with spread σ; see the header comment.
+[[nodiscard]] std::vector<double> affinity_log_popularity(const std::string& model_name, int moe_layer, int domain,
+                                                          int num_experts, double specialization);
+/// Weights exp(log_p) normalised to sum 1.
+[[nodiscard]] std::vector<double> softmax(std::span<const double> log_p);
+
+}  // namespace moesim

@@ -1,0 +1,125 @@
+#include "models/routing/trace.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace moesim {
+namespace {
+
+RoutingTrace load_gate_logs(const std::filesystem::path& dir, int layers, int experts) {
+  std::vector<std::pair<long, std::filesystem::path>> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("gate_logs_", 0) != 0 || entry.path().extension() != ".json") continue;
+    const std::string index = name.substr(10, name.size() - 15);
+    try {
+      files.emplace_back(std::stol(index), entry.path());
+    } catch (const std::exception&) {
+      throw InputError({{entry.path().string(), 0, "", "gate log file names are gate_logs_<number>.json"}});
+    }
+  }
+  if (files.empty()) throw InputError({{dir.string(), 0, "", "no gate_logs_<k>.json files in this folder"}});
+  std::sort(files.begin(), files.end());
+  RoutingTrace t;
+  t.num_experts = experts;
+  t.num_moe_layers = layers;
+  for (const auto& [index, file] : files) {
+    std::ifstream in(file);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw InputError({{file.string(), 0, "", std::string("malformed JSON: ") + e.what()}});
+    }
+    if (!j.is_object() || !j.contains("steps") || !j["steps"].is_array())
+      throw InputError({{file.string(), 0, "steps", "expected an object with a \"steps\" list"}});
+    if (j.contains("num_experts") && j["num_experts"] != experts)
+      throw InputError({{file.string(), 0, "num_experts", "the trace has " + j["num_experts"].dump() +
+                                                              " experts but the model has " + std::to_string(experts)}});
+    std::size_t si = 0;
+    for (const auto& step : j["steps"]) {
+      const std::string where = "steps[" + std::to_string(si++) + "].expert_counts";
+      if (!step.contains("expert_counts") || !step["expert_counts"].is_array())
+        throw InputError({{file.string(), 0, where, "missing"}});
+      const auto& counts = step["expert_counts"];
+      if (static_cast<int>(counts.size()) != layers)
+        throw InputError({{file.string(), 0, where, "has " + std::to_string(counts.size()) +
+                                                        " layers but the model has " + std::to_string(layers) + " MoE layers"}});
+      std::vector<std::vector<double>> s;
+      for (const auto& layer : counts) {
+        if (!layer.is_array() || static_cast<int>(layer.size()) != experts)
+          throw InputError({{file.string(), 0, where, "every layer needs " + std::to_string(experts) + " expert counts"}});
+        std::vector<double> row;
+        for (const auto& c : layer) {
+          if (!c.is_number() || c.get<double>() < 0) throw InputError({{file.string(), 0, where, "counts must be numbers >= 0"}});
+          row.push_back(c.get<double>());
+        }
+        s.push_back(std::move(row));
+      }
+      t.steps.push_back(std::move(s));
+    }
+  }
+  if (t.steps.empty()) throw InputError({{dir.string(), 0, "steps", "the gate logs hold no steps"}});
+  return t;
+}
+
+RoutingTrace load_activations_csv(const std::filesystem::path& file, int layers, int experts) {
+  std::ifstream in(file);
+  if (!in) throw InputError({{file.string(), 0, "", "cannot open"}});
+  std::string line;
+  std::getline(in, line);
+  if (line.rfind("layer_idx,expert_id,activation_count", 0) != 0)
+    throw InputError({{file.string(), 1, "", "expected the header layer_idx,expert_id,activation_count,percentage"}});
+  std::map<int, std::vector<double>> by_layer;
+  int lineno = 1;
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (line.empty()) continue;
+    std::stringstream ss(line);
+    std::string a, b, c;
+    std::getline(ss, a, ',');
+    std::getline(ss, b, ',');
+    std::getline(ss, c, ',');
+    int layer = 0, expert = 0;
+    double count = 0;
+    try {
+      layer = std::stoi(a);
+      expert = std::stoi(b);
+      count = std::stod(c);
+    } catch (const std::exception&) {
+      throw InputError({{file.string(), lineno, "", "expected integers layer_idx, expert_id and a count"}});
+    }
+    if (expert < 0 || expert >= experts)
+      throw InputError({{file.string(), lineno, "expert_id", "must be in [0, " + std::to_string(experts - 1) +
+                                                                "] for this model (got " + std::to_string(expert) + ")"}});
+    if (count < 0) throw InputError({{file.string(), lineno, "activation_count", "must be >= 0"}});
+    auto& row = by_layer[layer];
+    row.resize(static_cast<std::size_t>(experts), 0.0);
+    row[static_cast<std::size_t>(expert)] += count;
+  }
+  if (static_cast<int>(by_layer.size()) != layers)
+    throw InputError({{file.string(), 0, "layer_idx", "the profile has " + std::to_string(by_layer.size()) +
+                                                         " layers but the model has " + std::to_string(layers) + " MoE layers"}});
+  RoutingTrace t;
+  t.num_experts = experts;
+  t.num_moe_layers = layers;
+  t.per_step = false;
+  std::vector<std::vector<double>> step;
+  for (auto& [layer, row] : by_layer) step.push_back(row);
+  t.steps.push_back(std::move(step));
+  return t;
+}
+
+}  // namespace
+
+RoutingTrace load_routing_trace(const std::filesystem::path& path, int num_moe_layers, int num_experts) {
+  if (std::filesystem::is_directory(path)) return load_gate_logs(path, num_moe_layers, num_experts);
+  if (!std::filesystem::exists(path)) throw InputError({{path.string(), 0, "", "no such file or folder"}});
+  return load_activations_csv(path, num_moe_layers, num_experts);
+}
+
+}  // namespace moesim

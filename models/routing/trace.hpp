@@ -1,0 +1,29 @@
+#pragma once
+// Routing traces measured on real systems (or written by moesim), for replay.
+//
+// Gate logs: a folder of gate_logs_<k>.json files (k = 0, 1, ...), each
+//   {"format": "moesim-gate-log-v1", "model": "...", "moe_layers": [0, 1, ...], "num_experts": E,
+//    "top_k": k, "steps": [{"step": s, "instance": i, "time_s": t, "num_tokens": T,
+//                           "expert_counts": [[c_e for e in experts] for each MoE layer]}]}
+// Profiler activations: moe_expert_activations.csv with columns
+//   layer_idx,expert_id,activation_count,percentage
+#include <filesystem>
+#include <vector>
+
+#include "models/common/input_error.hpp"
+
+namespace moesim {
+
+struct RoutingTrace {
+  int num_experts = 0;
+  int num_moe_layers = 0;
+  /// steps[s][layer][expert]: tokens routed (gate logs); a single step for activation profiles.
+  std::vector<std::vector<std::vector<double>>> steps;
+  bool per_step = true;  ///< false: a per-layer distribution (activations CSV)
+};
+
+/// Reads a gate-log folder or an activations CSV; checks it against the model's MoE layers and
+/// experts. Throws InputError naming file, line and field.
+[[nodiscard]] RoutingTrace load_routing_trace(const std::filesystem::path& path, int num_moe_layers, int num_experts);
+
+}  // namespace moesim

@@ -1,0 +1,132 @@
+#include "models/workload/dataset.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+namespace moesim {
+
+int DomainCorpus::index_of(const std::string& name) const {
+  for (std::size_t i = 0; i < names.size(); ++i)
+    if (names[i] == name) return static_cast<int>(i);
+  return -1;
+}
+
+DomainCorpus DomainCorpus::load(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  if (!in) throw InputError({{file.string(), 0, "", "cannot open domain corpus"}});
+  nlohmann::ordered_json j;
+  try {
+    j = nlohmann::ordered_json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw InputError({{file.string(), 0, "", std::string("malformed JSON: ") + e.what()}});
+  }
+  if (!j.is_object() || !j.contains("domains") || !j["domains"].is_object())
+    throw InputError({{file.string(), 0, "domains", "expected an object mapping domain names to lists of queries"}});
+  DomainCorpus c;
+  std::vector<InputIssue> issues;
+  for (const auto& [name, list] : j["domains"].items()) {
+    if (!list.is_array() || list.empty()) {
+      issues.push_back({file.string(), 0, "domains." + name, "expected a non-empty list of query strings"});
+      continue;
+    }
+    std::vector<std::string> qs;
+    for (const auto& q : list) {
+      if (!q.is_string()) {
+        issues.push_back({file.string(), 0, "domains." + name, "every query must be a string"});
+        break;
+      }
+      qs.push_back(q.get<std::string>());
+    }
+    c.names.push_back(name);
+    c.queries.push_back(std::move(qs));
+  }
+  if (!issues.empty()) throw InputError(issues);
+  return c;
+}
+
+int estimate_prompt_tokens(const std::string& text) {
+  return std::max(1, static_cast<int>(std::ceil(static_cast<double>(text.size()) / 4.0)));
+}
+
+std::vector<DatasetRecord> load_dataset(const std::filesystem::path& file, const DomainCorpus& corpus) {
+  std::ifstream in(file);
+  if (!in) throw InputError({{file.string(), 0, "", "cannot open dataset"}});
+  std::vector<DatasetRecord> out;
+  std::vector<InputIssue> issues;
+  std::string line;
+  int lineno = 0;
+  double last_arrival = 0.0;
+  bool any_arrival = false, any_without_arrival = false;
+  auto issue = [&](const std::string& field, const std::string& msg) { issues.push_back({file.string(), lineno, field, msg}); };
+  auto positive_int = [&](const nlohmann::json& j, const char* key, int& dst) {
+    if (!j.contains(key)) {
+      issue(key, "missing");
+      return;
+    }
+    const auto& v = j[key];
+    if (!v.is_number_integer() || v.get<long long>() < 1 || v.get<long long>() > 10'000'000) {
+      issue(key, "must be an integer >= 1 (got " + v.dump() + ")");
+      return;
+    }
+    dst = v.get<int>();
+  };
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error&) {
+      issue("", "not valid JSON");
+      continue;
+    }
+    if (!j.is_object()) {
+      issue("", "expected a JSON object");
+      continue;
+    }
+    DatasetRecord r;
+    if (j.contains("prompt")) {
+      if (j["prompt"].is_string()) r.prompt = j["prompt"].get<std::string>();
+      else issue("prompt", "must be a string");
+    }
+    positive_int(j, "prompt_tokens", r.prompt_tokens);
+    positive_int(j, "output_tokens", r.output_tokens);
+    if (!j.contains("domain")) {
+      issue("domain", "missing");
+    } else if (!j["domain"].is_string()) {
+      issue("domain", "must be a string");
+    } else {
+      r.domain = corpus.index_of(j["domain"].get<std::string>());
+      if (r.domain < 0) {
+        std::string names;
+        for (const auto& n : corpus.names) names += (names.empty() ? "" : ", ") + n;
+        issue("domain", "unknown domain \"" + j["domain"].get<std::string>() + "\"; known: " + names);
+      }
+    }
+    if (j.contains("arrival_s")) {
+      const auto& v = j["arrival_s"];
+      if (!v.is_number() || v.get<double>() < 0 || !std::isfinite(v.get<double>())) {
+        issue("arrival_s", "must be a number >= 0 (got " + v.dump() + ")");
+      } else if (v.get<double>() < last_arrival) {
+        issue("arrival_s", "must not decrease (previous " + std::to_string(last_arrival) + ", got " + v.dump() + ")");
+      } else {
+        r.arrival_s = v.get<double>();
+        last_arrival = *r.arrival_s;
+      }
+      any_arrival = true;
+    } else {
+      any_without_arrival = true;
+    }
+    out.push_back(std::move(r));
+  }
+  if (any_arrival && any_without_arrival)
+    issues.push_back({file.string(), 0, "arrival_s", "present on some lines but not all: give it on every line or none"});
+  if (out.empty() && issues.empty()) issues.push_back({file.string(), 0, "", "dataset has no requests"});
+  if (!issues.empty()) throw InputError(issues);
+  return out;
+}
+
+}  // namespace moesim

@@ -1,0 +1,44 @@
+#pragma once
+// Request sources read from files.
+//
+// Domain corpus (datasets/domain_queries.json):
+//   {"format": "moesim-domain-queries-v1", "domains": {"programming": ["...", ...], ...}}
+// Dataset (JSON Lines, one request per line, as written by `moesim gen-datasets`):
+//   {"prompt": "...", "domain": "cooking", "prompt_tokens": 41, "output_tokens": 256, "arrival_s": 0.5}
+//   prompt_tokens and output_tokens are required (>= 1), domain is required when a corpus is given
+//   and must name one of its domains, arrival_s (>= 0, non-decreasing) is optional, prompt is
+//   optional text. Every problem is reported with file, line and field; nothing is skipped.
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "models/common/input_error.hpp"
+
+namespace moesim {
+
+struct DomainCorpus {
+  std::vector<std::string> names;                 ///< in file order
+  std::vector<std::vector<std::string>> queries;  ///< per domain
+
+  [[nodiscard]] int index_of(const std::string& name) const;
+  /// Loads and checks the corpus; throws InputError.
+  static DomainCorpus load(const std::filesystem::path& file);
+};
+
+struct DatasetRecord {
+  std::string prompt;
+  int domain = -1;
+  int prompt_tokens = 0;
+  int output_tokens = 0;
+  std::optional<double> arrival_s;
+};
+
+/// Reads a JSONL dataset; `corpus` resolves domain names. Throws InputError listing every problem.
+[[nodiscard]] std::vector<DatasetRecord> load_dataset(const std::filesystem::path& file, const DomainCorpus& corpus);
+
+/// Token count estimate of a prompt text when no tokenizer is at hand: about 4 characters per
+/// token for English text (the rule of thumb OpenAI and others document for BPE tokenizers).
+[[nodiscard]] int estimate_prompt_tokens(const std::string& text);
+
+}  // namespace moesim

@@ -1,0 +1,172 @@
+#include "sim/metrics/expert_profiler.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "models/common/stats.hpp"
+
+namespace moesim {
+
+ExpertProfiler::ExpertProfiler(const ModelSpec& model, std::vector<int> rank_of_expert, bool expert_parallel,
+                               ProfilerOptions options)
+    : experts_(model.num_experts),
+      top_k_(model.top_k),
+      rank_of_expert_(rank_of_expert),
+      expert_parallel_(expert_parallel),
+      options_(options),
+      tracker_(model.num_moe_layers(), model.num_experts, std::move(rank_of_expert), options.filter_max_tokens,
+               options.trend_window_steps) {
+  for (int l = model.num_dense_layers; l < model.num_layers; ++l) moe_layer_ids_.push_back(l);
+  if (options_.expert_profiler)
+    coselection_.assign(static_cast<std::size_t>(model.num_moe_layers()) * static_cast<std::size_t>(experts_) *
+                            static_cast<std::size_t>(experts_), 0);
+}
+
+void ExpertProfiler::on_layer_routed(int moe_layer, std::span<const TokenInfo> tokens, std::span<const std::int32_t> experts,
+                                     std::span<const float> weights) {
+  if (!options_.expert_profiler) return;
+  const auto k = static_cast<std::size_t>(top_k_);
+  const auto E = static_cast<std::size_t>(experts_);
+  std::uint64_t* cos = coselection_.data() + static_cast<std::size_t>(moe_layer) * E * E;
+  for (std::size_t t = 0; t < tokens.size(); ++t) {
+    const std::int32_t* sel = experts.data() + t * k;
+    for (std::size_t a = 0; a < k; ++a)
+      for (std::size_t b = a + 1; b < k; ++b) {
+        const auto lo = static_cast<std::size_t>(std::min(sel[a], sel[b]));
+        const auto hi = static_cast<std::size_t>(std::max(sel[a], sel[b]));
+        ++cos[lo * E + hi];
+      }
+  }
+  // Every log_interval-th token (numbered in the order MoE layer 0 sees them) is logged in every layer.
+  const std::int64_t first = tokens_seen_;
+  const auto interval = static_cast<std::int64_t>(std::max(1, options_.log_interval_tokens));
+  for (std::int64_t idx = (first + interval - 1) / interval * interval; idx < first + static_cast<std::int64_t>(tokens.size());
+       idx += interval) {
+    const auto t = static_cast<std::size_t>(idx - first);
+    for (std::size_t j = 0; j < k; ++j)
+      weight_samples_.push_back({moe_layer_ids_[static_cast<std::size_t>(moe_layer)], idx, experts[t * k + j],
+                                 weights.empty() ? 1.0f / static_cast<float>(k) : weights[t * k + j]});
+  }
+  if (moe_layer + 1 == static_cast<int>(moe_layer_ids_.size())) tokens_seen_ += static_cast<std::int64_t>(tokens.size());
+}
+
+void ExpertProfiler::on_step(int instance, std::int64_t step, double time_s, int num_tokens, std::span<const double> counts) {
+  tracker_.add_step(num_tokens, counts);
+  const auto E = static_cast<std::size_t>(experts_);
+  if (options_.expert_profiler) {
+    for (std::size_t l = 0; l < moe_layer_ids_.size(); ++l) {
+      const auto row = counts.subspan(l * E, E);
+      const double mn = *std::min_element(row.begin(), row.end());
+      const double mx = *std::max_element(row.begin(), row.end());
+      timeline_.push_back({moe_layer_ids_[l], time_s, stddev_of(row), mn > 0 ? mx / mn : std::numeric_limits<double>::infinity()});
+    }
+  }
+  if (options_.gate_logs) {
+    GateStep g{step, instance, time_s, num_tokens, {}};
+    g.counts.reserve(counts.size());
+    for (double c : counts) g.counts.push_back(static_cast<std::int32_t>(std::lround(c)));
+    gate_steps_.push_back(std::move(g));
+  }
+}
+
+double ExpertProfiler::routed_assignments() const {
+  const auto& agg = tracker_.aggregated_all();
+  return std::accumulate(agg.begin(), agg.end(), 0.0);
+}
+
+namespace {
+std::string ratio_text(double r) { return std::isinf(r) ? "inf" : fmt::format("{:.6f}", r); }
+}  // namespace
+
+void ExpertProfiler::render(std::map<std::string, std::string>& files, const std::string& model_name) const {
+  const auto E = static_cast<std::size_t>(experts_);
+  const auto& agg = tracker_.aggregated_all();
+
+  std::string experts_csv = "layer,expert,gpu,tokens,share\n";
+  for (std::size_t l = 0; l < moe_layer_ids_.size(); ++l) {
+    const double total = std::accumulate(agg.begin() + static_cast<std::ptrdiff_t>(l * E),
+                                         agg.begin() + static_cast<std::ptrdiff_t>((l + 1) * E), 0.0);
+    for (std::size_t e = 0; e < E; ++e)
+      experts_csv += fmt::format("{},{},{},{:.0f},{:.6f}\n", moe_layer_ids_[l], e, expert_parallel_ ? rank_of_expert_[e] : -1,
+                                 agg[l * E + e], total > 0 ? agg[l * E + e] / total : 0.0);
+  }
+  files["experts.csv"] = std::move(experts_csv);
+
+  if (options_.expert_profiler) {
+    std::string act = "layer_idx,expert_id,activation_count,percentage\n";
+    std::string cos = "layer_idx,expert_id_1,expert_id_2,coselection_count\n";
+    nlohmann::ordered_json summary;
+    for (std::size_t l = 0; l < moe_layer_ids_.size(); ++l) {
+      const auto row = std::span<const double>(agg).subspan(l * E, E);
+      const double total = std::accumulate(row.begin(), row.end(), 0.0);
+      for (std::size_t e = 0; e < E; ++e)
+        act += fmt::format("{},{},{:.0f},{:.2f}\n", moe_layer_ids_[l], e, row[e], total > 0 ? 100.0 * row[e] / total : 0.0);
+      for (std::size_t a = 0; a < E; ++a)
+        for (std::size_t b = a + 1; b < E; ++b)
+          if (const auto c = coselection_[l * E * E + a * E + b]; c > 0)
+            cos += fmt::format("{},{},{},{}\n", moe_layer_ids_[l], a, b, c);
+      const double mn = *std::min_element(row.begin(), row.end());
+      const double mx = *std::max_element(row.begin(), row.end());
+      nlohmann::ordered_json j;
+      j["num_experts"] = experts_;
+      j["top_k"] = top_k_;
+      j["total_activations"] = static_cast<std::int64_t>(std::llround(total));
+      const auto used = std::count_if(row.begin(), row.end(), [](double x) { return x > 0; });
+      j["unique_experts_activated"] = used;
+      j["activation_coverage_pct"] = 100.0 * static_cast<double>(used) / static_cast<double>(E);
+      j["mean_activations_per_expert"] = mean_of(row);
+      j["std_dev_activations"] = stddev_of(row);
+      j["min_activations"] = static_cast<std::int64_t>(std::llround(mn));
+      j["max_activations"] = static_cast<std::int64_t>(std::llround(mx));
+      j["load_balance_ratio"] = mn > 0 ? nlohmann::ordered_json(mx / mn) : nlohmann::ordered_json(nullptr);
+      summary["layer_" + std::to_string(moe_layer_ids_[l])] = j;
+    }
+    std::string weights = "layer_idx,token_idx,expert_id,weight\n";
+    std::vector<WeightSample> sorted = weight_samples_;
+    std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.layer_idx < b.layer_idx; });
+    for (const auto& w : sorted) weights += fmt::format("{},{},{},{:.6f}\n", w.layer_idx, w.token_idx, w.expert, w.weight);
+    std::string timeline = "layer_idx,timestamp_sec,std_dev,max_min_ratio\n";
+    for (const auto& r : timeline_)
+      timeline += fmt::format("{},{:.6f},{:.6f},{}\n", r.layer_idx, r.time_s, r.std_dev, ratio_text(r.max_min_ratio));
+    files["moe_expert_tracking/moe_expert_activations.csv"] = std::move(act);
+    files["moe_expert_tracking/moe_expert_coselection.csv"] = std::move(cos);
+    files["moe_expert_tracking/moe_routing_weights_hist.csv"] = std::move(weights);
+    files["moe_expert_tracking/moe_load_imbalance.csv"] = std::move(timeline);
+    files["moe_expert_tracking/moe_summary.json"] = summary.dump(2) + "\n";
+  }
+
+  if (options_.gate_logs) {
+    const auto per_file = static_cast<std::size_t>(std::max(1, options_.gate_log_steps_per_file));
+    for (std::size_t start = 0, k = 0; start < gate_steps_.size(); start += per_file, ++k) {
+      nlohmann::ordered_json j;
+      j["format"] = "moesim-gate-log-v1";
+      j["model"] = model_name;
+      j["moe_layers"] = moe_layer_ids_;
+      j["num_experts"] = experts_;
+      j["top_k"] = top_k_;
+      nlohmann::ordered_json steps = nlohmann::ordered_json::array();
+      for (std::size_t i = start; i < std::min(start + per_file, gate_steps_.size()); ++i) {
+        const GateStep& g = gate_steps_[i];
+        nlohmann::ordered_json s;
+        s["step"] = g.step;
+        s["instance"] = g.instance;
+        s["time_s"] = g.time_s;
+        s["num_tokens"] = g.num_tokens;
+        nlohmann::ordered_json layers = nlohmann::ordered_json::array();
+        for (std::size_t l = 0; l < moe_layer_ids_.size(); ++l)
+          layers.push_back(std::vector<std::int32_t>(g.counts.begin() + static_cast<std::ptrdiff_t>(l * E),
+                                                     g.counts.begin() + static_cast<std::ptrdiff_t>((l + 1) * E)));
+        s["expert_counts"] = std::move(layers);
+        steps.push_back(std::move(s));
+      }
+      j["steps"] = std::move(steps);
+      files["gate_logs/gate_logs_" + std::to_string(k) + ".json"] = j.dump() + "\n";
+    }
+  }
+}
+
+}  // namespace moesim
