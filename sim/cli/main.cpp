@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "models/routing/router.hpp"
+#include "models/workload/dataset_generator.hpp"
 #include "sim/actors/simulation.hpp"
 #include "sim/config/scenario.hpp"
 #include "sim/metrics/report.hpp"
@@ -89,6 +90,43 @@ int cmd_describe() {
   return kExitOk;
 }
 
+int cmd_gen_datasets(int count, int prompts, int output_tokens, std::uint64_t seed, const std::string& model_name,
+                     const std::string& out_dir, const Catalog& catalog) {
+  std::vector<Diagnostic> sink;
+  const auto model = catalog.load<ModelSpec>(model_name, sink);
+  if (!model) {
+    for (const auto& d : sink) std::cerr << "error: " << d.format() << "\n";
+    if (sink.empty()) std::cerr << "error: unknown model card \"" << model_name << "\"; see moesim list models\n";
+    return kExitConfig;
+  }
+  DomainCorpus corpus;
+  try {
+    corpus = DomainCorpus::load(domain_corpus_path(catalog));
+  } catch (const InputError& e) {
+    for (const auto& i : e.issues()) std::cerr << "error: " << InputError::format(i) << "\n";
+    return kExitConfig;
+  }
+  const auto datasets = generate_datasets(corpus, *model, count, prompts, output_tokens, seed);
+  const std::filesystem::path dir(out_dir);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    std::cerr << "error: cannot create " << dir.string() << ": " << ec.message() << "\n";
+    return kExitRun;
+  }
+  std::string index = "index,file,strategy,predicted_imbalance,model,top_domain,top_domain_share\n";
+  for (const auto& ds : datasets) {
+    write_file_atomically(dir / ds.file_name(), ds.to_jsonl(corpus));
+    const auto top = std::max_element(ds.domain_token_share.begin(), ds.domain_token_share.end()) - ds.domain_token_share.begin();
+    index += fmt::format("{},{},{},{:.6f},{},{},{:.4f}\n", ds.index, ds.file_name(), ds.strategy, ds.score, model_name,
+                         corpus.names[static_cast<std::size_t>(top)], ds.domain_token_share[static_cast<std::size_t>(top)]);
+  }
+  write_file_atomically(dir / "index.csv", index);
+  std::cout << fmt::format("moesim: wrote {} datasets of {} prompts to {} (index.csv lists strategy and predicted imbalance)\n",
+                           datasets.size(), prompts, dir.string());
+  return kExitOk;
+}
+
 void print_run_table(const nlohmann::ordered_json& s, const std::filesystem::path& out, double wall_s) {
   const auto& run = s["run"];
   std::cout << fmt::format("moesim: {} | {} on {} x {} | mode {} (tp {}, ep {}, dp {}) | {} steps\n",
@@ -165,6 +203,17 @@ int main(int argc, char** argv) {
 
   auto* describe_cmd = app.add_subcommand("describe", "print every scenario field with its type, default, unit and meaning");
 
+  auto* gen = app.add_subcommand("gen-datasets", "write synthetic datasets of varying predicted expert-load imbalance");
+  int gen_count = 50, gen_prompts = 30, gen_output = 256;
+  std::uint64_t gen_seed = 0;
+  std::string gen_model = "mixtral-8x7b", gen_out;
+  gen->add_option("--count", gen_count, "datasets to write")->check(CLI::Range(1, 100000));
+  gen->add_option("--prompts", gen_prompts, "prompts per dataset")->check(CLI::Range(1, 10000000));
+  gen->add_option("--output-tokens", gen_output, "output tokens of every request")->check(CLI::Range(1, 1000000));
+  gen->add_option("--seed", gen_seed, "random seed");
+  gen->add_option("--model", gen_model, "model card whose routing model scores the datasets");
+  gen->add_option("--out", gen_out, "output folder")->required();
+
   auto* list = app.add_subcommand("list", "list catalog cards or registered components");
   std::string kind;
   list->add_option("kind", kind, "models | gpus | interconnects | routers | arrivals | lengths")->required();
@@ -180,6 +229,7 @@ int main(int argc, char** argv) {
   const Catalog catalog(catalog_dir.empty() ? default_catalog_home() : std::filesystem::path(catalog_dir));
   if (*list) return cmd_list(kind, catalog);
   if (*describe_cmd) return cmd_describe();
+  if (*gen) return cmd_gen_datasets(gen_count, gen_prompts, gen_output, gen_seed, gen_model, gen_out, catalog);
   if (*validate) return cmd_validate(files, validate_sets, catalog);
   return cmd_run(scenario_file, sets, out_dir, quiet, run_opts, catalog);
 }

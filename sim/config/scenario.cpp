@@ -108,7 +108,8 @@ void describe(Schema<RoutingModelParams>& s) {
   s.field("specialization", &R::specialization).min(-1).max(5)
       .doc("domain_affinity: sigma of log expert popularity; -1 takes the model card's routing_specialization");
   s.field("locality", &R::locality).min(-1).max(1)
-      .doc("domain_affinity: P(token repeats its predecessor's first choice); -1 takes the card's routing_locality");
+      .doc("domain_affinity: P(token repeats its predecessor's first choice), exactly; 0 turns the mechanism off "
+           "(repeats at chance); -1 takes the card's routing_locality");
   s.field("layer_correlation", &R::layer_correlation).min(0).max(1)
       .doc("domain_affinity: P(a token's first choice follows its previous layer's first choice)");
   s.field("drift_per_sqrt_s", &R::drift_per_sqrt_s).min(0).doc("domain_affinity: random-walk drift of log popularity");
