@@ -10,7 +10,8 @@ OUT ?= results/quickstart
 # Debian packages the build, the tests and the analysis scripts use.
 DEB_PACKAGES := cmake g++ make pkg-config \
   libsimgrid-dev libeigen3-dev libyaml-cpp-dev nlohmann-json3-dev \
-  libgtest-dev libcli11-dev libfmt-dev time bc
+  libgtest-dev libcli11-dev libfmt-dev time bc \
+  python3 python3-numpy python3-pandas python3-matplotlib
 
 .PHONY: deps build run test bench clean
 
@@ -40,6 +41,7 @@ test: build
 
 bench: build
 	tests/perf/quickstart_bench.sh $(BUILD_DIR)/moesim 5
+	$(BUILD_DIR)/tests/moesim_routing_bench
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -65,7 +65,7 @@ class InputError(Exception):
 def gate_log_files(folder):
     """The gate_logs_<k>.json files of `folder`, in numeric k order."""
     if not os.path.isdir(folder):
-        raise InputError(f"{folder}: not a directory")
+        raise InputError(f"{folder}: {'not a directory' if os.path.exists(folder) else 'no such directory'}")
     found = {}
     for name in os.listdir(folder):
         m = GATE_LOG_RE.fullmatch(name)
@@ -141,9 +141,10 @@ def load_gate_log(path):
     if counts.dtype.kind not in "iuf" or counts.shape != (len(rows), L, E):
         # Find the first offending step for the message.
         for i, ec in enumerate(rows):
-            a = np.array(ec)
-            if a.dtype.kind not in "iuf":
-                raise InputError(f"{path}: steps[{i}]: expert_counts must hold only numbers")
+            for l, row in enumerate(ec):
+                for e, v in enumerate(row):
+                    if isinstance(v, bool) or not isinstance(v, (int, float)):
+                        raise InputError(f"{path}: steps[{i}]: expert_counts[{l}][{e}] is {v!r}, expected a number")
         raise InputError(f"{path}: expert_counts must hold only numbers")
     counts = counts.astype(np.float64)
     if counts.size and (not np.all(np.isfinite(counts)) or counts.min() < 0):
@@ -231,7 +232,7 @@ def imbalance(folder, max_tokens):
 
 def run_all(root, method, max_tokens, output):
     if not os.path.isdir(root):
-        raise InputError(f"{root}: not a directory")
+        raise InputError(f"{root}: {'not a directory' if os.path.exists(root) else 'no such directory'}")
     subdirs = sorted(n for n in os.listdir(root) if not n.startswith(".") and os.path.isdir(os.path.join(root, n)))
     if not subdirs:
         raise InputError(f"{root}: no subfolders (--all expects one subfolder of gate_logs_*.json per run)")

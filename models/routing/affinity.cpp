@@ -167,6 +167,38 @@ void ExpertDistribution::gate_weights(std::span<const std::int32_t> chosen, std:
 }
 
 std::vector<double> ExpertDistribution::inclusion_probabilities(int top_k, int samples, std::uint64_t stream_seed) const {
+  const std::size_t n = p_.size();
+  if (n_group_ == 0 && top_k <= 2) {
+    // Exact: P(e in top 1) = p_e; P(e in top 2) = p_e + Σ_{j≠e} p_j p_e / (1 - p_j).
+    std::vector<double> inc(p_);
+    if (top_k == 2) {
+      double s = 0;
+      for (double pj : p_) s += pj < 1.0 ? pj / (1.0 - pj) : 0.0;
+      for (std::size_t e = 0; e < n; ++e) {
+        const double self = p_[e] < 1.0 ? p_[e] / (1.0 - p_[e]) : 0.0;
+        inc[e] = p_[e] + p_[e] * (s - self);
+      }
+    }
+    return inc;
+  }
+  if (n_group_ == 0) {
+    // Successive sampling (Rosén 1997): P(e in top k) ≈ 1 - exp(-λ p_e) with λ such that the
+    // probabilities sum to k; accurate for many experts, which is when this branch runs.
+    double lo = 0, hi = 1;
+    auto sum_at = [&](double lambda) {
+      double acc = 0;
+      for (double pe : p_) acc += 1.0 - std::exp(-lambda * pe);
+      return acc;
+    };
+    while (sum_at(hi) < top_k) hi *= 2;
+    for (int it = 0; it < 100; ++it) {
+      const double mid = 0.5 * (lo + hi);
+      (sum_at(mid) < top_k ? lo : hi) = mid;
+    }
+    std::vector<double> inc(n);
+    for (std::size_t e = 0; e < n; ++e) inc[e] = 1.0 - std::exp(-hi * p_[e]);
+    return inc;
+  }
   RngStream rng(stream_seed, "affinity/inclusion");
   std::vector<double> inc(p_.size(), 0.0);
   std::vector<std::int32_t> pick(static_cast<std::size_t>(top_k));
@@ -176,6 +208,61 @@ std::vector<double> ExpertDistribution::inclusion_probabilities(int top_k, int s
   }
   for (double& x : inc) x /= samples;
   return inc;
+}
+
+int sample_binomial(RngStream& rng, int n, double p) {
+  if (n <= 0 || p <= 0.0) return 0;
+  if (p >= 1.0) return n;
+  const bool flip = p > 0.5;
+  const double q = flip ? 1.0 - p : p;
+  const double mean = n * q;
+  int x = 0;
+  if (mean < 30.0) {
+    // Inversion by sequential search over the pmf.
+    const double ratio = q / (1.0 - q);
+    double pmf = std::pow(1.0 - q, n);
+    double u = rng.uniform01();
+    while (u > pmf && x < n) {
+      u -= pmf;
+      pmf *= ratio * (n - x) / (x + 1.0);
+      ++x;
+    }
+  } else {
+    const double sd = std::sqrt(mean * (1.0 - q));
+    x = static_cast<int>(std::lround(mean + sd * rng.standard_normal()));
+    x = std::clamp(x, 0, n);
+  }
+  return flip ? n - x : x;
+}
+
+void sample_counts(RngStream& rng, std::span<const double> inclusion, int n, int k, std::span<double> out) {
+  const std::size_t E = inclusion.size();
+  std::int64_t total = 0;
+  for (std::size_t e = 0; e < E; ++e) {
+    out[e] = sample_binomial(rng, n, std::min(1.0, inclusion[e]));
+    total += static_cast<std::int64_t>(out[e]);
+  }
+  const std::int64_t target = static_cast<std::int64_t>(n) * k;
+  // Move the difference in one systematic pass, in proportion to q among the experts that can
+  // take (or give) a unit; repeat in the rare case bounds clipped some units.
+  for (int pass = 0; total != target && pass < 64; ++pass) {
+    const bool add = total < target;
+    const double units = static_cast<double>(add ? target - total : total - target);
+    double weight = 0;
+    for (std::size_t e = 0; e < E; ++e)
+      if (add ? out[e] < n : out[e] > 0) weight += inclusion[e];
+    if (weight <= 0) break;
+    double acc = rng.uniform01();
+    for (std::size_t e = 0; e < E; ++e) {
+      if (!(add ? out[e] < n : out[e] > 0)) continue;
+      const double next = acc + units * inclusion[e] / weight;
+      double moved = std::floor(next) - std::floor(acc);
+      acc = next;
+      moved = add ? std::min(moved, n - out[e]) : std::min(moved, out[e]);
+      out[e] += add ? moved : -moved;
+      total += static_cast<std::int64_t>(add ? moved : -moved);
+    }
+  }
 }
 
 }  // namespace moesim

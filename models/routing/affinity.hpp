@@ -48,8 +48,10 @@ class ExpertDistribution {
   void sample_top_k(RngStream& rng, std::span<std::int32_t> out, int forced_first, int banned_first) const;
   /// Gate weights of chosen experts, renormalised over them.
   void gate_weights(std::span<const std::int32_t> chosen, std::span<float> out) const;
-  /// Probability that each expert is among a token's top k (sums to k), by Monte Carlo with a
-  /// fixed stream; the expected load share of expert e is inclusion[e] / k.
+  /// Probability that each expert is among a token's top k (sums to k): exact for k <= 2,
+  /// Rosén's successive-sampling approximation for larger k, Monte Carlo (`samples` draws from a
+  /// fixed stream) under group-limited routing. The expected load share of expert e is
+  /// inclusion[e] / k.
   [[nodiscard]] std::vector<double> inclusion_probabilities(int top_k, int samples, std::uint64_t stream_seed) const;
 
  private:
@@ -61,6 +63,14 @@ class ExpertDistribution {
   int n_group_ = 0;
   int topk_group_ = 0;
 };
+
+/// Count-level top-k: given each expert's inclusion probability q_e (Σ q = k) and n tokens, draws
+/// per-expert counts as independent Binomial(n, q_e) — the exact marginal of token-level sampling
+/// — then moves the difference to n * k in one systematic pass in proportion to q (within [0, n]).
+/// Making the counts sum exactly shrinks each expert's variance by about 1 - 1/E against the token
+/// level: negligible for the many-expert models count level is for. Binomials use inversion below a mean of 30 and a rounded normal approximation above.
+void sample_counts(RngStream& rng, std::span<const double> inclusion, int n, int k, std::span<double> out);
+[[nodiscard]] int sample_binomial(RngStream& rng, int n, double p);
 
 /// Log-popularity vector of (model, layer, domain) with spread σ; see the header comment.
 [[nodiscard]] std::vector<double> affinity_log_popularity(const std::string& model_name, int moe_layer, int domain,

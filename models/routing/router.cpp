@@ -34,11 +34,39 @@ void sample_distinct(RngStream& rng, int n, std::span<std::int32_t> out) {
   }
 }
 
+void TokenRouter::route_counts(int moe_layer, std::span<const TokenGroup> groups, std::span<double> counts) {
+  // Expand every group into anonymous tokens (no sequence identity, so no locality).
+  const auto k = static_cast<std::size_t>(top_k_);
+  const auto E = static_cast<std::size_t>(num_experts_);
+  std::vector<TokenInfo> tokens;
+  std::vector<std::int32_t> experts;
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    tokens.assign(static_cast<std::size_t>(groups[g].tokens), TokenInfo{-1, 0, groups[g].domain});
+    experts.assign(tokens.size() * k, 0);
+    route(moe_layer, tokens, experts, {});
+    std::fill(counts.begin() + static_cast<std::ptrdiff_t>(g * E), counts.begin() + static_cast<std::ptrdiff_t>((g + 1) * E), 0.0);
+    for (auto e : experts) counts[g * E + static_cast<std::size_t>(e)] += 1.0;
+  }
+}
+
 namespace {
+
+/// Monte Carlo draws for inclusion probabilities under group-limited routing (the other cases are
+/// exact or closed form); the error, about sqrt(q / samples), stays below 1% of q for q > 0.01.
+constexpr int kInclusionSamples = 20000;
 
 class UniformRouter final : public TokenRouter {
  public:
-  explicit UniformRouter(const RouterContext& ctx) : ctx_(ctx), rng_(ctx.seed, "router/uniform") {}
+  explicit UniformRouter(const RouterContext& ctx) : ctx_(ctx), rng_(ctx.seed, "router/uniform") {
+    num_experts_ = ctx.num_experts;
+    top_k_ = ctx.top_k;
+  }
+
+  void route_counts(int, std::span<const TokenGroup> groups, std::span<double> counts) override {
+    const auto E = static_cast<std::size_t>(ctx_.num_experts);
+    const std::vector<double> q(E, static_cast<double>(ctx_.top_k) / ctx_.num_experts);
+    for (std::size_t g = 0; g < groups.size(); ++g) sample_counts(rng_, q, groups[g].tokens, ctx_.top_k, counts.subspan(g * E, E));
+  }
 
   void route(int, std::span<const TokenInfo> tokens, std::span<std::int32_t> experts, std::span<float> weights) override {
     const auto k = static_cast<std::size_t>(ctx_.top_k);
@@ -55,7 +83,18 @@ class UniformRouter final : public TokenRouter {
 class StaticDistributionRouter final : public TokenRouter {
  public:
   StaticDistributionRouter(const RouterContext& ctx, std::vector<ExpertDistribution> per_layer, const char* stream)
-      : ctx_(ctx), per_layer_(std::move(per_layer)), rng_(ctx.seed, stream) {}
+      : ctx_(ctx), per_layer_(std::move(per_layer)), rng_(ctx.seed, stream), inclusion_(per_layer_.size()) {
+    num_experts_ = ctx.num_experts;
+    top_k_ = ctx.top_k;
+  }
+
+  void route_counts(int layer, std::span<const TokenGroup> groups, std::span<double> counts) override {
+    const std::size_t slot = static_cast<std::size_t>(layer) % per_layer_.size();
+    if (inclusion_[slot].empty()) inclusion_[slot] = per_layer_[slot].inclusion_probabilities(ctx_.top_k, kInclusionSamples, ctx_.seed + slot);
+    const auto E = static_cast<std::size_t>(ctx_.num_experts);
+    for (std::size_t g = 0; g < groups.size(); ++g)
+      sample_counts(rng_, inclusion_[slot], groups[g].tokens, ctx_.top_k, counts.subspan(g * E, E));
+  }
 
   void route(int layer, std::span<const TokenInfo> tokens, std::span<std::int32_t> experts, std::span<float> weights) override {
     const auto k = static_cast<std::size_t>(ctx_.top_k);
@@ -70,6 +109,7 @@ class StaticDistributionRouter final : public TokenRouter {
   RouterContext ctx_;
   std::vector<ExpertDistribution> per_layer_;
   RngStream rng_;
+  std::vector<std::vector<double>> inclusion_;
 };
 
 /// A per-layer ranking of the experts that is a property of the model, not of the run.
@@ -109,7 +149,20 @@ class DomainAffinityRouter final : public TokenRouter {
       : ctx_(ctx),
         rng_(ctx.seed, "router/domain_affinity"),
         domains_(static_cast<std::size_t>(std::max(1, ctx.num_domains) * ctx.num_moe_layers)) {
+    num_experts_ = ctx.num_experts;
+    top_k_ = ctx.top_k;
     for (int l = 0; l < ctx.num_moe_layers; ++l) layer_map_.push_back(model_ranking(ctx, l + 1000));
+  }
+
+  void route_counts(int layer, std::span<const TokenGroup> groups, std::span<double> counts) override {
+    const auto E = static_cast<std::size_t>(ctx_.num_experts);
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+      Slot& slot = slot_for(layer, groups[g].domain);
+      (void)distribution(layer, groups[g].domain);
+      if (slot.inclusion.empty())
+        slot.inclusion = slot.dist.inclusion_probabilities(ctx_.top_k, kInclusionSamples, ctx_.seed + static_cast<std::uint64_t>(layer));
+      sample_counts(rng_, slot.inclusion, groups[g].tokens, ctx_.top_k, counts.subspan(g * E, E));
+    }
   }
 
   void begin_step(double now_s) override { now_s_ = now_s; }
@@ -148,13 +201,19 @@ class DomainAffinityRouter final : public TokenRouter {
   struct Slot {
     std::vector<double> log_p;
     ExpertDistribution dist;
+    std::vector<double> inclusion;  ///< count-level: P(expert in top k), cleared on drift
     double updated_s = 0;
     bool ready = false;
   };
 
+  Slot& slot_for(int layer, int domain) {
+    const int d = domain < 0 ? 0 : domain;
+    return domains_[static_cast<std::size_t>(d * ctx_.num_moe_layers + layer)];
+  }
+
   const ExpertDistribution& distribution(int layer, int domain) {
     const int d = domain < 0 ? 0 : domain;
-    Slot& slot = domains_[static_cast<std::size_t>(d * ctx_.num_moe_layers + layer)];
+    Slot& slot = slot_for(layer, domain);
     if (!slot.ready) {
       slot.log_p = affinity_log_popularity(ctx_.model_name, layer, d, ctx_.num_experts, ctx_.params.specialization);
       slot.dist = ExpertDistribution(softmax(slot.log_p), ctx_.n_group, ctx_.topk_group);
@@ -165,6 +224,7 @@ class DomainAffinityRouter final : public TokenRouter {
       const double sd = ctx_.params.drift_per_sqrt_s * std::sqrt(now_s_ - slot.updated_s);
       for (double& z : slot.log_p) z += sd * rng_.standard_normal();
       slot.dist = ExpertDistribution(softmax(slot.log_p), ctx_.n_group, ctx_.topk_group);
+      slot.inclusion.clear();
       slot.updated_s = now_s_;
     }
     return slot.dist;
@@ -182,7 +242,10 @@ class DomainAffinityRouter final : public TokenRouter {
 /// Replays gate-log counts step by step; an activation profile becomes one distribution per layer.
 class TraceRouter final : public TokenRouter {
  public:
-  TraceRouter(const RouterContext& ctx, RoutingTrace trace) : ctx_(ctx), trace_(std::move(trace)) {}
+  TraceRouter(const RouterContext& ctx, RoutingTrace trace) : ctx_(ctx), trace_(std::move(trace)) {
+    num_experts_ = ctx.num_experts;
+    top_k_ = ctx.top_k;
+  }
 
   void begin_step(double) override { step_ = started_ ? step_ + 1 : 0; started_ = true; }
 

@@ -35,6 +35,13 @@ struct TokenInfo {
   int domain = -1;   ///< the request's domain; -1 when unknown
 };
 
+/// Tokens of a step that share a source GPU and a domain, for count-level routing.
+struct TokenGroup {
+  int source = 0;  ///< GPU the tokens' hidden states live on
+  int domain = -1;
+  int tokens = 0;
+};
+
 class TokenRouter {
  public:
   virtual ~TokenRouter() = default;
@@ -44,8 +51,16 @@ class TokenRouter {
   /// when `weights` is not empty, their gate weights (summing to 1 per token).
   virtual void route(int moe_layer, std::span<const TokenInfo> tokens, std::span<std::int32_t> experts,
                      std::span<float> weights) = 0;
+  /// Count-level routing, for speed at scale: counts[g * num_experts + e] = tokens of group g
+  /// that picked expert e; each row sums to tokens * top_k. Routers with a per-token model draw
+  /// the counts directly (see sample_counts); the default expands groups into tokens.
+  virtual void route_counts(int moe_layer, std::span<const TokenGroup> groups, std::span<double> counts);
   /// The request finished: drop what the router remembers about it.
   virtual void forget(std::int64_t /*request_id*/) {}
+
+ protected:
+  int num_experts_ = 0;
+  int top_k_ = 0;
 };
 
 struct RouterContext {

@@ -59,6 +59,7 @@ struct RoutingModelParams {
   std::vector<int> hot_experts;  ///< hot_experts: the hot set
   double hot_share = 0.5;        ///< hot_experts: share of selections that go to the hot set
   std::string trace;             ///< trace: gate-log folder or moe_expert_activations.csv
+  std::string sampling = "token";  ///< token: per-token top-k; count: per-expert counts per step
 };
 
 struct WorkloadParams {

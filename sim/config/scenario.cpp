@@ -117,6 +117,9 @@ void describe(Schema<RoutingModelParams>& s) {
   s.field("hot_experts", &R::hot_experts).doc("hot_experts: expert ids of the hot set");
   s.field("hot_share", &R::hot_share).greater_than(0).max(1).doc("hot_experts: popularity share of the hot set");
   s.field("trace", &R::trace).doc("trace: gate-log folder or moe_expert_activations.csv");
+  s.field("sampling", &R::sampling).one_of([] { return std::vector<std::string>{"count", "token"}; })
+      .doc("token: every token's top-k (locality, co-selection, exact dispatch); count: per-expert counts per "
+           "step from Binomial draws (fast at scale; no locality, no co-selection or weight logs)");
   s.check([](const R& r, Checker& c) {
     if (r.model == "hot_experts" && r.hot_experts.empty()) c.error("hot_experts", "hot_experts needs at least one expert id");
     if (r.model == "trace" && r.trace.empty()) c.error("trace", "the trace router needs a gate-log folder or activations CSV");

@@ -25,7 +25,8 @@ StepPlanner::StepPlanner(const Scenario& scenario, const ParallelLayout& layout,
       router_(std::move(router)),
       placement_(contiguous_placement(scenario.model.spec.num_experts,
                                       layout.mode == ParallelMode::ep ? layout.gpus_per_instance : 1)),
-      n_(layout.gpus_per_instance) {}
+      n_(layout.gpus_per_instance),
+      count_level_(scenario.workload.routing.sampling == "count") {}
 
 namespace {
 /// Sum of per-kernel rooflines plus one launch: a grouped kernel over several GEMMs.
@@ -66,6 +67,15 @@ StepPlan StepPlanner::plan(const Batch& batch, double now_s) {
   }
   tokens_per_rank_.assign(static_cast<std::size_t>(n_), 0.0);
   for (int owner : token_owner_) tokens_per_rank_[static_cast<std::size_t>(owner)] += 1.0;
+  if (count_level_) {
+    groups_.clear();
+    for (std::size_t t = 0; t < tokens_.size(); ++t) {
+      const int src = token_owner_[t], dom = tokens_[t].domain;
+      auto it = std::find_if(groups_.begin(), groups_.end(), [&](const TokenGroup& g) { return g.source == src && g.domain == dom; });
+      if (it == groups_.end()) groups_.push_back({src, dom, 1});
+      else it->tokens += 1;
+    }
+  }
 
   int moe_layers = 0;
   for (int layer = 0; layer < model_.num_layers; ++layer) {
@@ -130,14 +140,19 @@ void StepPlanner::add_dense(StepPlan& plan) const {
 void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
   const auto k = static_cast<std::size_t>(model_.top_k);
   const auto e_count = static_cast<std::size_t>(model_.num_experts);
-  experts_.resize(tokens_.size() * k);
-  weights_.resize(observer_ != nullptr ? tokens_.size() * k : 0);
-  router_->route(moe_layer, tokens_, experts_, weights_);
-  if (observer_ != nullptr) observer_->on_layer_routed(moe_layer, tokens_, experts_, weights_);
-
-  // Tokens per expert, and per (expert, GPU it is held on) for mode ep.
   std::vector<double> per_expert(e_count, 0.0);
-  for (std::int32_t e : experts_) per_expert[static_cast<std::size_t>(e)] += 1.0;
+  if (count_level_) {
+    group_counts_.assign(groups_.size() * e_count, 0.0);
+    router_->route_counts(moe_layer, groups_, group_counts_);
+    for (std::size_t g = 0; g < groups_.size(); ++g)
+      for (std::size_t e = 0; e < e_count; ++e) per_expert[e] += group_counts_[g * e_count + e];
+  } else {
+    experts_.resize(tokens_.size() * k);
+    weights_.resize(observer_ != nullptr ? tokens_.size() * k : 0);
+    router_->route(moe_layer, tokens_, experts_, weights_);
+    if (observer_ != nullptr) observer_->on_layer_routed(moe_layer, tokens_, experts_, weights_);
+    for (std::int32_t e : experts_) per_expert[static_cast<std::size_t>(e)] += 1.0;
+  }
   std::copy(per_expert.begin(), per_expert.end(),
             plan.load.layer_expert_counts.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(moe_layer) * e_count));
   plan.load.expert_cv_mean += coefficient_of_variation(per_expert);
@@ -160,8 +175,21 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
   Collective dispatch{CollectiveKind::dispatch, TrafficMatrix(n_), 1};
   Collective combine{CollectiveKind::combine, TrafficMatrix(n_), 1};
   const double hidden = model_.hidden_size;
+  if (count_level_) {
+    // Counts carry no token identity: every remote (token, expert) pair moves one hidden state,
+    // an upper bound on the per-destination-GPU deduplicated traffic of the token level.
+    for (std::size_t g = 0; g < groups_.size(); ++g) {
+      const int src = groups_[g].source;
+      for (std::size_t e = 0; e < e_count; ++e) {
+        const int d = placement_.rank_of_expert[e];
+        if (d == src) continue;
+        dispatch.traffic.at(src, d) += group_counts_[g * e_count + e] * hidden * dispatch_elem;
+        combine.traffic.at(d, src) += group_counts_[g * e_count + e] * hidden * kActivationBytes;
+      }
+    }
+  }
   std::vector<int> dests;
-  for (std::size_t t = 0; t < tokens_.size(); ++t) {
+  for (std::size_t t = 0; t < (count_level_ ? 0 : tokens_.size()); ++t) {
     const int src = token_owner_[t];
     dests.clear();
     for (std::size_t j = 0; j < k; ++j) {

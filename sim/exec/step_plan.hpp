@@ -94,6 +94,9 @@ class StepPlanner {
   std::vector<double> tokens_per_rank_;
   std::vector<std::int32_t> experts_;
   std::vector<float> weights_;
+  bool count_level_ = false;          ///< workload.routing.sampling: count
+  std::vector<TokenGroup> groups_;    ///< count level: tokens per (source GPU, domain)
+  std::vector<double> group_counts_;  ///< count level: [group * E + expert]
   RoutingObserver* observer_ = nullptr;
 };
 

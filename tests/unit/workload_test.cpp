@@ -325,3 +325,48 @@ TEST(TraceErrors, expert_or_layer_mismatch_is_reported) {
 
 }  // namespace
 }  // namespace moesim::test
+
+namespace moesim::test {
+namespace {
+
+TEST(Routing, count_level_and_token_level_agree_in_mean_and_variance) {
+  // Count-level routing is for many experts (its variance is (1 - 1/E) of the token level's after
+  // the counts are made to sum to n * k): Qwen3-30B-A3B, 128 experts, top-8.
+  const ModelSpec m = card("qwen3-30b-a3b");
+  RouterContext ctx = context_for(m, "domain_affinity", 5);
+  ctx.params.locality = 0;  // count level has no sequence identity
+  auto token_router = token_routers().get("domain_affinity")(ctx);
+  auto count_router = token_routers().get("domain_affinity")(ctx);
+  const int trials = 1000, n = 1024, E = 128, k = 8;
+  std::vector<std::vector<double>> token_loads(E), count_loads(E);
+  std::vector<TokenInfo> tokens;
+  std::vector<std::int32_t> experts(static_cast<std::size_t>(n * k));
+  std::vector<double> counts(E);
+  const TokenGroup group{0, 4, n};
+  for (int t = 0; t < trials; ++t) {
+    tokens.clear();
+    for (int i = 0; i < n; ++i) tokens.push_back({t * n + i, 0, 4});
+    token_router->route(0, tokens, experts, {});
+    std::vector<double> c(E, 0.0);
+    for (auto e : experts) c[static_cast<std::size_t>(e)] += 1;
+    count_router->route_counts(0, std::span<const TokenGroup>(&group, 1), counts);
+    EXPECT_DOUBLE_EQ(std::accumulate(counts.begin(), counts.end(), 0.0), 1.0 * n * k);
+    for (std::size_t e = 0; e < E; ++e) {
+      token_loads[e].push_back(c[e]);
+      count_loads[e].push_back(counts[e]);
+    }
+  }
+  double worst_mean = 0, worst_var = 0;
+  for (std::size_t e = 0; e < E; ++e) {
+    const double tm = mean_of(token_loads[e]), cm = mean_of(count_loads[e]);
+    if (tm < 20) continue;  // rarely chosen experts: relative errors are noise
+    const double tv = std::pow(stddev_of(token_loads[e]), 2), cv = std::pow(stddev_of(count_loads[e]), 2);
+    worst_mean = std::max(worst_mean, std::fabs(cm - tm) / tm);
+    worst_var = std::max(worst_var, std::fabs(cv - tv) / tv);
+  }
+  EXPECT_LT(worst_mean, 0.03);
+  EXPECT_LT(worst_var, 0.2);  // 1000 trials: the variance estimate itself scatters by ~9% (2 sigma ~ 18%)
+}
+
+}  // namespace
+}  // namespace moesim::test
