@@ -145,7 +145,8 @@ void print_run_table(const nlohmann::ordered_json& s, const std::filesystem::pat
   std::cout << fmt::format("  {:<28}{:>12.1f}\n", "total tokens/s", s["total_token_throughput"].get<double>());
   std::cout << fmt::format("  {:<28}{:>12.4f}\n", "expert load CV (per step)",
                            s["imbalance"]["cv_per_step_mean"].get<double>());
-  std::cout << fmt::format("  outputs: {} (requests.csv, steps.csv, summary.json, config.resolved.yaml)\n", out.string());
+  std::cout << fmt::format("  outputs: {} (summary.json, requests.csv, steps.csv, experts.csv, gate_logs/, moe_expert_tracking/, "
+                           "config.resolved.yaml)\n", out.string());
   std::cout << fmt::format("  wall time: {:.3f} s\n", wall_s);
 }
 
