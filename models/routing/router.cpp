@@ -34,6 +34,20 @@ void sample_distinct(RngStream& rng, int n, std::span<std::int32_t> out) {
   }
 }
 
+RouterContext router_context(const ModelSpec& model, const RoutingModelParams& params, std::uint64_t seed, int num_domains) {
+  RouterContext c;
+  c.num_experts = model.num_experts;
+  c.top_k = model.top_k;
+  c.num_moe_layers = model.num_moe_layers();
+  c.n_group = model.n_group;
+  c.topk_group = model.topk_group;
+  c.seed = seed;
+  c.model_name = model.name;
+  c.num_domains = num_domains;
+  c.params = params;
+  return c;
+}
+
 void TokenRouter::route_counts(int moe_layer, std::span<const TokenGroup> groups, std::span<double> counts) {
   // Expand every group into anonymous tokens (no sequence identity, so no locality).
   const auto k = static_cast<std::size_t>(top_k_);

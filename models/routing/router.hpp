@@ -24,6 +24,7 @@
 
 #include "models/common/registry.hpp"
 #include "models/common/rng.hpp"
+#include "models/llm/model_spec.hpp"
 #include "models/workload/request_generator.hpp"
 
 namespace moesim {
@@ -74,6 +75,10 @@ struct RouterContext {
   int num_domains = 0;
   RoutingModelParams params;    ///< specialization and locality resolved (>= 0)
 };
+
+/// The context of a model's router; `params` must have specialization and locality resolved.
+[[nodiscard]] RouterContext router_context(const ModelSpec& model, const RoutingModelParams& params, std::uint64_t seed,
+                                           int num_domains);
 
 using RouterFactory = std::function<std::unique_ptr<TokenRouter>(const RouterContext&)>;
 [[nodiscard]] const Registry<RouterFactory>& token_routers();

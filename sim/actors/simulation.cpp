@@ -268,15 +268,8 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   const auto& model = sc.model.spec;
   const bool expert_parallel = layout.mode == ParallelMode::ep;
   const ExpertPlacement placement = contiguous_placement(model.num_experts, expert_parallel ? layout.gpus_per_instance : 1);
-  ProfilerOptions po;
-  po.expert_profiler = sc.outputs.expert_profiler;
-  po.gate_logs = sc.outputs.gate_logs;
-  po.log_interval_tokens = sc.outputs.profiler_log_interval_tokens;
-  po.gate_log_steps_per_file = sc.outputs.gate_log_steps_per_file;
-  po.filter_max_tokens = sc.outputs.imbalance_filter_max_tokens;
-  po.trend_window_steps = sc.outputs.trend_window_steps;
-  RunResult result{RunRecorder(requests), std::make_unique<ExpertProfiler>(model, placement.rank_of_expert, expert_parallel, po),
-                   0.0};
+  RunResult result{RunRecorder(requests),
+                   std::make_unique<ExpertProfiler>(model, placement.rank_of_expert, expert_parallel, sc.outputs), 0.0};
   SharedState shared;
   shared.recorder = &result.recorder;
   shared.profiler = result.profiler.get();
@@ -292,16 +285,8 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   const int n = layout.gpus_per_instance;
   std::vector<std::unique_ptr<Instance>> instances;
   for (int i = 0; i < layout.instances; ++i) {
-    RouterContext rc;
-    rc.num_experts = model.num_experts;
-    rc.top_k = model.top_k;
-    rc.num_moe_layers = model.num_moe_layers();
-    rc.n_group = model.n_group;
-    rc.topk_group = model.topk_group;
-    rc.seed = sc.seed ^ (0x9E3779B97F4A7C15ULL * static_cast<std::uint64_t>(i + 1));
-    rc.model_name = sc.model.card;
-    rc.num_domains = static_cast<int>(inputs.corpus.names.size());
-    rc.params = sc.workload.routing;
+    const RouterContext rc = router_context(model, sc.workload.routing, sc.seed ^ (0x9E3779B97F4A7C15ULL * static_cast<std::uint64_t>(i + 1)),
+                                            static_cast<int>(inputs.corpus.names.size()));
     auto router = token_routers().get(sc.workload.routing.model)(rc);
     auto inst = std::make_unique<Instance>(i, sp, StepPlanner(sc, layout, std::move(router)));
     inst->planner.set_observer(result.profiler.get());

@@ -12,13 +12,13 @@
 namespace moesim {
 
 ExpertProfiler::ExpertProfiler(const ModelSpec& model, std::vector<int> rank_of_expert, bool expert_parallel,
-                               ProfilerOptions options)
+                               OutputsConfig options)
     : experts_(model.num_experts),
       top_k_(model.top_k),
       rank_of_expert_(rank_of_expert),
       expert_parallel_(expert_parallel),
       options_(options),
-      tracker_(model.num_moe_layers(), model.num_experts, std::move(rank_of_expert), options.filter_max_tokens,
+      tracker_(model.num_moe_layers(), model.num_experts, std::move(rank_of_expert), options.imbalance_filter_max_tokens,
                options.trend_window_steps) {
   for (int l = model.num_dense_layers; l < model.num_layers; ++l) moe_layer_ids_.push_back(l);
   if (options_.expert_profiler)
@@ -43,7 +43,7 @@ void ExpertProfiler::on_layer_routed(int moe_layer, std::span<const TokenInfo> t
   }
   // Every log_interval-th token (numbered in the order MoE layer 0 sees them) is logged in every layer.
   const std::int64_t first = tokens_seen_;
-  const auto interval = static_cast<std::int64_t>(std::max(1, options_.log_interval_tokens));
+  const auto interval = static_cast<std::int64_t>(std::max(1, options_.profiler_log_interval_tokens));
   for (std::int64_t idx = (first + interval - 1) / interval * interval; idx < first + static_cast<std::int64_t>(tokens.size());
        idx += interval) {
     const auto t = static_cast<std::size_t>(idx - first);

@@ -20,22 +20,14 @@
 #include <vector>
 
 #include "models/common/imbalance.hpp"
+#include "sim/config/scenario.hpp"
 #include "sim/exec/step_plan.hpp"
 
 namespace moesim {
 
-struct ProfilerOptions {
-  bool expert_profiler = true;
-  bool gate_logs = true;
-  int log_interval_tokens = 100;
-  int gate_log_steps_per_file = 1000;
-  int filter_max_tokens = 1000;
-  int trend_window_steps = 100;
-};
-
 class ExpertProfiler final : public RoutingObserver {
  public:
-  ExpertProfiler(const ModelSpec& model, std::vector<int> rank_of_expert, bool expert_parallel, ProfilerOptions options);
+  ExpertProfiler(const ModelSpec& model, std::vector<int> rank_of_expert, bool expert_parallel, OutputsConfig options);
 
   void on_layer_routed(int moe_layer, std::span<const TokenInfo> tokens, std::span<const std::int32_t> experts,
                        std::span<const float> weights) override;
@@ -73,7 +65,7 @@ class ExpertProfiler final : public RoutingObserver {
   int experts_, top_k_;
   std::vector<int> rank_of_expert_;
   bool expert_parallel_;
-  ProfilerOptions options_;
+  OutputsConfig options_;
   ImbalanceTracker tracker_;
   std::vector<std::uint64_t> coselection_;  ///< [layer][e1][e2], e1 < e2 used
   std::vector<WeightSample> weight_samples_;

@@ -25,12 +25,7 @@ class HotExpertRouter final : public TokenRouter {
 };
 
 std::unique_ptr<TokenRouter> uniform_router(const Scenario& sc) {
-  RouterContext ctx;
-  ctx.num_experts = sc.model.spec.num_experts;
-  ctx.top_k = sc.model.spec.top_k;
-  ctx.num_moe_layers = sc.model.spec.num_moe_layers();
-  ctx.seed = sc.seed;
-  return token_routers().get("uniform")(ctx);
+  return token_routers().get("uniform")(router_context(sc.model.spec, sc.workload.routing, sc.seed, 0));
 }
 
 /// Step time with the analytic network: per compute phase the slowest GPU, plus collectives.

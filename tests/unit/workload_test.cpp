@@ -29,19 +29,11 @@ ModelSpec card(const std::string& name) {
 DomainCorpus corpus() { return DomainCorpus::load(kSourceDir / "datasets/domain_queries.json"); }
 
 RouterContext context_for(const ModelSpec& m, const std::string& model, std::uint64_t seed = 1) {
-  RouterContext ctx;
-  ctx.num_experts = m.num_experts;
-  ctx.top_k = m.top_k;
-  ctx.num_moe_layers = m.num_moe_layers();
-  ctx.n_group = m.n_group;
-  ctx.topk_group = m.topk_group;
-  ctx.seed = seed;
-  ctx.model_name = m.name;
-  ctx.num_domains = 25;
-  ctx.params.model = model;
-  ctx.params.specialization = m.routing_specialization;
-  ctx.params.locality = m.routing_locality;
-  return ctx;
+  RoutingModelParams params;
+  params.model = model;
+  params.specialization = m.routing_specialization;
+  params.locality = m.routing_locality;
+  return router_context(m, params, seed, 25);
 }
 
 /// Routes `sequences` sequences of `length` tokens of one domain through `layers` layers, in steps
