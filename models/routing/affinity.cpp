@@ -181,9 +181,10 @@ std::vector<double> ExpertDistribution::inclusion_probabilities(int top_k, int s
     }
     return inc;
   }
-  if (n_group_ == 0) {
+  if (n_group_ == 0 || samples <= 0) {
     // Successive sampling (Rosén 1997): P(e in top k) ≈ 1 - exp(-λ p_e) with λ such that the
-    // probabilities sum to k; accurate for many experts, which is when this branch runs.
+    // probabilities sum to k; accurate for many experts, which is when this branch runs. With
+    // samples <= 0 it also serves group-limited routing, ignoring the group limit.
     double lo = 0, hi = 1;
     auto sum_at = [&](double lambda) {
       double acc = 0;

@@ -50,7 +50,7 @@ class ExpertDistribution {
   void gate_weights(std::span<const std::int32_t> chosen, std::span<float> out) const;
   /// Probability that each expert is among a token's top k (sums to k): exact for k <= 2,
   /// Rosén's successive-sampling approximation for larger k, Monte Carlo (`samples` draws from a
-  /// fixed stream) under group-limited routing. The expected load share of expert e is
+  /// fixed stream) under group-limited routing, or Rosén ignoring the group limit when samples <= 0. The expected load share of expert e is
   /// inclusion[e] / k.
   [[nodiscard]] std::vector<double> inclusion_probabilities(int top_k, int samples, std::uint64_t stream_seed) const;
 
