@@ -18,20 +18,6 @@ namespace {
 
 namespace sg = simgrid::s4u;
 
-/// Wall time of each kind of phase in the current step, measured by the instance's rank-0 worker.
-struct PhaseTimes {
-  double attention = 0, dense = 0, moe = 0, lm_head = 0, comm = 0;
-  void add(PhaseKind kind, double seconds) {
-    switch (kind) {
-      case PhaseKind::attention: attention += seconds; break;
-      case PhaseKind::dense_ffn: dense += seconds; break;
-      case PhaseKind::moe: moe += seconds; break;
-      case PhaseKind::lm_head: lm_head += seconds; break;
-      case PhaseKind::comm: comm += seconds; break;
-    }
-  }
-};
-
 /// Shared state of one serving instance: its scheduler, planner, GPUs and synchronisation.
 struct Instance {
   int index = 0;
@@ -50,7 +36,7 @@ struct Instance {
 
   sg::BarrierPtr step_start, step_done, phase_sync;
   const StepPlan* plan = nullptr;
-  PhaseTimes times;
+  StepTimes times;
   bool engine_finished = false;
   int workers_finished = 0;
 
@@ -68,34 +54,29 @@ struct SharedState {
   sg::ConditionVariablePtr completion = sg::ConditionVariable::create();
 };
 
-/// Splits the wall time of a compute segment (between two synchronisations) over its phase
-/// kinds, in proportion to each kind's slowest GPU.
-void attribute_segment(PhaseTimes& times, const std::vector<const Phase*>& segment, double wall) {
-  if (segment.empty() || wall <= 0) return;
-  double total = 0;
-  std::vector<double> worst(segment.size(), 0.0);
-  for (std::size_t i = 0; i < segment.size(); ++i) {
-    for (double s : segment[i]->compute_s) worst[i] = std::max(worst[i], s);
-    total += worst[i];
-  }
-  for (std::size_t i = 0; i < segment.size(); ++i)
-    times.add(segment[i]->kind, total > 0 ? wall * worst[i] / total : wall / static_cast<double>(segment.size()));
-}
-
 /// Runs consecutive collectives (no compute between them, so nobody needs to synchronise in
 /// between) and returns when the last one ends. The fixed per-collective overheads are paid in
 /// one sleep after the transfers.
 void run_collectives(Instance& inst, std::span<const Phase> comms) {
   double overhead = 0;
   for (const Phase& ph : comms) {
-    if (inst.fidelity == NetworkFidelity::analytic) {
-      overhead += analytic_collective_seconds(ph.collective, inst.fabric);
-      continue;
-    }
     sg::this_actor::parallel_execute(inst.hosts, inst.zero_flops, ph.collective.traffic.bytes);
     overhead += collective_overhead_seconds(ph.collective, inst.fabric);
   }
   if (overhead > 0) sg::this_actor::sleep_for(overhead);
+}
+
+/// Analytic fidelity: the step's timeline is known in closed form, so each GPU executes its busy
+/// time as one activity and waits for the step's end; SimGrid time advances once per step.
+void run_step_analytic(Instance& inst, int rank, const StepPlan& plan) {
+  const double start = sg::Engine::get_clock();
+  const StepTimes t = analytic_step_times(plan, inst.fabric);
+  double busy = 0;
+  for (const Phase& ph : plan.phases)
+    if (ph.kind != PhaseKind::comm) busy += ph.compute_s[static_cast<std::size_t>(rank)];
+  if (busy > 0) sg::this_actor::execute(busy * inst.host_speed);
+  if (start + t.total() > sg::Engine::get_clock()) sg::this_actor::sleep_until(start + t.total());
+  if (rank == 0) inst.times = t;
 }
 
 void worker(Instance& inst, int rank) {
@@ -105,6 +86,11 @@ void worker(Instance& inst, int rank) {
     inst.step_start->wait();
     const StepPlan* plan = inst.plan;
     if (plan == nullptr) break;
+    if (inst.fidelity == NetworkFidelity::analytic) {
+      run_step_analytic(inst, rank, *plan);
+      inst.step_done->wait();
+      continue;
+    }
     double segment_start = sg::Engine::get_clock();
     segment.clear();
     const auto& phases = plan->phases;

@@ -11,6 +11,7 @@
 #include "sim/actors/simulation.hpp"
 #include "sim/config/scenario.hpp"
 #include "sim/metrics/report.hpp"
+#include "sim/sweep/sweep.hpp"
 
 namespace {
 
@@ -127,6 +128,45 @@ int cmd_gen_datasets(int count, int prompts, int output_tokens, std::uint64_t se
   return kExitOk;
 }
 
+int cmd_sweep(const std::string& file, const std::vector<std::string>& sets, SweepOptions opt, bool list, bool merge,
+              const std::string& shard, const Catalog& catalog) {
+  SweepSpec spec;
+  try {
+    if (!shard.empty()) parse_shard(shard, opt);
+    spec = load_sweep(file, sets, catalog);
+  } catch (const ConfigError& e) {
+    print_config_error(e);
+    return kExitConfig;
+  }
+  if (list) {
+    for (const auto& p : spec.points) {
+      if (p.index % opt.shard_count != opt.shard_index - 1) continue;
+      std::string line = fmt::format("{}", p.index);
+      for (const auto& [k, v] : p.overrides) line += fmt::format(" {}={}", k, v);
+      std::cout << line << "\n";
+    }
+    return kExitOk;
+  }
+  if (opt.out.empty()) opt.out = "results/" + std::filesystem::path(file).stem().string();
+  try {
+    if (merge) {
+      const int n = write_sweep_csv(spec, opt.out);
+      std::cout << fmt::format("moesim: merged {} of {} points into {}\n", n, spec.points.size(), (opt.out / "sweep.csv").string());
+      return n == static_cast<int>(spec.points.size()) ? kExitOk : kExitRun;
+    }
+    const int failed = run_sweep(spec, opt);
+    std::cout << fmt::format("moesim: sweep of {} points in {} ({} failed); table: {}\n", spec.points.size(), opt.out.string(),
+                             failed, (opt.out / (opt.shard_count > 1 ? fmt::format("sweep.shard-{}-of-{}.csv", opt.shard_index,
+                                                                                    opt.shard_count)
+                                                                      : std::string("sweep.csv")))
+                                         .string());
+    return failed == 0 ? kExitOk : kExitRun;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return kExitRun;
+  }
+}
+
 void print_run_table(const nlohmann::ordered_json& s, const std::filesystem::path& out, double wall_s) {
   const auto& run = s["run"];
   std::cout << fmt::format("moesim: {} | {} on {} x {} | mode {} (tp {}, ep {}, dp {}) | {} steps\n",
@@ -215,6 +255,19 @@ int main(int argc, char** argv) {
   gen->add_option("--model", gen_model, "model card whose routing model scores the datasets");
   gen->add_option("--out", gen_out, "output folder")->required();
 
+  auto* sweep = app.add_subcommand("sweep", "run every point of a scenario's sweep section, each in its own process");
+  std::string sweep_file, sweep_out, shard;
+  std::vector<std::string> sweep_sets;
+  int jobs = 1;
+  bool sweep_list = false, sweep_merge = false;
+  sweep->add_option("scenario", sweep_file, "scenario YAML with a sweep section")->required();
+  sweep->add_option("--out,-o", sweep_out, "sweep directory (default: results/<scenario name>)");
+  sweep->add_option("-j,--jobs", jobs, "points run at once")->check(CLI::Range(1, 1024));
+  sweep->add_option("--set,-s", sweep_sets, "override a field of every point: key.path=value")->allow_extra_args(false);
+  sweep->add_option("--shard", shard, "run only shard i of N (i/N): points with index % N == i - 1");
+  sweep->add_flag("--list", sweep_list, "print the points and exit");
+  sweep->add_flag("--merge", sweep_merge, "gather the points found in --out into sweep.csv (after sharded runs)");
+
   auto* list = app.add_subcommand("list", "list catalog cards or registered components");
   std::string kind;
   list->add_option("kind", kind, "models | gpus | interconnects | routers | arrivals | lengths")->required();
@@ -230,6 +283,17 @@ int main(int argc, char** argv) {
   const Catalog catalog(catalog_dir.empty() ? default_catalog_home() : std::filesystem::path(catalog_dir));
   if (*list) return cmd_list(kind, catalog);
   if (*describe_cmd) return cmd_describe();
+  if (*sweep) {
+    SweepOptions opt;
+    opt.out = sweep_out;
+    opt.jobs = jobs;
+    opt.base_sets = sweep_sets;
+    opt.self_exe = std::filesystem::read_symlink("/proc/self/exe");
+    if (!catalog_dir.empty()) opt.extra_args = {"--catalog", catalog_dir};
+    for (const auto& c : run_opts.simgrid_cfg) opt.extra_args.push_back("--cfg=" + c);
+    for (const auto& l : run_opts.simgrid_log) opt.extra_args.push_back("--log=" + l);
+    return cmd_sweep(sweep_file, sweep_sets, opt, sweep_list, sweep_merge, shard, catalog);
+  }
   if (*gen) return cmd_gen_datasets(gen_count, gen_prompts, gen_output, gen_seed, gen_model, gen_out, catalog);
   if (*validate) return cmd_validate(files, validate_sets, catalog);
   return cmd_run(scenario_file, sets, out_dir, quiet, run_opts, catalog);

@@ -379,7 +379,10 @@ Scenario load_scenario(const std::filesystem::path& file, const std::vector<std:
   ParseContext ctx(file.string(), diags, &overrides, &catalog);
   Scenario sc;
   sc.name = file.stem().string();
-  schema_of<Scenario>().parse(root, sc, ctx, "");
+  // The `sweep` section belongs to `moesim sweep` (sim/sweep); a run ignores it.
+  Schema<Scenario>::ParseOptions options;
+  options.extra_keys = {"sweep"};
+  schema_of<Scenario>().parse(root, sc, ctx, "", options);
   if (!diags.empty()) throw ConfigError(diags);
   resolve(sc, ctx);
   if (!diags.empty()) throw ConfigError(diags);

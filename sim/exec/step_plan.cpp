@@ -18,6 +18,50 @@ const char* to_string(PhaseKind kind) {
   return "?";
 }
 
+void StepTimes::add(PhaseKind kind, double seconds) {
+  switch (kind) {
+    case PhaseKind::attention: attention += seconds; break;
+    case PhaseKind::dense_ffn: dense += seconds; break;
+    case PhaseKind::moe: moe += seconds; break;
+    case PhaseKind::lm_head: lm_head += seconds; break;
+    case PhaseKind::comm: comm += seconds; break;
+  }
+}
+
+void attribute_segment(StepTimes& times, const std::vector<const Phase*>& segment, double wall) {
+  if (segment.empty() || wall <= 0) return;
+  double total = 0;
+  std::vector<double> worst(segment.size(), 0.0);
+  for (std::size_t i = 0; i < segment.size(); ++i) {
+    for (double s : segment[i]->compute_s) worst[i] = std::max(worst[i], s);
+    total += worst[i];
+  }
+  for (std::size_t i = 0; i < segment.size(); ++i)
+    times.add(segment[i]->kind, total > 0 ? wall * worst[i] / total : wall / static_cast<double>(segment.size()));
+}
+
+StepTimes analytic_step_times(const StepPlan& plan, const FabricView& fabric) {
+  StepTimes t;
+  std::vector<const Phase*> segment;
+  std::vector<double> per_gpu(static_cast<std::size_t>(plan.gpus), 0.0);
+  auto close_segment = [&] {
+    attribute_segment(t, segment, *std::max_element(per_gpu.begin(), per_gpu.end()));
+    segment.clear();
+    std::fill(per_gpu.begin(), per_gpu.end(), 0.0);
+  };
+  for (const Phase& ph : plan.phases) {
+    if (ph.kind == PhaseKind::comm) {
+      close_segment();
+      t.comm += analytic_collective_seconds(ph.collective, fabric);
+      continue;
+    }
+    segment.push_back(&ph);
+    for (std::size_t r = 0; r < per_gpu.size(); ++r) per_gpu[r] += ph.compute_s[r];
+  }
+  close_segment();
+  return t;
+}
+
 StepPlanner::StepPlanner(const Scenario& scenario, const ParallelLayout& layout, std::unique_ptr<TokenRouter> router)
     : model_(scenario.model.spec),
       layout_(layout),

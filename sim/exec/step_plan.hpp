@@ -65,6 +65,21 @@ struct StepPlan {
   int gpus = 1;
 };
 
+/// Wall time of each kind of phase in one step.
+struct StepTimes {
+  double attention = 0, dense = 0, moe = 0, lm_head = 0, comm = 0;
+  void add(PhaseKind kind, double seconds);
+  [[nodiscard]] double total() const { return attention + dense + moe + lm_head + comm; }
+};
+
+/// Splits the wall time of a compute segment (the phases between two synchronisations) over its
+/// phase kinds, in proportion to each kind's slowest GPU.
+void attribute_segment(StepTimes& times, const std::vector<const Phase*>& segment, double wall);
+
+/// The step's timeline in closed form: every compute segment lasts as long as its slowest GPU
+/// (the collective after it waits for everyone), every collective its analytic time.
+[[nodiscard]] StepTimes analytic_step_times(const StepPlan& plan, const FabricView& fabric);
+
 class StepPlanner {
  public:
   StepPlanner(const Scenario& scenario, const ParallelLayout& layout, std::unique_ptr<TokenRouter> router);

@@ -1,0 +1,70 @@
+#pragma once
+// Parameter sweeps: a scenario's `sweep` section expands into points, each a set of --set
+// overrides of the base scenario, run each in its own process (SimGrid holds one engine per
+// process) and its own run directory.
+//
+//   sweep:
+//     grid:                      # cartesian product over dotted keys
+//       parallel.mode: [tp, ep]
+//       workload.dataset: {glob: "datasets/imbalance/*.jsonl"}   # every matching file, sorted
+//     zip:                       # lists advanced together (all the same length)
+//       serving.max_num_seqs: [16, 32, 64]
+//       serving.max_num_batched_tokens: [2048, 4096, 8192]
+//     seeds: 3                   # repeat every point with seed, seed+1, seed+2
+//
+// Points are numbered in a fixed order (grid keys in file order, first key slowest; then zip;
+// then seeds), so --shard i/N and resumed sweeps agree on what point k is.
+//
+// Layout of a sweep directory:
+//   point-0000/run/...           the run's outputs (summary.json written last)
+//   point-0000/done.json         completion marker: overrides, status ok, wall seconds
+//   point-0000/failed.json       the error of a failed point (the sweep goes on)
+//   sweep.csv                    one row per point: swept values, status, wall_s, error, metrics
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "sim/config/catalog.hpp"
+
+namespace moesim {
+
+struct SweepPoint {
+  int index = 0;
+  std::vector<std::pair<std::string, std::string>> overrides;  ///< key path, value as YAML text
+
+  [[nodiscard]] std::string dir_name() const;
+  [[nodiscard]] std::vector<std::string> set_args() const;
+};
+
+struct SweepSpec {
+  std::filesystem::path scenario;
+  std::vector<std::string> keys;  ///< swept keys in column order
+  std::vector<SweepPoint> points;
+};
+
+/// Reads the sweep section and expands it; checks every point by loading it (unknown keys, bad
+/// values, empty globs are errors before anything runs). Throws ConfigError.
+[[nodiscard]] SweepSpec load_sweep(const std::filesystem::path& scenario, const std::vector<std::string>& base_sets,
+                                   const Catalog& catalog);
+
+struct SweepOptions {
+  std::filesystem::path out;
+  int jobs = 1;
+  int shard_index = 1;  ///< 1-based
+  int shard_count = 1;
+  std::vector<std::string> base_sets;    ///< --set given on the sweep command line, before the point's
+  std::vector<std::string> extra_args;   ///< passed to every run (--catalog, --cfg=...)
+  std::filesystem::path self_exe;
+};
+
+/// Parses "i/N" (1 <= i <= N). Throws ConfigError naming the bad spec.
+void parse_shard(const std::string& spec, SweepOptions& options);
+
+/// Runs the points of this shard that have no completion marker; returns the number that failed.
+int run_sweep(const SweepSpec& spec, const SweepOptions& options);
+
+/// Writes sweep.csv (or `file_name`) from the point directories found under options.out; returns
+/// the number of points with a result.
+int write_sweep_csv(const SweepSpec& spec, const std::filesystem::path& out, const std::string& file_name = "sweep.csv");
+
+}  // namespace moesim
