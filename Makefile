@@ -11,9 +11,9 @@ OUT ?= results/quickstart
 DEB_PACKAGES := cmake g++ make pkg-config \
   libsimgrid-dev libeigen3-dev libyaml-cpp-dev nlohmann-json3-dev \
   libgtest-dev libcli11-dev libfmt-dev time bc \
-  python3 python3-numpy python3-pandas python3-matplotlib
+  python3 python3-numpy python3-pandas python3-matplotlib python3-pytest parallel
 
-.PHONY: deps build run test bench clean
+.PHONY: deps build run test bench study clean
 
 deps:
 	@missing=""; \
@@ -42,6 +42,16 @@ test: build
 bench: build
 	tests/perf/quickstart_bench.sh $(BUILD_DIR)/moesim 5
 	$(BUILD_DIR)/tests/moesim_routing_bench
+
+# The baseline (TP) vs all2all (EP) study: 100 simulated runs, laid out as the original experiment.
+study: build
+	rm -rf results/study
+	@start=$$(date +%s.%N); \
+	$(BUILD_DIR)/moesim sweep scenarios/baseline_vs_all2all.yaml -j $(JOBS) --out results/study/sweep && \
+	end=$$(date +%s.%N); \
+	/usr/bin/python3 analysis/study.py results/study --simulate-seconds $$(echo "$$end - $$start" | bc -l) \
+	  --write-md analysis/STUDY.md > /dev/null && \
+	echo "moesim: study in results/study (graphs/ and the *_results_json/ folders); report: analysis/STUDY.md"
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -150,13 +150,16 @@ def record_number(record, key, path, what="metric"):
 
 
 def metric_unit(name):
-    """The unit implied by a metric name: ms for *_ms, tokens/s or requests/s for throughputs,
-    s for duration, '' when nothing is implied."""
-    n = name.lower()
+    """The unit implied by a metric name (its last dotted part, so ``step_time_breakdown.moe_s``
+    counts as ``moe_s``): ms for *_ms, s for *_s and duration, bytes for *_bytes, tokens/s or
+    requests/s for throughputs, '' when nothing is implied."""
+    n = name.lower().rsplit(".", 1)[-1]
     if n.endswith("_ms"):
         return "ms"
-    if n.endswith("_s") or n in ("duration", "duration_s"):
+    if n.endswith("_s") or n == "duration":
         return "s"
+    if n.endswith("_bytes"):
+        return "bytes"
     if "throughput" in n:
         return "requests/s" if "request" in n else "tokens/s"
     return ""
@@ -302,7 +305,7 @@ def draw_scatter_fits(series_list, xlabel, ylabel, title, output, slope_unit="",
             gx = np.linspace(xs.min(), xs.max(), 50)
             unit = f" {slope_unit}" if slope_unit else ""
             ax.plot(gx, s.slope * gx + s.intercept, color=color, linewidth=1.8,
-                    label=f"{s.label} fit: slope = {s.slope:.4g}{unit}, r = {_fmt(s.r, 0).strip()}")
+                    label=f"{s.label} fit: slope = {s.slope:.4g}{unit}, r = {s.r:.3f}")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)

@@ -10,7 +10,8 @@ with a warning on stderr.
     y      = the --y column, which must be numeric
     x      = the --x column: numeric when every kept value parses as a finite number (the axis is
              numeric and each series is sorted by x), otherwise categorical (one tick per distinct
-             value, in order of first appearance in the file)
+             value, in order of first appearance in the file; values that are paths in one
+             common folder are labelled by file name, the folder going into the axis label)
     series = one per distinct value g of the --group column (label "<group>=<g>"; numeric group
              values in ascending order, others in order of first appearance), or a single series
              without --group
@@ -153,6 +154,19 @@ def sweep_series(df, path, x, y, group=None, warn=None):
     return {"x_numeric": x_numeric, "categories": categories, "rows": int(len(rows)), "series": series}
 
 
+def short_categories(categories):
+    """(tick labels, common folder): when every category is a path in the same folder (such as
+    workload.dataset values datasets/imbalance/007_0.1944.jsonl), the labels are the file names and
+    the folder is returned for the axis label; otherwise the categories unchanged and ''."""
+    folders = {os.path.dirname(c) for c in categories}
+    if len(folders) == 1 and all("/" in c for c in categories):
+        folder = folders.pop()
+        names = [os.path.basename(c) for c in categories]
+        if all(names) and len(set(names)) == len(names):
+            return names, folder
+    return list(categories), ""
+
+
 def draw(data, path, x, y, group, output, kind="line", dpi=150):
     import matplotlib
     matplotlib.use("Agg")
@@ -168,10 +182,12 @@ def draw(data, path, x, y, group, output, kind="line", dpi=150):
         else:
             ax.scatter(s["x_pos"], s["y"], s=30, alpha=0.85, label=s["label"])
     if data["categories"] is not None:
+        labels, folder = short_categories(data["categories"])
         ax.set_xticks(np.arange(n_cat))
-        long = n_cat > 6 or max(len(c) for c in data["categories"]) > 10
-        ax.set_xticklabels(data["categories"], rotation=45 if long else 0, ha="right" if long else "center")
-        ax.set_xlabel(x)
+        long = n_cat > 6 or max(len(c) for c in labels) > 10
+        ax.set_xticklabels(labels, rotation=60 if long else 0, ha="right" if long else "center",
+                           fontsize=7 if n_cat > 30 else 9)
+        ax.set_xlabel(f"{x} (in {folder}/)" if folder else x)
     else:
         ax.set_xlabel(sc.metric_axis_label(x))
     ax.set_ylabel(sc.metric_axis_label(y))

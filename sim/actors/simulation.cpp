@@ -36,6 +36,8 @@ struct Instance {
 
   sg::BarrierPtr step_start, step_done, phase_sync;
   const StepPlan* plan = nullptr;
+  std::int64_t step = 0;             ///< index of the step being executed
+  TraceRecorder* trace = nullptr;    ///< null unless outputs.trace
   StepTimes times;
   bool engine_finished = false;
   int workers_finished = 0;
@@ -68,9 +70,31 @@ void run_collectives(Instance& inst, std::span<const Phase> comms) {
 
 /// Analytic fidelity: the step's timeline is known in closed form, so each GPU executes its busy
 /// time as one activity and waits for the step's end; SimGrid time advances once per step.
+/// GPU spans of an analytic step, rebuilt from its closed-form timeline.
+void trace_analytic_step(Instance& inst, int rank, const StepPlan& plan, double start) {
+  const auto n = static_cast<std::size_t>(plan.gpus);
+  double segment_start = start;
+  std::vector<double> cursor(n, start);
+  for (const Phase& ph : plan.phases) {
+    if (ph.kind == PhaseKind::comm) {
+      segment_start = *std::max_element(cursor.begin(), cursor.end());
+      const double end = segment_start + analytic_collective_seconds(ph.collective, inst.fabric);
+      inst.trace->span(inst.index, rank, to_string(ph.collective.kind), segment_start, end);
+      std::fill(cursor.begin(), cursor.end(), end);
+      continue;
+    }
+    for (std::size_t r = 0; r < n; ++r) {
+      const double s = ph.compute_s[r];
+      if (r == static_cast<std::size_t>(rank) && s > 0) inst.trace->span(inst.index, rank, to_string(ph.kind), cursor[r], cursor[r] + s);
+      cursor[r] += s;
+    }
+  }
+}
+
 void run_step_analytic(Instance& inst, int rank, const StepPlan& plan) {
   const double start = sg::Engine::get_clock();
   const StepTimes t = analytic_step_times(plan, inst.fabric);
+  if (inst.trace != nullptr && inst.trace->keep_spans(inst.step)) trace_analytic_step(inst, rank, plan, start);
   double busy = 0;
   for (const Phase& ph : plan.phases)
     if (ph.kind != PhaseKind::comm) busy += ph.compute_s[static_cast<std::size_t>(rank)];
@@ -94,11 +118,16 @@ void worker(Instance& inst, int rank) {
     double segment_start = sg::Engine::get_clock();
     segment.clear();
     const auto& phases = plan->phases;
+    const bool tracing = inst.trace != nullptr && inst.trace->keep_spans(inst.step);
     for (std::size_t i = 0; i < phases.size();) {
       const Phase& ph = phases[i];
       if (ph.kind != PhaseKind::comm) {
         const double s = ph.compute_s[static_cast<std::size_t>(rank)];
-        if (s > 0) sg::this_actor::execute(s * inst.host_speed);
+        if (s > 0) {
+          const double t0 = sg::Engine::get_clock();
+          sg::this_actor::execute(s * inst.host_speed);
+          if (tracing) inst.trace->span(inst.index, rank, to_string(ph.kind), t0, sg::Engine::get_clock());
+        }
         segment.push_back(&ph);
         ++i;
         continue;
@@ -106,14 +135,22 @@ void worker(Instance& inst, int rank) {
       std::size_t run_end = i;
       while (run_end < phases.size() && phases[run_end].kind == PhaseKind::comm) ++run_end;
       inst.phase_sync->wait();
+      const double comm_start = sg::Engine::get_clock();
       if (leader) {
-        const double t0 = sg::Engine::get_clock();
-        attribute_segment(inst.times, segment, t0 - segment_start);
+        attribute_segment(inst.times, segment, comm_start - segment_start);
         run_collectives(inst, std::span<const Phase>(phases.data() + i, run_end - i));
-        inst.times.comm += sg::Engine::get_clock() - t0;
+        inst.times.comm += sg::Engine::get_clock() - comm_start;
       }
       segment.clear();
       inst.phase_sync->wait();
+      if (tracing) {
+        std::string name;
+        for (std::size_t c = i; c < run_end; ++c) {
+          if (!name.empty()) name += '+';
+          name += to_string(phases[c].collective.kind);
+        }
+        inst.trace->span(inst.index, rank, std::move(name), comm_start, sg::Engine::get_clock());
+      }
       segment_start = sg::Engine::get_clock();
       i = run_end;
     }
@@ -152,6 +189,7 @@ void engine(Instance& inst, SharedState& shared) {
     StepPlan plan = inst.planner.plan(batch, start);
     inst.times = {};
     inst.plan = &plan;
+    inst.step = step;
     inst.step_start->wait();
     inst.step_done->wait();
     const double end = sg::Engine::get_clock();
@@ -186,6 +224,8 @@ void engine(Instance& inst, SharedState& shared) {
     sr.dispatch_bytes = plan.load.dispatch_bytes;
     sr.combine_bytes = plan.load.combine_bytes;
     rec.on_step(sr);
+    if (inst.trace != nullptr)
+      inst.trace->step(inst.index, sr.step, start, end, batch.prefill_tokens, batch.decode_tokens, sr.num_seqs);
     shared.profiler->on_step(inst.index, sr.step, start, batch.total_tokens(), plan.load.layer_expert_counts);
   }
   inst.plan = nullptr;
@@ -255,7 +295,9 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   const bool expert_parallel = layout.mode == ParallelMode::ep;
   const ExpertPlacement placement = contiguous_placement(model.num_experts, expert_parallel ? layout.gpus_per_instance : 1);
   RunResult result{RunRecorder(requests),
-                   std::make_unique<ExpertProfiler>(model, placement.rank_of_expert, expert_parallel, sc.outputs), 0.0};
+                   std::make_unique<ExpertProfiler>(model, placement.rank_of_expert, expert_parallel, sc.outputs), nullptr,
+                   0.0};
+  if (sc.outputs.trace) result.trace = std::make_unique<TraceRecorder>(sc.outputs.trace_max_steps);
   SharedState shared;
   shared.recorder = &result.recorder;
   shared.profiler = result.profiler.get();
@@ -277,6 +319,12 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
     auto inst = std::make_unique<Instance>(i, sp, StepPlanner(sc, layout, std::move(router)));
     inst->planner.set_observer(result.profiler.get());
     for (int g = 0; g < n; ++g) inst->hosts.push_back(platform.gpus[static_cast<std::size_t>(i * n + g)]);
+    if (result.trace) {
+      std::vector<std::string> names;
+      for (auto* h : inst->hosts) names.push_back(h->get_name());
+      result.trace->name_instance(i, names);
+      inst->trace = result.trace.get();
+    }
     inst->fabric = FabricView{sc.cluster.gpus_per_node, i * n, sc.cluster.intra_node.spec, sc.cluster.inter_node.spec};
     inst->fidelity = sc.network.fidelity;
     inst->host_speed = platform.host_speed_flops;

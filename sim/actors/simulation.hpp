@@ -13,6 +13,7 @@
 
 #include "sim/metrics/expert_profiler.hpp"
 #include "sim/metrics/recorder.hpp"
+#include "sim/metrics/trace.hpp"
 
 namespace moesim {
 
@@ -24,6 +25,7 @@ struct RunOptions {
 struct RunResult {
   RunRecorder recorder;
   std::unique_ptr<ExpertProfiler> profiler;
+  std::unique_ptr<TraceRecorder> trace;  ///< null unless outputs.trace
   double end_time_s = 0;
 };
 

@@ -76,6 +76,9 @@ void describe(Schema<OutputsConfig>& s) {
   s.field("imbalance_filter_max_tokens", &O::imbalance_filter_max_tokens).min(1).unit("tokens")
       .doc("aggregated imbalance counts only steps with at most this many tokens");
   s.field("trend_window_steps", &O::trend_window_steps).min(2).unit("steps").doc("window of the load-variance trend");
+  s.field("trace", &O::trace).doc("write trace.json (Chrome / Perfetto trace of GPU kernels, collectives and steps)");
+  s.field("trace_max_steps", &O::trace_max_steps).min(0).unit("steps")
+      .doc("steps per instance whose GPU spans go into the trace; 0 for all");
 }
 
 void describe(Schema<LengthDistParams>& s) {

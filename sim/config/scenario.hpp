@@ -71,6 +71,8 @@ struct OutputsConfig {
   int gate_log_steps_per_file = 1000;
   int imbalance_filter_max_tokens = 1000;
   int trend_window_steps = 100;
+  bool trace = false;
+  int trace_max_steps = 200;
 };
 
 /// Files a workload reads, loaded and checked with the scenario.

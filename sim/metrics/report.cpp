@@ -238,6 +238,7 @@ void write_run_outputs(const std::filesystem::path& dir, const Scenario& sc, con
     if (ec) throw std::runtime_error("cannot create " + path.parent_path().string() + ": " + ec.message());
     write_file_atomically(path, content);
   }
+  if (result.trace) write_file_atomically(dir / "trace.json", result.trace->render());
   write_file_atomically(dir / "config.resolved.yaml", config);
   write_file_atomically(dir / "requests.csv", requests);
   write_file_atomically(dir / "steps.csv", steps);

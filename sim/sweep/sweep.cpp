@@ -326,7 +326,7 @@ int run_sweep(const SweepSpec& spec, const SweepOptions& opt) {
     progress.update(done, failed, fmt::format("point {} {}", p.index, ok ? "ok" : "FAILED"));
   }
   const std::string csv = opt.shard_count > 1 ? fmt::format("sweep.shard-{}-of-{}.csv", opt.shard_index, opt.shard_count) : "sweep.csv";
-  write_sweep_csv(spec, opt.out, csv);
+  write_sweep_csv(spec, opt.out, csv, opt.shard_index, opt.shard_count);
   return failed;
 }
 
@@ -357,7 +357,8 @@ void flatten(const nlohmann::json& j, const std::string& prefix, std::vector<std
 
 }  // namespace
 
-int write_sweep_csv(const SweepSpec& spec, const std::filesystem::path& out, const std::string& file_name) {
+int write_sweep_csv(const SweepSpec& spec, const std::filesystem::path& out, const std::string& file_name, int shard_index,
+                    int shard_count) {
   struct Row {
     const SweepPoint* point;
     std::string status, wall, error;
@@ -368,6 +369,7 @@ int write_sweep_csv(const SweepSpec& spec, const std::filesystem::path& out, con
   std::set<std::string> seen;
   int with_result = 0;
   for (const auto& p : spec.points) {
+    if (p.index % shard_count != shard_index - 1) continue;
     const auto dir = out / p.dir_name();
     Row r{&p, "", "", "", {}};
     if (completed(p, dir)) {

@@ -63,8 +63,9 @@ void parse_shard(const std::string& spec, SweepOptions& options);
 /// Runs the points of this shard that have no completion marker; returns the number that failed.
 int run_sweep(const SweepSpec& spec, const SweepOptions& options);
 
-/// Writes sweep.csv (or `file_name`) from the point directories found under options.out; returns
-/// the number of points with a result.
-int write_sweep_csv(const SweepSpec& spec, const std::filesystem::path& out, const std::string& file_name = "sweep.csv");
+/// Writes sweep.csv (or `file_name`) from the point directories found under `out`, for the points
+/// of shard i of N (all points by default); returns the number of points with a result.
+int write_sweep_csv(const SweepSpec& spec, const std::filesystem::path& out, const std::string& file_name = "sweep.csv",
+                    int shard_index = 1, int shard_count = 1);
 
 }  // namespace moesim

@@ -150,6 +150,10 @@ def test_fit_helpers_and_units():
     assert sc.metric_unit("output_throughput") == "tokens/s"
     assert sc.metric_unit("total_token_throughput") == "tokens/s"
     assert sc.metric_unit("request_throughput") == "requests/s"
+    assert sc.metric_unit("duration") == "s"
+    assert sc.metric_unit("step_time_breakdown.moe_s") == "s"
+    assert sc.metric_unit("step_time_breakdown.dispatch_bytes") == "bytes"
+    assert sc.metric_unit("imbalance.cv_aggregated") == ""
     assert sc.metric_axis_label("p99_ttft_ms") == "p99_ttft_ms (ms)"
     assert sc.metric_axis_label("completed") == "completed"
 
@@ -357,6 +361,10 @@ def test_sweep_categorical_x_and_numeric_groups(sweep_csv, tmp_path):
     s16 = data["series"][1]
     assert s16["x"] == ["tp", "ep"] and np.array_equal(s16["x_pos"], [0, 1])
     assert np.array_equal(s16["y"], [2.5, 2.1])
+    # dataset paths in one folder are labelled by file name
+    assert sweep_plot.short_categories(["datasets/imbalance/007_0.1944.jsonl", "datasets/imbalance/050_0.1373.jsonl"]) \
+        == (["007_0.1944.jsonl", "050_0.1373.jsonl"], "datasets/imbalance")
+    assert sweep_plot.short_categories(["tp", "ep"]) == (["tp", "ep"], "")
 
 
 def test_sweep_single_series_line_means(tmp_path):

@@ -1,0 +1,200 @@
+// Sweeps: expansion, one process per point, resume, shards and merge, failures, bad input; the
+// Perfetto trace's structure.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "tests/e2e/cli_runner.hpp"
+
+namespace moesim::test {
+namespace {
+
+/// A small sweep over the quickstart setting: 2 modes x 2 datasets, few requests, analytic.
+std::filesystem::path write_sweep(const std::filesystem::path& dir, const std::string& sweep_block) {
+  const auto file = dir / "sweep.yaml";
+  std::ofstream f(file);
+  f << "model: mixtral-8x7b\n"
+       "seed: 3\n"
+       "cluster: {gpu: h100-sxm, gpus_per_node: 4}\n"
+       "serving: {max_num_batched_tokens: 8192, max_num_seqs: 32, max_model_len: 4096}\n"
+       "workload: {requests: 6, routing: {model: domain_affinity}, arrival: {process: burst}, dataset: "
+    << (kSourceDir / "datasets/imbalance/001_0.2171.jsonl").string()
+    << "}\n"
+       "network: {fidelity: analytic}\n"
+       "outputs: {expert_profiler: false}\n"
+    << sweep_block;
+  return file;
+}
+
+const std::string kTwoByTwo = "sweep:\n  grid:\n    parallel.mode: [tp, ep]\n    workload.dataset: {glob: \"" +
+                              (kSourceDir / "datasets/imbalance/00[12]_*.jsonl").string() + "\"}\n";
+
+std::vector<std::vector<std::string>> read_csv(const std::filesystem::path& p) {
+  std::vector<std::vector<std::string>> rows;
+  std::stringstream in(read_text(p));
+  for (std::string line; std::getline(in, line);) {
+    std::vector<std::string> f;
+    std::stringstream ls(line);
+    for (std::string x; std::getline(ls, x, ',');) f.push_back(x);
+    rows.push_back(f);
+  }
+  return rows;
+}
+
+std::string point_dir(int p) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "point-%04d", p);
+  return buf;
+}
+
+std::size_t column(const std::vector<std::string>& header, const std::string& name) {
+  return static_cast<std::size_t>(std::find(header.begin(), header.end(), name) - header.begin());
+}
+
+TEST(Sweep, grid_with_glob_expands_in_a_fixed_order) {
+  const auto dir = scratch_dir("sweep-list");
+  const auto file = write_sweep(dir, kTwoByTwo);
+  const CliResult r = run_cli("sweep '" + file.string() + "' --list", "sweep-list");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::stringstream lines(r.out);
+  std::vector<std::string> points;
+  for (std::string l; std::getline(lines, l);) points.push_back(l);
+  ASSERT_EQ(points.size(), 4u);
+  EXPECT_EQ(points[0].rfind("0 parallel.mode=tp workload.dataset=", 0), 0u);
+  EXPECT_NE(points[1].find("002_0.1413.jsonl"), std::string::npos);
+  EXPECT_EQ(points[2].rfind("2 parallel.mode=ep", 0), 0u);
+}
+
+TEST(Sweep, every_point_runs_once_and_a_rerun_skips_completed_points) {
+  const auto dir = scratch_dir("sweep-run");
+  const auto file = write_sweep(dir, kTwoByTwo);
+  const auto out = dir / "out";
+  const CliResult r = run_cli("sweep '" + file.string() + "' -j 2 --out '" + out.string() + "'", "sweep-run");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto rows = read_csv(out / "sweep.csv");
+  ASSERT_EQ(rows.size(), 5u);
+  const auto& h = rows[0];
+  EXPECT_EQ(h[0], "point");
+  EXPECT_EQ(h[1], "parallel.mode");
+  EXPECT_EQ(h[2], "workload.dataset");
+  for (std::size_t i = 1; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i][column(h, "status")], "ok");
+    EXPECT_EQ(rows[i][column(h, "completed")], "6");
+  }
+  // The same dataset gives the same routing in TP and EP, so the imbalance columns agree.
+  EXPECT_EQ(rows[1][column(h, "imbalance.cv_aggregated")], rows[3][column(h, "imbalance.cv_aggregated")]);
+  const std::string first = read_text(out / "point-0000/run/summary.json");
+  const CliResult again = run_cli("sweep '" + file.string() + "' -j 2 --out '" + out.string() + "'", "sweep-rerun");
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.err.find("4 of 4 points already complete, skipped"), std::string::npos) << again.err;
+  EXPECT_EQ(read_csv(out / "sweep.csv").size(), 5u);
+}
+
+TEST(Sweep, points_are_identical_at_j1_and_j2) {
+  const auto dir = scratch_dir("sweep-det");
+  const auto file = write_sweep(dir, kTwoByTwo);
+  ASSERT_EQ(run_cli("sweep '" + file.string() + "' -j 1 --out '" + (dir / "a").string() + "'", "det-a").exit_code, 0);
+  ASSERT_EQ(run_cli("sweep '" + file.string() + "' -j 2 --out '" + (dir / "b").string() + "'", "det-b").exit_code, 0);
+  for (int p = 0; p < 4; ++p)
+    for (const char* f : {"summary.json", "requests.csv", "steps.csv"}) {
+      const auto rel = std::filesystem::path(point_dir(p)) / "run" / f;
+      EXPECT_EQ(read_text(dir / "a" / rel), read_text(dir / "b" / rel)) << rel;
+    }
+}
+
+TEST(Sweep, shards_run_with_gnu_parallel_then_merge_into_one_table) {
+  const auto dir = scratch_dir("sweep-shard");
+  const auto file = write_sweep(dir, kTwoByTwo);
+  const auto out = dir / "out";
+  const std::string cmd = "cd '" + kSourceDir.string() + "' && seq 1 2 | parallel -j 2 '" + kBinary.string() + "' sweep '" +
+                          file.string() + "' --out '" + out.string() + "' --shard {}/2 > /dev/null 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  EXPECT_TRUE(std::filesystem::exists(out / "sweep.shard-1-of-2.csv"));
+  EXPECT_EQ(read_csv(out / "sweep.shard-2-of-2.csv").size(), 3u);  // header + points 1 and 3
+  const CliResult m = run_cli("sweep '" + file.string() + "' --out '" + out.string() + "' --merge", "merge");
+  ASSERT_EQ(m.exit_code, 0) << m.err;
+  const auto rows = read_csv(out / "sweep.csv");
+  ASSERT_EQ(rows.size(), 5u);
+  std::set<std::string> points;
+  for (std::size_t i = 1; i < rows.size(); ++i) points.insert(rows[i][0]);
+  EXPECT_EQ(points, (std::set<std::string>{"0", "1", "2", "3"}));
+}
+
+TEST(Sweep, a_failing_point_is_recorded_and_the_sweep_goes_on) {
+  const auto dir = scratch_dir("sweep-fail");
+  const auto file = write_sweep(dir, "sweep:\n  grid:\n    workload.requests: [2, 3]\n");
+  const auto out = dir / "out";
+  // A file where point 1's run directory should go makes that run fail when it writes outputs.
+  std::filesystem::create_directories(out / "point-0001");
+  std::ofstream(out / "point-0001" / "run") << "in the way\n";
+  const CliResult r = run_cli("sweep '" + file.string() + "' --out '" + out.string() + "'", "fail");
+  EXPECT_EQ(r.exit_code, 3);
+  const auto rows = read_csv(out / "sweep.csv");
+  ASSERT_EQ(rows.size(), 3u);
+  const auto& h = rows[0];
+  EXPECT_EQ(rows[1][column(h, "status")], "ok");
+  EXPECT_EQ(rows[2][column(h, "status")], "failed");
+  EXPECT_NE(rows[2][column(h, "error")].find("cannot create output directory"), std::string::npos) << rows[2][column(h, "error")];
+  EXPECT_TRUE(std::filesystem::exists(out / "point-0001/failed.json"));
+}
+
+TEST(SweepBadInput, unknown_key_is_rejected_with_a_suggestion_before_anything_runs) {
+  const auto dir = scratch_dir("sweep-bad");
+  const auto file = write_sweep(dir, "sweep:\n  grid:\n    parallel.mod: [tp, ep]\n");
+  const auto out = dir / "out";
+  const CliResult r = run_cli("sweep '" + file.string() + "' --out '" + out.string() + "'", "bad1");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("parallel.mod: unknown key \"mod\" (did you mean \"mode\"?)"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+TEST(SweepBadInput, empty_glob_and_bad_shard_are_errors) {
+  const auto dir = scratch_dir("sweep-bad2");
+  const auto file = write_sweep(dir, "sweep:\n  grid:\n    workload.dataset: {glob: \"/nonexistent/*.jsonl\"}\n");
+  const CliResult g = run_cli("sweep '" + file.string() + "' --list", "bad2");
+  EXPECT_EQ(g.exit_code, 2);
+  EXPECT_NE(g.err.find("sweep.grid.workload.dataset: glob \"/nonexistent/*.jsonl\" matches no file"), std::string::npos) << g.err;
+  const auto ok = write_sweep(dir, kTwoByTwo);
+  const CliResult s = run_cli("sweep '" + ok.string() + "' --shard 3/2 --list", "bad3");
+  EXPECT_EQ(s.exit_code, 2);
+  EXPECT_EQ(s.err.substr(0, s.err.find('\n')), "error: --shard 3/2: expected i/N with 1 <= i <= N (e.g. 2/4)");
+}
+
+TEST(Trace, trace_json_has_gpu_tracks_steps_and_counters) {
+  for (const char* fidelity : {"flow", "analytic"}) {
+    const auto out = scratch_dir("trace") / "run";
+    const CliResult r = run_cli(std::string("run scenarios/domain_skew.yaml --quiet --set workload.requests=4 --set outputs.trace=true "
+                                            "--set outputs.trace_max_steps=2 --set network.fidelity=") + fidelity +
+                                    " --out '" + out.string() + "'",
+                                "trace");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto j = nlohmann::json::parse(read_text(out / "trace.json"));
+    std::set<int> gpu_tids;
+    std::set<std::string> names;
+    int steps = 0, counters = 0;
+    double last_end = 0;
+    for (const auto& e : j["traceEvents"]) {
+      if (e["ph"] == "X" && e["cat"] == "gpu") {
+        gpu_tids.insert(e["tid"].get<int>());
+        names.insert(e["name"].get<std::string>());
+        EXPECT_GE(e["dur"].get<double>(), 0.0);
+        last_end = std::max(last_end, e["ts"].get<double>() + e["dur"].get<double>());
+      }
+      if (e["ph"] == "X" && e["cat"] == "step") ++steps;
+      if (e["ph"] == "C") ++counters;
+    }
+    EXPECT_EQ(gpu_tids, (std::set<int>{0, 1, 2, 3})) << fidelity;
+    EXPECT_TRUE(names.count("attention") && names.count("moe") && names.count("lm_head")) << fidelity;
+    const auto summary = nlohmann::json::parse(read_text(out / "summary.json"));
+    EXPECT_EQ(steps, summary["run"]["steps"].get<int>()) << fidelity;
+    EXPECT_EQ(counters, 2 * steps) << fidelity;
+  }
+}
+
+}  // namespace
+}  // namespace moesim::test
