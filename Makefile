@@ -13,7 +13,7 @@ DEB_PACKAGES := cmake g++ make pkg-config \
   libgtest-dev libcli11-dev libfmt-dev time bc \
   python3 python3-numpy python3-pandas python3-matplotlib python3-pytest parallel
 
-.PHONY: deps build run test bench study clean
+.PHONY: deps build run test bench study test-browser clean
 
 deps:
 	@missing=""; \
@@ -52,6 +52,12 @@ study: build
 	/usr/bin/python3 analysis/study.py results/study --simulate-seconds $$(echo "$$end - $$start" | bc -l) \
 	  --write-md analysis/STUDY.md > /dev/null && \
 	echo "moesim: study in results/study (graphs/ and the *_results_json/ folders); report: analysis/STUDY.md"
+
+# Opens a sweep report in headless Chromium (Debian's chromium; not part of `make test`).
+test-browser: build
+	@command -v chromium >/dev/null || { if [ "$$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+	tests/browser/check_report.sh $(BUILD_DIR)/moesim
 
 clean:
 	rm -rf $(BUILD_DIR)

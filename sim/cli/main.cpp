@@ -11,6 +11,7 @@
 #include "sim/actors/simulation.hpp"
 #include "sim/config/scenario.hpp"
 #include "sim/metrics/report.hpp"
+#include "sim/report/report.hpp"
 #include "sim/sweep/sweep.hpp"
 
 namespace {
@@ -268,6 +269,10 @@ int main(int argc, char** argv) {
   sweep->add_flag("--list", sweep_list, "print the points and exit");
   sweep->add_flag("--merge", sweep_merge, "gather the points found in --out into sweep.csv (after sharded runs)");
 
+  auto* report = app.add_subcommand("report", "print a sweep's (or a run's) headline metrics and write DIR/report.html");
+  std::string report_dir;
+  report->add_option("dir", report_dir, "sweep directory (with sweep.csv) or run directory (with summary.json)")->required();
+
   auto* list = app.add_subcommand("list", "list catalog cards or registered components");
   std::string kind;
   list->add_option("kind", kind, "models | gpus | interconnects | routers | arrivals | lengths")->required();
@@ -283,6 +288,16 @@ int main(int argc, char** argv) {
   const Catalog catalog(catalog_dir.empty() ? default_catalog_home() : std::filesystem::path(catalog_dir));
   if (*list) return cmd_list(kind, catalog);
   if (*describe_cmd) return cmd_describe();
+  if (*report) {
+    try {
+      const ReportResult r = write_report(report_dir);
+      std::cout << r.table << fmt::format("moesim: report with {} charts: {}\n", r.charts, r.html.string());
+      return kExitOk;
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return kExitConfig;
+    }
+  }
   if (*sweep) {
     SweepOptions opt;
     opt.out = sweep_out;

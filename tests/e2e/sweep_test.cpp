@@ -143,6 +143,31 @@ TEST(Sweep, a_failing_point_is_recorded_and_the_sweep_goes_on) {
   EXPECT_TRUE(std::filesystem::exists(out / "point-0001/failed.json"));
 }
 
+TEST(Report, sweep_report_prints_a_table_and_writes_a_self_contained_page) {
+  const auto dir = scratch_dir("sweep-report");
+  const auto file = write_sweep(dir, kTwoByTwo);
+  const auto out = dir / "out";
+  ASSERT_EQ(run_cli("sweep '" + file.string() + "' -j 2 --out '" + out.string() + "'", "rep-sweep").exit_code, 0);
+  const CliResult r = run_cli("report '" + out.string() + "'", "report");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("mean_ttft_ms"), std::string::npos);
+  EXPECT_NE(r.out.find("001_0.2171.jsonl"), std::string::npos);
+  const std::string html = read_text(out / "report.html");
+  std::size_t svgs = 0;
+  for (auto pos = html.find("<svg"); pos != std::string::npos; pos = html.find("<svg", pos + 1)) ++svgs;
+  EXPECT_EQ(svgs, 10u);  // one chart per headline metric
+  // Self-contained: nothing fetched from anywhere (the only URL is the SVG namespace).
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  EXPECT_EQ(html.find("<link"), std::string::npos);
+  std::string without_ns = html;
+  for (auto pos = without_ns.find("http://www.w3.org/2000/svg"); pos != std::string::npos; pos = without_ns.find("http://www.w3.org/2000/svg"))
+    without_ns.erase(pos, 26);
+  EXPECT_EQ(without_ns.find("http"), std::string::npos);
+  const CliResult bad = run_cli("report '" + dir.string() + "'", "report-bad");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("neither a sweep directory (sweep.csv) nor a run directory (summary.json)"), std::string::npos);
+}
+
 TEST(SweepBadInput, unknown_key_is_rejected_with_a_suggestion_before_anything_runs) {
   const auto dir = scratch_dir("sweep-bad");
   const auto file = write_sweep(dir, "sweep:\n  grid:\n    parallel.mod: [tp, ep]\n");

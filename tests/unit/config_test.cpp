@@ -77,3 +77,32 @@ TEST(Diagnostics, closest_match_suggests_near_names_only) {
 
 }  // namespace
 }  // namespace moesim::test
+
+#include "sim/report/svg_chart.hpp"
+
+namespace moesim::test {
+namespace {
+
+TEST(Report, nice_ticks_cover_the_range_in_round_steps) {
+  for (auto [lo, hi] : {std::pair{11.03, 11.32}, std::pair{0.0, 1.0}, std::pair{2640.0, 2719.0}, std::pair{-3.0, 7.5}}) {
+    const auto t = nice_ticks(lo, hi);
+    EXPECT_LE(t.front(), lo) << lo;
+    EXPECT_GE(t.back(), hi) << hi;
+    EXPECT_GE(t.size(), 3u);
+    EXPECT_LE(t.size(), 12u);
+  }
+  EXPECT_EQ(nice_ticks(0.0, 1.0), (std::vector<double>{0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0}));
+}
+
+TEST(Report, charts_escape_text_and_draw_every_series) {
+  const std::string svg = svg_line_chart({"a < b", "x", "y", {}, 640, 360}, {{"s1", {1, 2}, {3, 4}}, {"s&2", {1, 2}, {5, 6}}});
+  EXPECT_NE(svg.find("a &lt; b"), std::string::npos);
+  EXPECT_NE(svg.find("s&amp;2"), std::string::npos);
+  EXPECT_EQ(std::count(svg.begin(), svg.end(), '\n'), 0);
+  std::size_t polylines = 0;
+  for (auto pos = svg.find("<polyline"); pos != std::string::npos; pos = svg.find("<polyline", pos + 1)) ++polylines;
+  EXPECT_EQ(polylines, 2u);
+}
+
+}  // namespace
+}  // namespace moesim::test
