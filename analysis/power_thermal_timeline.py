@@ -17,9 +17,9 @@ summary covers [t_1, t_n], the last row's values hold from t_n on and add nothin
     energy_j       = sum_i power_w_i * dt_i        (the exact integral of the step function)
     covered_s      = t_n - t_1
     avg_power_w    = energy_j / covered_s          (NaN, printed "n/a", when covered_s is 0)
-    peak_power_w   = max power_w_i   over the rows in effect at some instant of [t_1, t_n]: those
-    max_temp_die_c = max temp_die_c_i    with dt_i > 0, and the last row (which holds at t_n); a row
-                                         superseded by another at the same time never counts
+    peak_power_w   = max_i power_w_i               } over the rows in effect at some instant of
+    max_temp_die_c = max_i temp_die_c_i            } [t_1, t_n]: those with dt_i > 0 and the last
+                                                     row (a row superseded at its own time is not)
     throttle_s[s]  = sum of dt_i over the rows whose throttle_state is s, for each state s other
                      than "none" that occurs in the GPU's rows (0 when it occurs only in the last
                      row)
