@@ -30,6 +30,25 @@ struct GpuSpec {
   double compute_efficiency = 0.7;  ///< fraction of peak FLOPs large GEMMs reach
   double memory_efficiency = 0.8;   ///< fraction of HBM bandwidth streaming kernels reach
   double kernel_launch_us = 4.0;
+  // Power and clocks (models/power/power_model.hpp).
+  double clock_max_mhz = 1980;
+  double clock_min_mhz = 345;
+  double clock_step_mhz = 15;
+  double voltage_min_v = 0.7;
+  double voltage_max_v = 1.0;
+  double power_compute_w = 540;      ///< dynamic power at full compute utilisation, f_max
+  double power_memory_w = 230;       ///< dynamic power at full HBM utilisation
+  double power_comm_w = 100;         ///< extra power while in a collective
+  double leakage_ref_w = 40;         ///< leakage scale L_ref
+  double leakage_beta_per_k = 0.036;
+  double leakage_ref_temp_c = 45;
+  double sw_slowdown_clock_fraction = 0.8;
+  double throttle_hysteresis_c = 3;
+  // Lumped two-node thermal network (models/thermal/rc_thermal.hpp).
+  double thermal_r_die_sink_k_per_w = 0.015;
+  double thermal_r_sink_inlet_k_per_w = 0.05;
+  double thermal_c_die_j_per_k = 70;
+  double thermal_c_sink_j_per_k = 4000;
 
   /// Dense peak in FLOP/s for matmuls whose operands are `dtype`. A dtype the tensor cores do not
   /// support runs at the BF16 peak (weight-only quantisation: dequantise to BF16, compute in BF16).

@@ -72,17 +72,55 @@ StepPlanner::StepPlanner(const Scenario& scenario, const ParallelLayout& layout,
       n_(layout.gpus_per_instance),
       count_level_(scenario.workload.routing.sampling == "count") {}
 
+Phase Phase::compute(PhaseKind kind, int gpus) {
+  const auto n = static_cast<std::size_t>(gpus);
+  Phase ph;
+  ph.kind = kind;
+  ph.compute_s.assign(n, 0.0);
+  ph.compute_bound_s.assign(n, 0.0);
+  ph.compute_util.assign(n, 0.0);
+  ph.memory_util.assign(n, 0.0);
+  return ph;
+}
+
+void Phase::set(int rank, const RankWork& w) {
+  const auto r = static_cast<std::size_t>(rank);
+  compute_s[r] = w.seconds;
+  compute_bound_s[r] = w.compute_bound_s;
+  compute_util[r] = w.seconds > 0 ? std::min(1.0, w.compute_busy_s / w.seconds) : 0.0;
+  memory_util[r] = w.seconds > 0 ? std::min(1.0, w.memory_busy_s / w.seconds) : 0.0;
+}
+
 namespace {
-/// Sum of per-kernel rooflines plus one launch: a grouped kernel over several GEMMs.
-double grouped_seconds(const RooflineModel& rf, const std::vector<KernelWork>& parts) {
-  double t = 0;
+/// Kernels launched one after another (each pays its launch).
+RankWork separate_kernels(const RooflineModel& rf, std::initializer_list<KernelWork> kernels) {
+  RankWork w;
+  for (const auto& k : kernels) {
+    if (k.flops <= 0 && k.bytes <= 0) continue;
+    const double c = rf.compute_seconds(k), m = rf.memory_seconds(k);
+    w.seconds += rf.gpu().kernel_launch_us * 1e-6 + std::max(c, m);
+    if (c >= m) w.compute_bound_s += c;
+    w.compute_busy_s += c;
+    w.memory_busy_s += m;
+  }
+  return w;
+}
+
+/// A grouped kernel over several GEMMs: the sum of their rooflines plus one launch.
+RankWork grouped_kernel(const RooflineModel& rf, const std::vector<KernelWork>& parts) {
+  RankWork w;
   bool any = false;
-  for (const auto& w : parts) {
-    if (w.flops <= 0 && w.bytes <= 0) continue;
-    t += std::max(rf.compute_seconds(w), rf.memory_seconds(w));
+  for (const auto& k : parts) {
+    if (k.flops <= 0 && k.bytes <= 0) continue;
+    const double c = rf.compute_seconds(k), m = rf.memory_seconds(k);
+    w.seconds += std::max(c, m);
+    if (c >= m) w.compute_bound_s += c;
+    w.compute_busy_s += c;
+    w.memory_busy_s += m;
     any = true;
   }
-  return any ? t + rf.gpu().kernel_launch_us * 1e-6 : 0.0;
+  if (any) w.seconds += rf.gpu().kernel_launch_us * 1e-6;
+  return w;
 }
 }  // namespace
 
@@ -143,7 +181,7 @@ StepPlan StepPlanner::plan(const Batch& batch, double now_s) {
 }
 
 void StepPlanner::add_attention(StepPlan& plan, const Batch& batch) const {
-  Phase ph{PhaseKind::attention, std::vector<double>(static_cast<std::size_t>(n_), 0.0), {}};
+  Phase ph = Phase::compute(PhaseKind::attention, n_);
   const int shards = layout_.attention_shards;
   if (layout_.attention_ranks > 1) {
     // Data-parallel attention: each GPU its own sequences, whole weights.
@@ -155,27 +193,26 @@ void StepPlanner::add_attention(StepPlan& plan, const Batch& batch) const {
         tokens += item.num_tokens;
         (item.is_prefill ? prefill_core : decode_core) += attention_core_work(model_, item.num_tokens, item.context_before, 1);
       }
-      ph.compute_s[static_cast<std::size_t>(r)] = roofline_.time(attention_projection_work(model_, tokens, 1)).seconds +
-                                                  roofline_.time(prefill_core).seconds + roofline_.time(decode_core).seconds;
+      ph.set(r, separate_kernels(roofline_, {attention_projection_work(model_, tokens, 1), prefill_core, decode_core}));
     }
   } else {
     KernelWork prefill_core, decode_core;
     for (const BatchItem& item : batch.items)
       (item.is_prefill ? prefill_core : decode_core) += attention_core_work(model_, item.num_tokens, item.context_before, shards);
-    const double t = roofline_.time(attention_projection_work(model_, batch.total_tokens(), shards)).seconds +
-                     roofline_.time(prefill_core).seconds + roofline_.time(decode_core).seconds;
-    std::fill(ph.compute_s.begin(), ph.compute_s.end(), t);
+    const RankWork w =
+        separate_kernels(roofline_, {attention_projection_work(model_, batch.total_tokens(), shards), prefill_core, decode_core});
+    for (int r = 0; r < n_; ++r) ph.set(r, w);
   }
   plan.phases.push_back(std::move(ph));
   if (shards > 1) add_comm(plan, ring_all_reduce(n_, batch.total_tokens() * model_.hidden_size * kActivationBytes));
 }
 
 void StepPlanner::add_dense(StepPlan& plan) const {
-  Phase ph{PhaseKind::dense_ffn, std::vector<double>(static_cast<std::size_t>(n_), 0.0), {}};
+  Phase ph = Phase::compute(PhaseKind::dense_ffn, n_);
   const int shards = layout_.attention_shards;
   for (int r = 0; r < n_; ++r) {
     const double tokens = shards > 1 ? static_cast<double>(tokens_.size()) : tokens_per_rank_[static_cast<std::size_t>(r)];
-    ph.compute_s[static_cast<std::size_t>(r)] = roofline_.time(dense_ffn_work(model_, tokens, shards)).seconds;
+    ph.set(r, separate_kernels(roofline_, {dense_ffn_work(model_, tokens, shards)}));
   }
   plan.phases.push_back(std::move(ph));
   if (shards > 1) add_comm(plan, ring_all_reduce(n_, static_cast<double>(tokens_.size()) * model_.hidden_size * kActivationBytes));
@@ -202,12 +239,13 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
   plan.load.expert_cv_mean += coefficient_of_variation(per_expert);
   plan.load.expert_max_over_mean += max_over_mean(per_expert);
 
-  Phase ph{PhaseKind::moe, std::vector<double>(static_cast<std::size_t>(n_), 0.0), {}};
+  Phase ph = Phase::compute(PhaseKind::moe, n_);
   if (layout_.mode == ParallelMode::tp) {
     std::vector<KernelWork> parts;
     for (std::size_t e = 0; e < e_count; ++e) parts.push_back(expert_ffn_work(model_, per_expert[e], n_));
     parts.push_back(shared_expert_work(model_, static_cast<double>(tokens_.size()), n_));
-    std::fill(ph.compute_s.begin(), ph.compute_s.end(), grouped_seconds(roofline_, parts));
+    const RankWork w = grouped_kernel(roofline_, parts);
+    for (int r = 0; r < n_; ++r) ph.set(r, w);
     plan.load.gpu_max_over_mean += 1.0;
     plan.phases.push_back(std::move(ph));
     add_comm(plan, ring_all_reduce(n_, static_cast<double>(tokens_.size()) * model_.hidden_size * kActivationBytes));
@@ -259,7 +297,7 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
   for (int r = 0; r < n_; ++r) {
     const double shared_tokens = shared_sharded ? static_cast<double>(tokens_.size()) : tokens_per_rank_[static_cast<std::size_t>(r)];
     parts[static_cast<std::size_t>(r)].push_back(shared_expert_work(model_, shared_tokens, shared_sharded ? n_ : 1));
-    ph.compute_s[static_cast<std::size_t>(r)] = grouped_seconds(roofline_, parts[static_cast<std::size_t>(r)]);
+    ph.set(r, grouped_kernel(roofline_, parts[static_cast<std::size_t>(r)]));
   }
   plan.load.gpu_max_over_mean += max_over_mean(per_gpu);
 
@@ -273,7 +311,7 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
 }
 
 void StepPlanner::add_lm_head(StepPlan& plan, const Batch& batch) const {
-  Phase ph{PhaseKind::lm_head, std::vector<double>(static_cast<std::size_t>(n_), 0.0), {}};
+  Phase ph = Phase::compute(PhaseKind::lm_head, n_);
   const int shards = layout_.attention_shards;
   std::vector<double> emitting(static_cast<std::size_t>(n_), 0.0);
   double all = 0;
@@ -284,14 +322,16 @@ void StepPlanner::add_lm_head(StepPlan& plan, const Batch& batch) const {
   }
   for (int r = 0; r < n_; ++r) {
     const double tokens = shards > 1 ? all : emitting[static_cast<std::size_t>(r)];
-    ph.compute_s[static_cast<std::size_t>(r)] = roofline_.time(lm_head_work(model_, tokens, shards)).seconds;
+    ph.set(r, separate_kernels(roofline_, {lm_head_work(model_, tokens, shards)}));
   }
   plan.phases.push_back(std::move(ph));
 }
 
 void StepPlanner::add_comm(StepPlan& plan, Collective c) const {
   if (n_ < 2 || c.traffic.empty()) return;
-  Phase ph{PhaseKind::comm, {}, std::move(c)};
+  Phase ph;
+  ph.kind = PhaseKind::comm;
+  ph.collective = std::move(c);
   plan.phases.push_back(std::move(ph));
 }
 

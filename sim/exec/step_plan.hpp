@@ -35,10 +35,30 @@ namespace moesim {
 enum class PhaseKind { attention, dense_ffn, moe, lm_head, comm };
 [[nodiscard]] const char* to_string(PhaseKind kind);
 
+/// One GPU's kernels in a compute phase: their time, how much of it is compute-bound (stretches
+/// as f_max / f under a lower clock) and the utilisations the power model needs.
+struct RankWork {
+  double seconds = 0;
+  double compute_bound_s = 0;
+  double compute_busy_s = 0;  ///< FLOPs / achievable FLOP rate
+  double memory_busy_s = 0;   ///< bytes / achievable bandwidth
+};
+
 struct Phase {
   PhaseKind kind = PhaseKind::attention;
-  std::vector<double> compute_s;  ///< per GPU of the instance (compute phases)
-  Collective collective;          ///< comm phases
+  std::vector<double> compute_s;        ///< per GPU of the instance (compute phases), at f_max
+  std::vector<double> compute_bound_s;  ///< part of compute_s that is compute-bound
+  std::vector<double> compute_util;     ///< u_c per GPU
+  std::vector<double> memory_util;      ///< u_m per GPU
+  Collective collective;                ///< comm phases
+
+  static Phase compute(PhaseKind kind, int gpus);
+  void set(int rank, const RankWork& w);
+  /// Seconds this phase takes on `rank` when compute-bound time stretches by `clock_ratio`.
+  [[nodiscard]] double seconds_at(int rank, double clock_ratio) const {
+    const auto r = static_cast<std::size_t>(rank);
+    return compute_s[r] + compute_bound_s[r] * (clock_ratio - 1.0);
+  }
 };
 
 /// Expert-load statistics of one step (over its MoE layers).

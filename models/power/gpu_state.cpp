@@ -1,0 +1,114 @@
+#include "models/power/gpu_state.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace moesim {
+
+GpuPowerState::GpuPowerState(const PowerModel& power, const RcThermal& thermal, double inlet_c, RcThermal::State initial,
+                             double sample_interval_s)
+    : power_(power), thermal_(thermal), inlet_c_(inlet_c), x_(initial), sample_interval_s_(sample_interval_s),
+      clock_(power.gpu().clock_max_mhz) {
+  max_die_c_ = die_c();
+  choose_clock_and_power();
+  sample(true);
+}
+
+void GpuPowerState::choose_clock_and_power() {
+  if (state_ == ThrottleState::shutdown) {
+    power_w_ = 0;
+    return;
+  }
+  clock_ = power_.clock_for(activity_, die_c(), power_.clock_limit(state_));
+  power_w_ = power_.power_w(activity_, clock_, die_c());
+  peak_power_w_ = std::max(peak_power_w_, power_w_);
+}
+
+void GpuPowerState::sample(bool force) {
+  if (!force && t_ - last_sample_t_ < sample_interval_s_) return;
+  samples_.push_back({t_, power_w_, die_c(), inlet_c_ + x_.sink, clock_, state_, activity_.compute_util, activity_.memory_util});
+  last_sample_t_ = t_;
+}
+
+double GpuPowerState::next_up_level() const {
+  const auto& g = power_.gpu();
+  switch (state_) {
+    case ThrottleState::none: return g.temp_slowdown_sw_c;
+    case ThrottleState::sw_slowdown: return g.temp_slowdown_hw_c;
+    case ThrottleState::hw_slowdown: return g.temp_shutdown_c;
+    case ThrottleState::shutdown: return std::numeric_limits<double>::infinity();
+  }
+  return std::numeric_limits<double>::infinity();
+}
+
+double GpuPowerState::next_down_level() const {
+  const auto& g = power_.gpu();
+  switch (state_) {
+    case ThrottleState::sw_slowdown: return g.temp_slowdown_sw_c - g.throttle_hysteresis_c;
+    case ThrottleState::hw_slowdown: return g.temp_slowdown_hw_c - g.throttle_hysteresis_c;
+    default: return -std::numeric_limits<double>::infinity();
+  }
+}
+
+std::optional<double> GpuPowerState::time_to_next_threshold(double horizon) const {
+  if (state_ == ThrottleState::shutdown || horizon <= 0) return std::nullopt;
+  std::optional<double> best;
+  for (double level : {next_up_level(), next_down_level()}) {
+    if (!std::isfinite(level)) continue;
+    if (auto t = thermal_.first_crossing(x_, power_w_, horizon, level - inlet_c_)) best = best ? std::min(*best, *t) : *t;
+  }
+  return best;
+}
+
+void GpuPowerState::integrate(double dt) {
+  if (dt <= 0) return;
+  energy_j_ += power_w_ * dt;
+  throttled_s_[static_cast<int>(state_)] += dt;
+  const auto next = thermal_.advance(x_, power_w_, dt);
+  max_die_c_ = std::max({max_die_c_, inlet_c_ + next.die});
+  x_ = next;
+  t_ += dt;
+}
+
+void GpuPowerState::change_state(ThrottleState s) {
+  state_ = s;
+  if (s == ThrottleState::shutdown && !failed_at_) failed_at_ = t_;
+  choose_clock_and_power();
+  sample(true);
+}
+
+void GpuPowerState::advance_to(double now) {
+  while (now > t_ + 1e-15) {
+    const double horizon = now - t_;
+    const auto cross = time_to_next_threshold(horizon);
+    if (!cross) {
+      integrate(horizon);
+      break;
+    }
+    integrate(*cross);
+    const double up = next_up_level(), down = next_down_level();
+    const double die = die_c();
+    if (std::fabs(die - up) <= std::fabs(die - down)) {
+      change_state(static_cast<ThrottleState>(static_cast<int>(state_) + 1));
+    } else {
+      change_state(static_cast<ThrottleState>(static_cast<int>(state_) - 1));
+    }
+    if (state_ == ThrottleState::shutdown) {
+      integrate(now - t_);
+      break;
+    }
+  }
+  sample(false);
+}
+
+void GpuPowerState::set_activity(const Activity& a, double now) {
+  advance_to(now);
+  const bool changed = a.compute_util != activity_.compute_util || a.memory_util != activity_.memory_util ||
+                       a.communicating != activity_.communicating;
+  activity_ = a;
+  choose_clock_and_power();
+  if (changed) sample(false);
+}
+
+}  // namespace moesim
