@@ -13,6 +13,9 @@
 #include "sim/exec/step_plan.hpp"
 #include "sim/platform/platform.hpp"
 
+#include <fmt/format.h>
+#include <algorithm>
+
 namespace moesim {
 namespace {
 
@@ -37,6 +40,12 @@ struct Instance {
   sg::BarrierPtr step_start, step_done, phase_sync;
   const StepPlan* plan = nullptr;
   std::int64_t step = 0;             ///< index of the step being executed
+  std::vector<GpuPowerState>* gpus = nullptr;  ///< cluster-wide power/thermal state
+  int first_gpu = 0;                 ///< cluster index of this instance's GPU 0
+  double sync_wait_energy_j = 0;     ///< GPUs waiting for the slowest before a collective
+  double imbalance_energy_j = 0;     ///< ... when the compute before it was MoE (expert imbalance)
+  double idle_energy_j = 0;          ///< between this instance's steps
+  double step_energy_accounted_j = 0;
   TraceRecorder* trace = nullptr;    ///< null unless outputs.trace
   StepTimes times;
   bool engine_finished = false;
@@ -91,15 +100,67 @@ void trace_analytic_step(Instance& inst, int rank, const StepPlan& plan, double 
   }
 }
 
+GpuPowerState& gpu_state(Instance& inst, int rank) {
+  return (*inst.gpus)[static_cast<std::size_t>(inst.first_gpu + rank)];
+}
+
+double instance_energy(Instance& inst, double now) {
+  double e = 0;
+  for (std::size_t r = 0; r < inst.hosts.size(); ++r) {
+    auto& g = gpu_state(inst, static_cast<int>(r));
+    g.advance_to(now);
+    e += g.energy_j();
+  }
+  return e;
+}
+
+void fail_if_shut_down(Instance& inst, int rank) {
+  const auto& g = gpu_state(inst, rank);
+  if (g.state() == ThrottleState::shutdown)
+    throw std::runtime_error(fmt::format("GPU {} shut down at {:.6f} s: its die reached the shutdown temperature ({:.1f} degC); "
+                                         "the work in flight is lost",
+                                         inst.hosts[static_cast<std::size_t>(rank)]->get_name(), *g.failed_at(), g.max_die_c()));
+}
+
+/// Executes `seconds` of kernel time (at f_max) of which `compute_bound_s` is compute-bound, at the
+/// clock the power cap and throttle state allow; a throttle threshold crossed on the way changes
+/// the clock at that instant and the rest of the work runs at the new clock.
+void run_compute(Instance& inst, int rank, double seconds, double compute_bound_s, const Activity& activity) {
+  auto& g = gpu_state(inst, rank);
+  double remaining = 1.0;
+  for (int guard = 0; remaining > 1e-12 && guard < 1000; ++guard) {
+    g.set_activity(activity, sg::Engine::get_clock());
+    fail_if_shut_down(inst, rank);
+    const double full = seconds + compute_bound_s * (g.clock_ratio() - 1.0);
+    const double need = remaining * full;
+    const auto cross = g.time_to_next_threshold(need);
+    const double run = cross ? std::max(*cross, 1e-12) : need;
+    sg::this_actor::execute(run * inst.host_speed);
+    remaining -= run / full;
+    g.advance_to(sg::Engine::get_clock());
+  }
+  fail_if_shut_down(inst, rank);
+}
+
 void run_step_analytic(Instance& inst, int rank, const StepPlan& plan) {
   const double start = sg::Engine::get_clock();
   const StepTimes t = analytic_step_times(plan, inst.fabric);
   if (inst.trace != nullptr && inst.trace->keep_spans(inst.step)) trace_analytic_step(inst, rank, plan, start);
-  double busy = 0;
-  for (const Phase& ph : plan.phases)
-    if (ph.kind != PhaseKind::comm) busy += ph.compute_s[static_cast<std::size_t>(rank)];
-  if (busy > 0) sg::this_actor::execute(busy * inst.host_speed);
-  if (start + t.total() > sg::Engine::get_clock()) sg::this_actor::sleep_until(start + t.total());
+  // The GPU's busy time as one activity with its time-weighted utilisations, then waiting and
+  // communicating for the rest of the step.
+  const auto r = static_cast<std::size_t>(rank);
+  double busy = 0, bound = 0, uc = 0, um = 0;
+  for (const Phase& ph : plan.phases) {
+    if (ph.kind == PhaseKind::comm) continue;
+    busy += ph.compute_s[r];
+    bound += ph.compute_bound_s[r];
+    uc += ph.compute_util[r] * ph.compute_s[r];
+    um += ph.memory_util[r] * ph.compute_s[r];
+  }
+  if (busy > 0) run_compute(inst, rank, busy, bound, {uc / busy, um / busy, false});
+  gpu_state(inst, rank).set_activity({0, 0, true}, sg::Engine::get_clock());
+  const double rest = t.total() - busy;
+  if (rest > 0) sg::this_actor::sleep_for(rest);
   if (rank == 0) inst.times = t;
 }
 
@@ -113,6 +174,7 @@ void worker(Instance& inst, int rank) {
     if (inst.fidelity == NetworkFidelity::analytic) {
       run_step_analytic(inst, rank, *plan);
       inst.step_done->wait();
+      gpu_state(inst, rank).set_activity({0, 0, false}, sg::Engine::get_clock());
       continue;
     }
     double segment_start = sg::Engine::get_clock();
@@ -125,7 +187,8 @@ void worker(Instance& inst, int rank) {
         const double s = ph.compute_s[static_cast<std::size_t>(rank)];
         if (s > 0) {
           const double t0 = sg::Engine::get_clock();
-          sg::this_actor::execute(s * inst.host_speed);
+          const auto r = static_cast<std::size_t>(rank);
+          run_compute(inst, rank, s, ph.compute_bound_s[r], {ph.compute_util[r], ph.memory_util[r], false});
           if (tracing) inst.trace->span(inst.index, rank, to_string(ph.kind), t0, sg::Engine::get_clock());
         }
         segment.push_back(&ph);
@@ -134,8 +197,17 @@ void worker(Instance& inst, int rank) {
       }
       std::size_t run_end = i;
       while (run_end < phases.size() && phases[run_end].kind == PhaseKind::comm) ++run_end;
+      // Waiting for the slowest GPU, then the collective: SMs poll inside the comm kernel.
+      auto& g = gpu_state(inst, rank);
+      g.set_activity({0, 0, true}, sg::Engine::get_clock());
+      const double wait_from = g.energy_j();
       inst.phase_sync->wait();
       const double comm_start = sg::Engine::get_clock();
+      g.advance_to(comm_start);
+      const double waited = g.energy_j() - wait_from;
+      inst.sync_wait_energy_j += waited;
+      if (std::any_of(segment.begin(), segment.end(), [](const Phase* p) { return p->kind == PhaseKind::moe; }))
+        inst.imbalance_energy_j += waited;
       if (leader) {
         attribute_segment(inst.times, segment, comm_start - segment_start);
         run_collectives(inst, std::span<const Phase>(phases.data() + i, run_end - i));
@@ -154,8 +226,10 @@ void worker(Instance& inst, int rank) {
       segment_start = sg::Engine::get_clock();
       i = run_end;
     }
+    gpu_state(inst, rank).set_activity({0, 0, true}, sg::Engine::get_clock());
     inst.phase_sync->wait();
     if (leader) attribute_segment(inst.times, segment, sg::Engine::get_clock() - segment_start);
+    gpu_state(inst, rank).set_activity({0, 0, false}, sg::Engine::get_clock());
     inst.step_done->wait();
   }
   inst.workers_finished += 1;
@@ -184,6 +258,8 @@ void engine(Instance& inst, SharedState& shared) {
       break;
     }
     const double start = sg::Engine::get_clock();
+    const double energy_before = instance_energy(inst, start);
+    inst.idle_energy_j += energy_before - inst.step_energy_accounted_j;
     for (const BatchItem& item : batch.items)
       if (item.is_prefill && item.context_before == 0) rec.on_scheduled(item.request_id, start);
     StepPlan plan = inst.planner.plan(batch, start);
@@ -193,6 +269,12 @@ void engine(Instance& inst, SharedState& shared) {
     inst.step_start->wait();
     inst.step_done->wait();
     const double end = sg::Engine::get_clock();
+    const double step_energy = instance_energy(inst, end) - energy_before;
+    inst.step_energy_accounted_j = energy_before + step_energy;
+    // A step's energy goes to its sequences by their share of its tokens.
+    const double tokens = batch.total_tokens();
+    for (const BatchItem& item : batch.items)
+      rec.on_energy(item.request_id, step_energy * item.num_tokens / tokens, item.is_prefill);
     const StepOutcome outcome = inst.scheduler.complete(batch);
     for (auto id : outcome.emitted) rec.on_token(id, end);
     for (auto id : outcome.finished) {
@@ -223,6 +305,10 @@ void engine(Instance& inst, SharedState& shared) {
     sr.gpu_load_max_over_mean = plan.load.gpu_max_over_mean;
     sr.dispatch_bytes = plan.load.dispatch_bytes;
     sr.combine_bytes = plan.load.combine_bytes;
+    sr.energy_j = step_energy;
+    double max_die = 0;
+    for (std::size_t r = 0; r < inst.hosts.size(); ++r) max_die = std::max(max_die, gpu_state(inst, static_cast<int>(r)).die_c());
+    sr.max_die_c = max_die;
     rec.on_step(sr);
     if (inst.trace != nullptr)
       inst.trace->step(inst.index, sr.step, start, end, batch.prefill_tokens, batch.decode_tokens, sr.num_seqs);
@@ -298,6 +384,14 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
                    std::make_unique<ExpertProfiler>(model, placement.rank_of_expert, expert_parallel, sc.outputs), nullptr,
                    0.0};
   if (sc.outputs.trace) result.trace = std::make_unique<TraceRecorder>(sc.outputs.trace_max_steps);
+  const auto& gpu = sc.cluster.gpu.spec;
+  const PowerModel power(gpu, effective_cap_w(sc));
+  const RcThermal thermal(ThermalParams{gpu.thermal_r_die_sink_k_per_w, gpu.thermal_r_sink_inlet_k_per_w,
+                                        gpu.thermal_c_die_j_per_k, gpu.thermal_c_sink_j_per_k});
+  const RcThermal::State initial =
+      sc.thermal.initial == ThermalStart::cold ? RcThermal::State{} : thermal.steady(power.power_w({}, gpu.clock_max_mhz, sc.thermal.inlet_c));
+  for (int g = 0; g < sc.cluster.num_gpus(); ++g)
+    result.gpus.emplace_back(power, thermal, sc.thermal.inlet_c, initial, sc.outputs.gpus_csv_interval_s);
   SharedState shared;
   shared.recorder = &result.recorder;
   shared.profiler = result.profiler.get();
@@ -327,6 +421,8 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
     }
     inst->fabric = FabricView{sc.cluster.gpus_per_node, i * n, sc.cluster.intra_node.spec, sc.cluster.inter_node.spec};
     inst->fidelity = sc.network.fidelity;
+    inst->gpus = &result.gpus;
+    inst->first_gpu = i * n;
     inst->host_speed = platform.host_speed_flops;
     inst->zero_flops.assign(static_cast<std::size_t>(n), 0.0);
     inst->step_start = sg::Barrier::create(static_cast<unsigned>(n + 1));
@@ -354,6 +450,15 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   result.end_time_s = sg::Engine::get_clock();
 
   if (!shared.error.empty()) throw std::runtime_error("simulation failed: " + shared.error);
+  for (auto& g : result.gpus) g.advance_to(result.end_time_s);
+  for (const auto& inst : instances) {
+    result.energy.sync_wait_j += inst->sync_wait_energy_j;
+    result.energy.imbalance_j += inst->imbalance_energy_j;
+    result.energy.idle_between_steps_j += inst->idle_energy_j;
+    double tail = -inst->step_energy_accounted_j;
+    for (std::size_t r = 0; r < inst->hosts.size(); ++r) tail += result.gpus[static_cast<std::size_t>(inst->first_gpu) + r].energy_j();
+    result.energy.idle_after_last_step_j += tail;
+  }
   if (deadlock || !shared.frontend_finished) throw std::runtime_error("simulation deadlocked before every actor finished");
   for (const auto& inst : instances)
     if (!inst->engine_finished || inst->workers_finished != n)

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "models/power/gpu_state.hpp"
 #include "sim/config/scenario.hpp"
 #include <memory>
 
@@ -22,11 +23,21 @@ struct RunOptions {
   std::vector<std::string> simgrid_log;  ///< --log=... pass-through
 };
 
+/// Where the energy went, beyond what steps and requests hold.
+struct EnergyAccount {
+  double sync_wait_j = 0;             ///< GPUs waiting for the slowest before collectives
+  double imbalance_j = 0;             ///< the part after MoE compute: the energy cost of expert skew
+  double idle_between_steps_j = 0;    ///< instances idle between steps
+  double idle_after_last_step_j = 0;  ///< from an instance's last step to the end of the run
+};
+
 struct RunResult {
   RunRecorder recorder;
   std::unique_ptr<ExpertProfiler> profiler;
   std::unique_ptr<TraceRecorder> trace;  ///< null unless outputs.trace
   double end_time_s = 0;
+  std::vector<GpuPowerState> gpus;       ///< one per cluster GPU
+  EnergyAccount energy;
 };
 
 /// Runs the scenario to completion. Throws std::runtime_error when an invariant breaks (a request

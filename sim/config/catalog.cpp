@@ -106,9 +106,29 @@ void describe(Schema<GpuSpec>& s) {
   s.field("compute_efficiency", &G::compute_efficiency).greater_than(0).max(1).doc("fraction of peak FLOPs GEMMs reach");
   s.field("memory_efficiency", &G::memory_efficiency).greater_than(0).max(1).doc("fraction of HBM bandwidth reached");
   s.field("kernel_launch_us", &G::kernel_launch_us).min(0).unit("us");
+  s.field("clock_max_mhz", &G::clock_max_mhz).greater_than(0).unit("MHz").doc("highest (boost) graphics clock");
+  s.field("clock_min_mhz", &G::clock_min_mhz).greater_than(0).unit("MHz").doc("lowest settable graphics clock");
+  s.field("clock_step_mhz", &G::clock_step_mhz).greater_than(0).unit("MHz").doc("clock bin width");
+  s.field("voltage_min_v", &G::voltage_min_v).greater_than(0).unit("V").doc("core voltage at clock_min_mhz");
+  s.field("voltage_max_v", &G::voltage_max_v).greater_than(0).unit("V").doc("core voltage at clock_max_mhz");
+  s.field("power_compute_w", &G::power_compute_w).min(0).unit("W").doc("dynamic power at full compute utilisation and f_max");
+  s.field("power_memory_w", &G::power_memory_w).min(0).unit("W").doc("dynamic power at full HBM utilisation");
+  s.field("power_comm_w", &G::power_comm_w).min(0).unit("W").doc("extra power while in a collective");
+  s.field("leakage_ref_w", &G::leakage_ref_w).min(0).unit("W").doc("leakage scale: L_ref (exp(beta (T - T_ref)) - 1)");
+  s.field("leakage_beta_per_k", &G::leakage_beta_per_k).min(0).max(1).unit("1/K");
+  s.field("leakage_ref_temp_c", &G::leakage_ref_temp_c).unit("degC").doc("temperature at which idle_w was measured");
+  s.field("sw_slowdown_clock_fraction", &G::sw_slowdown_clock_fraction).greater_than(0).max(1)
+      .doc("clock limit in SW thermal slowdown, as a fraction of clock_max_mhz");
+  s.field("throttle_hysteresis_c", &G::throttle_hysteresis_c).min(0).unit("K");
+  s.field("thermal_r_die_sink_k_per_w", &G::thermal_r_die_sink_k_per_w).greater_than(0).unit("K/W");
+  s.field("thermal_r_sink_inlet_k_per_w", &G::thermal_r_sink_inlet_k_per_w).greater_than(0).unit("K/W");
+  s.field("thermal_c_die_j_per_k", &G::thermal_c_die_j_per_k).greater_than(0).unit("J/K");
+  s.field("thermal_c_sink_j_per_k", &G::thermal_c_sink_j_per_k).greater_than(0).unit("J/K");
   s.check([](const G& g, Checker& c) {
     if (g.idle_w >= g.tdp_w) c.error("idle_w", "must be < tdp_w (" + Rules<double>::num(g.tdp_w) + ")");
     if (g.power_limit_min_w > g.tdp_w) c.error("power_limit_min_w", "must be <= tdp_w (" + Rules<double>::num(g.tdp_w) + ")");
+    if (g.clock_min_mhz >= g.clock_max_mhz) c.error("clock_min_mhz", "must be < clock_max_mhz");
+    if (g.voltage_min_v > g.voltage_max_v) c.error("voltage_min_v", "must be <= voltage_max_v");
     if (!(g.temp_slowdown_sw_c <= g.temp_slowdown_hw_c && g.temp_slowdown_hw_c <= g.temp_shutdown_c))
       c.error("temp_slowdown_hw_c", "thresholds must satisfy temp_slowdown_sw_c <= temp_slowdown_hw_c <= temp_shutdown_c");
   });

@@ -66,6 +66,33 @@ std::vector<std::string> names_of_arrivals() { return arrival_processes().names(
 std::vector<std::string> names_of_routers() { return token_routers().names(); }
 }  // namespace
 
+const std::vector<std::pair<std::string, ThermalStart>>& EnumNames<ThermalStart>::get() {
+  static const std::vector<std::pair<std::string, ThermalStart>> names{{"cold", ThermalStart::cold},
+                                                                        {"steady_idle", ThermalStart::steady_idle}};
+  return names;
+}
+
+void describe(Schema<PowerConfig>& s) {
+  using P = PowerConfig;
+  s.field("cap_w", &P::cap_w).min(0).unit("W").doc("per-GPU power limit (nvidia-smi -pl); 0: the card's TDP");
+  s.field("node_budget_w", &P::node_budget_w).min(0).unit("W").doc("power budget of a node, split evenly over its GPUs; 0: none");
+  s.field("cluster_budget_w", &P::cluster_budget_w).min(0).unit("W").doc("power budget of the cluster, split evenly; 0: none");
+}
+
+void describe(Schema<ThermalConfig>& s) {
+  using T = ThermalConfig;
+  s.field("inlet_c", &T::inlet_c).min(-20).max(80).unit("degC").doc("inlet air temperature of every GPU");
+  s.field("initial", &T::initial).doc("cold: GPUs start at the inlet temperature; steady_idle: at their idle steady state");
+}
+
+double effective_cap_w(const Scenario& sc) {
+  const auto& g = sc.cluster.gpu.spec;
+  double cap = sc.power.cap_w > 0 ? sc.power.cap_w : g.tdp_w;
+  if (sc.power.node_budget_w > 0) cap = std::min(cap, sc.power.node_budget_w / sc.cluster.gpus_per_node);
+  if (sc.power.cluster_budget_w > 0) cap = std::min(cap, sc.power.cluster_budget_w / sc.cluster.num_gpus());
+  return cap;
+}
+
 void describe(Schema<OutputsConfig>& s) {
   using O = OutputsConfig;
   s.field("expert_profiler", &O::expert_profiler).doc("write moe_expert_tracking/ (the MoE expert profiler's files)");
@@ -79,6 +106,8 @@ void describe(Schema<OutputsConfig>& s) {
   s.field("trace", &O::trace).doc("write trace.json (Chrome / Perfetto trace of GPU kernels, collectives and steps)");
   s.field("trace_max_steps", &O::trace_max_steps).min(0).unit("steps")
       .doc("steps per instance whose GPU spans go into the trace; 0 for all");
+  s.field("gpus_csv_interval_s", &O::gpus_csv_interval_s).min(0).unit("s")
+      .doc("gpus.csv: at most one row per GPU per interval (throttle changes always); 0: every power change");
 }
 
 void describe(Schema<LengthDistParams>& s) {
@@ -150,6 +179,8 @@ void describe(Schema<Scenario>& s) {
   s.section("serving", &Scenario::serving, "batch scheduler limits");
   s.section("workload", &Scenario::workload, "requests");
   s.section("network", &Scenario::network, "communication model");
+  s.section("power", &Scenario::power, "power caps and budgets");
+  s.section("thermal", &Scenario::thermal, "cooling");
   s.section("outputs", &Scenario::outputs, "optional output files");
 }
 
@@ -265,6 +296,16 @@ void check_consistency(const Scenario& sc, ParseContext& ctx) {
   if (sc.serving.max_num_batched_tokens < sc.serving.max_num_seqs)
     ctx.error_at("serving.max_num_batched_tokens", "must be >= max_num_seqs (" + std::to_string(sc.serving.max_num_seqs) +
                                                        ") (got " + std::to_string(sc.serving.max_num_batched_tokens) + ")");
+  const auto& g = sc.cluster.gpu.spec;
+  if (sc.power.cap_w > 0 && (sc.power.cap_w < g.power_limit_min_w || sc.power.cap_w > g.tdp_w))
+    ctx.error_at("power.cap_w", "must be in [" + Rules<double>::num(g.power_limit_min_w) + ", " + Rules<double>::num(g.tdp_w) +
+                                    "] W for a " + g.name + " (got " + Rules<double>::num(sc.power.cap_w) + ")");
+  if (effective_cap_w(sc) < g.power_limit_min_w && sc.power.cap_w == 0)
+    ctx.error_at("power", "the budgets leave " + Rules<double>::num(effective_cap_w(sc)) + " W per GPU, below the " + g.name +
+                              "'s lowest power limit " + Rules<double>::num(g.power_limit_min_w) + " W");
+  if (sc.thermal.inlet_c >= g.temp_shutdown_c)
+    ctx.error_at("thermal.inlet_c", "must be below the " + g.name + "'s shutdown temperature " +
+                                        Rules<double>::num(g.temp_shutdown_c) + " degC (got " + Rules<double>::num(sc.thermal.inlet_c) + ")");
   if (par.tp * par.ep * par.dp != gpus || par.tp < 1 || par.ep < 1) return;  // layout meaningless
   const ParallelLayout lay = make_layout(sc);
   const double kv_min = lay.kv_bytes_for(sc.serving.max_model_len);

@@ -17,6 +17,7 @@ namespace moesim {
 enum class ParallelMode { tp, ep };
 enum class EpAttention { tp, dp };
 enum class NetworkFidelity { flow, analytic };
+enum class ThermalStart { cold, steady_idle };
 
 template <>
 struct EnumNames<ParallelMode> {
@@ -25,6 +26,10 @@ struct EnumNames<ParallelMode> {
 template <>
 struct EnumNames<EpAttention> {
   static const std::vector<std::pair<std::string, EpAttention>>& get();
+};
+template <>
+struct EnumNames<ThermalStart> {
+  static const std::vector<std::pair<std::string, ThermalStart>>& get();
 };
 template <>
 struct EnumNames<NetworkFidelity> {
@@ -64,6 +69,17 @@ struct NetworkConfig {
   NetworkFidelity fidelity = NetworkFidelity::flow;
 };
 
+struct PowerConfig {
+  double cap_w = 0;             ///< per-GPU power limit; 0: the card's TDP
+  double node_budget_w = 0;     ///< 0: none
+  double cluster_budget_w = 0;  ///< 0: none
+};
+
+struct ThermalConfig {
+  double inlet_c = 25;
+  ThermalStart initial = ThermalStart::cold;
+};
+
 struct OutputsConfig {
   bool expert_profiler = true;
   bool gate_logs = true;
@@ -73,6 +89,7 @@ struct OutputsConfig {
   int trend_window_steps = 100;
   bool trace = false;
   int trace_max_steps = 200;
+  double gpus_csv_interval_s = 0.01;
 };
 
 /// Files a workload reads, loaded and checked with the scenario.
@@ -91,6 +108,8 @@ struct Scenario {
   ServingConfig serving;
   WorkloadParams workload;
   NetworkConfig network;
+  PowerConfig power;
+  ThermalConfig thermal;
   OutputsConfig outputs;
   /// Loaded inputs (not part of the schema; set by load_scenario).
   std::shared_ptr<const WorkloadInputs> inputs;
@@ -101,6 +120,10 @@ void describe(Schema<ParallelConfig>& s);
 void describe(Schema<ServingConfig>& s);
 void describe(Schema<NetworkConfig>& s);
 void describe(Schema<OutputsConfig>& s);
+void describe(Schema<PowerConfig>& s);
+void describe(Schema<ThermalConfig>& s);
+/// The per-GPU power cap in force: min(cap_w or TDP, node budget / GPUs per node, cluster budget / GPUs).
+[[nodiscard]] double effective_cap_w(const Scenario& sc);
 void describe(Schema<LengthDistParams>& s);
 void describe(Schema<ArrivalParams>& s);
 void describe(Schema<RoutingModelParams>& s);

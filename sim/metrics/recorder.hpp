@@ -17,6 +17,8 @@ struct RequestRecord {
   double last_token_s = -1;
   double finish_s = -1;
   int tokens_emitted = 0;
+  double prefill_energy_j = 0;
+  double decode_energy_j = 0;
 
   [[nodiscard]] bool finished() const { return finish_s >= 0; }
 };
@@ -39,6 +41,8 @@ struct StepRecord {
   double gpu_load_max_over_mean = 1;
   double dispatch_bytes = 0;
   double combine_bytes = 0;
+  double energy_j = 0;   ///< all GPUs of the instance, start to end of the step
+  double max_die_c = 0;  ///< hottest GPU of the instance at the step's end
 };
 
 class RunRecorder {
@@ -49,6 +53,10 @@ class RunRecorder {
   void on_token(std::int64_t request_id, double now);
   void on_finished(std::int64_t request_id, double now);
   void on_step(const StepRecord& step) { steps_.push_back(step); }
+  void on_energy(std::int64_t request_id, double joules, bool prefill) {
+    auto& r = requests_.at(static_cast<std::size_t>(request_id));
+    (prefill ? r.prefill_energy_j : r.decode_energy_j) += joules;
+  }
   /// Closed-loop arrivals: the request is sent now.
   void on_sent(std::int64_t request_id, double now) { requests_.at(static_cast<std::size_t>(request_id)).request.arrival_s = now; }
   void set_instance(std::int64_t request_id, int instance) { requests_.at(static_cast<std::size_t>(request_id)).instance = instance; }

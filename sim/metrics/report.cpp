@@ -37,6 +37,30 @@ void check_invariants(const Scenario& sc, const RunResult& result) {
     throw std::runtime_error(fmt::format("invariant broken: {} prompt tokens arrived but {} were prefilled", prompt_sum, prefill));
   if (decode != decode_expected)
     throw std::runtime_error(fmt::format("invariant broken: {} decode tokens expected but {} were computed", decode_expected, decode));
+  // Energy: what the GPUs consumed equals what steps, idle gaps and the tail account for.
+  double gpu_energy = 0, step_energy = 0, request_energy = 0;
+  for (const auto& g : result.gpus) gpu_energy += g.energy_j();
+  for (const auto& st : rec.steps()) step_energy += st.energy_j;
+  for (const auto& r : rec.requests()) request_energy += r.prefill_energy_j + r.decode_energy_j;
+  const double accounted = step_energy + result.energy.idle_between_steps_j + result.energy.idle_after_last_step_j;
+  if (std::fabs(accounted - gpu_energy) > 1e-9 * std::max(1.0, gpu_energy))
+    throw std::runtime_error(fmt::format("invariant broken: GPUs consumed {:.9g} J but steps and idle time account for {:.9g} J",
+                                         gpu_energy, accounted));
+  if (std::fabs(request_energy - step_energy) > 1e-9 * std::max(1.0, step_energy))
+    throw std::runtime_error(fmt::format("invariant broken: steps consumed {:.9g} J but requests were given {:.9g} J", step_energy,
+                                         request_energy));
+  // Energy = integral of power, when gpus.csv records every power change.
+  if (sc.outputs.gpus_csv_interval_s == 0) {
+    for (std::size_t g = 0; g < result.gpus.size(); ++g) {
+      const auto& samples = result.gpus[g].samples();
+      double integral = 0;
+      for (std::size_t i = 0; i + 1 < samples.size(); ++i) integral += samples[i].power_w * (samples[i + 1].time_s - samples[i].time_s);
+      if (!samples.empty()) integral += samples.back().power_w * (result.gpus[g].time_s() - samples.back().time_s);
+      if (std::fabs(integral - result.gpus[g].energy_j()) > 1e-9 * std::max(1.0, result.gpus[g].energy_j()))
+        throw std::runtime_error(fmt::format("invariant broken: GPU {} energy {:.9g} J differs from the integral of its power {:.9g} J",
+                                             g, result.gpus[g].energy_j(), integral));
+    }
+  }
   const double routed = result.profiler->routed_assignments();
   const double expected = static_cast<double>(prefill + decode) * sc.model.spec.top_k * sc.model.spec.num_moe_layers();
   if (std::fabs(routed - expected) > 0.5)
@@ -159,6 +183,50 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   time["combine_bytes"] = combine;
   j["step_time_breakdown"] = time;
 
+  {
+    double total = 0, peak = 0, max_temp = 0, prefill_j = 0, decode_j = 0;
+    double throttled_sw = 0, throttled_hw = 0;
+    nlohmann::ordered_json per_gpu = nlohmann::ordered_json::array();
+    for (std::size_t g = 0; g < result.gpus.size(); ++g) {
+      const auto& st = result.gpus[g];
+      total += st.energy_j();
+      peak = std::max(peak, st.peak_power_w());
+      max_temp = std::max(max_temp, st.max_die_c());
+      throttled_sw += st.throttled_s(ThrottleState::sw_slowdown);
+      throttled_hw += st.throttled_s(ThrottleState::hw_slowdown);
+      nlohmann::ordered_json gj;
+      gj["gpu"] = g;
+      gj["energy_j"] = st.energy_j();
+      gj["avg_power_w"] = result.end_time_s > 0 ? st.energy_j() / result.end_time_s : 0.0;
+      gj["peak_power_w"] = st.peak_power_w();
+      gj["max_temp_c"] = st.max_die_c();
+      gj["throttled_sw_s"] = st.throttled_s(ThrottleState::sw_slowdown);
+      gj["throttled_hw_s"] = st.throttled_s(ThrottleState::hw_slowdown);
+      per_gpu.push_back(std::move(gj));
+    }
+    for (const auto& r : rec.requests()) {
+      prefill_j += r.prefill_energy_j;
+      decode_j += r.decode_energy_j;
+    }
+    nlohmann::ordered_json e;
+    e["total_energy_j"] = total;
+    e["joules_per_token"] = input_tokens + output_tokens > 0 ? total / static_cast<double>(input_tokens + output_tokens) : 0.0;
+    e["joules_per_output_token"] = output_tokens > 0 ? total / static_cast<double>(output_tokens) : 0.0;
+    e["prefill_joules_per_prompt_token"] = input_tokens > 0 ? prefill_j / static_cast<double>(input_tokens) : 0.0;
+    e["decode_joules_per_output_token"] = output_tokens > 0 ? decode_j / static_cast<double>(output_tokens) : 0.0;
+    e["avg_power_w"] = result.end_time_s > 0 && !result.gpus.empty() ? total / result.end_time_s / static_cast<double>(result.gpus.size()) : 0.0;
+    e["peak_power_w"] = peak;
+    e["max_temp_c"] = max_temp;
+    e["throttled_s"] = throttled_sw + throttled_hw;
+    e["power_cap_w"] = effective_cap_w(sc);
+    e["step_energy_j"] = prefill_j + decode_j;
+    e["idle_energy_j"] = result.energy.idle_between_steps_j + result.energy.idle_after_last_step_j;
+    e["sync_wait_energy_j"] = result.energy.sync_wait_j;
+    e["imbalance_energy_j"] = result.energy.imbalance_j;
+    e["per_gpu"] = std::move(per_gpu);
+    j["energy"] = std::move(e);
+  }
+
   nlohmann::ordered_json run;
   run["scenario"] = sc.name;
   run["seed"] = sc.seed;
@@ -179,13 +247,14 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
 std::string requests_csv(const RunResult& result) {
   std::string out =
       "request_id,instance,arrival_s,first_scheduled_s,first_token_s,finish_s,prompt_tokens,output_tokens,"
-      "queue_ms,ttft_ms,tpot_ms,e2e_ms\n";
+      "queue_ms,ttft_ms,tpot_ms,e2e_ms,energy_j,prefill_energy_j,decode_energy_j\n";
   for (const auto& r : result.recorder.requests()) {
     const auto& q = r.request;
-    out += fmt::format("{},{},{:.9f},{:.9f},{:.9f},{:.9f},{},{},{:.6f},{:.6f},{:.6f},{:.6f}\n", q.id, r.instance, q.arrival_s,
-                       r.first_scheduled_s, r.first_token_s, r.finish_s, q.prompt_tokens, q.output_tokens,
+    out += fmt::format("{},{},{:.9f},{:.9f},{:.9f},{:.9f},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f}\n", q.id,
+                       r.instance, q.arrival_s, r.first_scheduled_s, r.first_token_s, r.finish_s, q.prompt_tokens, q.output_tokens,
                        (r.first_scheduled_s - q.arrival_s) * 1e3, (r.first_token_s - q.arrival_s) * 1e3, tpot_ms(r),
-                       (r.finish_s - q.arrival_s) * 1e3);
+                       (r.finish_s - q.arrival_s) * 1e3, r.prefill_energy_j + r.decode_energy_j, r.prefill_energy_j,
+                       r.decode_energy_j);
   }
   return out;
 }
@@ -193,13 +262,40 @@ std::string requests_csv(const RunResult& result) {
 std::string steps_csv(const RunResult& result) {
   std::string out =
       "step,instance,start_s,duration_ms,prefill_tokens,decode_tokens,batch_size,attention_ms,dense_ffn_ms,moe_ms,"
-      "lm_head_ms,comm_ms,expert_load_cv,expert_load_max_over_mean,gpu_load_max_over_mean,dispatch_bytes,combine_bytes\n";
+      "lm_head_ms,comm_ms,expert_load_cv,expert_load_max_over_mean,gpu_load_max_over_mean,dispatch_bytes,combine_bytes,energy_j,"
+      "max_temp_c\n";
   for (const auto& s : result.recorder.steps()) {
-    out += fmt::format("{},{},{:.9f},{:.6f},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.0f},{:.0f}\n",
+    out += fmt::format("{},{},{:.9f},{:.6f},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.0f},{:.0f},{:.6f},{:.3f}\n",
                        s.step, s.instance, s.start_s, (s.end_s - s.start_s) * 1e3, s.prefill_tokens, s.decode_tokens,
                        s.num_seqs, s.attention_s * 1e3, s.dense_s * 1e3, s.moe_s * 1e3, s.lm_head_s * 1e3, s.comm_s * 1e3,
                        s.expert_load_cv, s.expert_load_max_over_mean, s.gpu_load_max_over_mean, s.dispatch_bytes,
-                       s.combine_bytes);
+                       s.combine_bytes, s.energy_j, s.max_die_c);
+  }
+  return out;
+}
+
+std::string gpus_csv(const RunResult& result) {
+  struct Row {
+    double t;
+    std::size_t gpu;
+    const GpuSample* s;
+  };
+  std::vector<Row> rows;
+  for (std::size_t g = 0; g < result.gpus.size(); ++g)
+    for (const auto& s : result.gpus[g].samples()) rows.push_back({s.time_s, g, &s});
+  std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.t < b.t || (a.t == b.t && a.gpu < b.gpu); });
+  std::string out = "time_s,gpu,power_w,temp_die_c,temp_sink_c,clock_mhz,throttle_state,compute_util,mem_util\n";
+  for (const auto& r : rows)
+    out += fmt::format("{:.9f},{},{:.4f},{:.4f},{:.4f},{:.0f},{},{:.4f},{:.4f}\n", r.t, r.gpu, r.s->power_w, r.s->temp_die_c,
+                       r.s->temp_sink_c, r.s->clock_mhz, to_string(r.s->state), r.s->compute_util, r.s->memory_util);
+  // The last state of every GPU holds until the end of the run.
+  for (std::size_t g = 0; g < result.gpus.size(); ++g) {
+    const auto& st = result.gpus[g];
+    if (st.samples().empty()) continue;
+    const auto& last = st.samples().back();
+    if (last.time_s < st.time_s())
+      out += fmt::format("{:.9f},{},{:.4f},{:.4f},{:.4f},{:.0f},{},{:.4f},{:.4f}\n", st.time_s(), g, st.power_w(), st.die_c(),
+                         last.temp_sink_c, st.clock_mhz(), to_string(st.state()), last.compute_util, last.memory_util);
   }
   return out;
 }
@@ -239,6 +335,7 @@ void write_run_outputs(const std::filesystem::path& dir, const Scenario& sc, con
     write_file_atomically(path, content);
   }
   if (result.trace) write_file_atomically(dir / "trace.json", result.trace->render());
+  write_file_atomically(dir / "gpus.csv", gpus_csv(result));
   write_file_atomically(dir / "config.resolved.yaml", config);
   write_file_atomically(dir / "requests.csv", requests);
   write_file_atomically(dir / "steps.csv", steps);
