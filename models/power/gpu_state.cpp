@@ -107,8 +107,9 @@ void GpuPowerState::set_activity(const Activity& a, double now) {
   const bool changed = a.compute_util != activity_.compute_util || a.memory_util != activity_.memory_util ||
                        a.communicating != activity_.communicating;
   activity_ = a;
+  const double before = power_w_;
   choose_clock_and_power();
-  if (changed) sample(false);
+  if (changed || power_w_ != before) sample(false);
 }
 
 }  // namespace moesim

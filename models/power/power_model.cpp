@@ -26,10 +26,10 @@ double PowerModel::dynamic_scale(double f) const {
 }
 
 double PowerModel::power_w(const Activity& a, double clock_mhz, double temp_c) const {
-  const double dynamic = dynamic_scale(clock_mhz) * (a.compute_util * gpu_.power_compute_w + a.memory_util * gpu_.power_memory_w);
-  const double comm = a.communicating ? gpu_.power_comm_w : 0.0;
+  const double dynamic = dynamic_scale(clock_mhz) * (a.compute_util * gpu_.power_compute_w + a.memory_util * gpu_.power_memory_w +
+                                                      (a.communicating ? gpu_.power_comm_w : 0.0));
   const double leak = gpu_.leakage_ref_w * (std::exp(gpu_.leakage_beta_per_k * (temp_c - gpu_.leakage_ref_temp_c)) - 1.0);
-  return gpu_.idle_w + dynamic + comm + std::max(leak, -gpu_.leakage_ref_w);
+  return gpu_.idle_w + dynamic + std::max(leak, -gpu_.leakage_ref_w);
 }
 
 double PowerModel::clock_for(const Activity& a, double temp_c, double limit_mhz) const {

@@ -1,7 +1,7 @@
 #pragma once
 // GPU power as a function of what the GPU is doing, its clock and its temperature.
 //
-//   P = P_idle + g(f) · (u_c · P_compute + u_m · P_memory) + c · P_comm + P_leak(T)
+//   P = P_idle + g(f) · (u_c · P_compute + u_m · P_memory + c · P_comm) + P_leak(T)
 //   g(f)      = (f / f_max) · (V(f) / V_max)²,   V(f) linear from V_min at f_min to V_max at f_max
 //               (dynamic CMOS power ∝ f·V²)
 //   u_c, u_m  = the running kernel's compute and HBM utilisation from the roofline

@@ -158,7 +158,27 @@ void run_step_analytic(Instance& inst, int rank, const StepPlan& plan) {
     um += ph.memory_util[r] * ph.compute_s[r];
   }
   if (busy > 0) run_compute(inst, rank, busy, bound, {uc / busy, um / busy, false});
-  gpu_state(inst, rank).set_activity({0, 0, true}, sg::Engine::get_clock());
+  auto& g = gpu_state(inst, rank);
+  g.set_activity({0, 0, true}, sg::Engine::get_clock());
+  // Waiting for the slowest GPU before each collective, from the closed-form timeline.
+  double wait = 0, moe_wait = 0, mine = 0, slowest = 0;
+  bool moe = false;
+  std::vector<double> per_gpu(static_cast<std::size_t>(plan.gpus), 0.0);
+  for (const Phase& ph : plan.phases) {
+    if (ph.kind == PhaseKind::comm) {
+      slowest = *std::max_element(per_gpu.begin(), per_gpu.end());
+      mine = per_gpu[r];
+      wait += slowest - mine;
+      if (moe) moe_wait += slowest - mine;
+      std::fill(per_gpu.begin(), per_gpu.end(), 0.0);
+      moe = false;
+      continue;
+    }
+    moe = moe || ph.kind == PhaseKind::moe;
+    for (std::size_t q = 0; q < per_gpu.size(); ++q) per_gpu[q] += ph.compute_s[q];
+  }
+  inst.sync_wait_energy_j += wait * g.power_w();
+  inst.imbalance_energy_j += moe_wait * g.power_w();
   const double rest = t.total() - busy;
   if (rest > 0) sg::this_actor::sleep_for(rest);
   if (rank == 0) inst.times = t;
@@ -382,7 +402,7 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   const ExpertPlacement placement = contiguous_placement(model.num_experts, expert_parallel ? layout.gpus_per_instance : 1);
   RunResult result{RunRecorder(requests),
                    std::make_unique<ExpertProfiler>(model, placement.rank_of_expert, expert_parallel, sc.outputs), nullptr,
-                   0.0};
+                   0.0, {}, {}};
   if (sc.outputs.trace) result.trace = std::make_unique<TraceRecorder>(sc.outputs.trace_max_steps);
   const auto& gpu = sc.cluster.gpu.spec;
   const PowerModel power(gpu, effective_cap_w(sc));

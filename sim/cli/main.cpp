@@ -168,7 +168,7 @@ int cmd_sweep(const std::string& file, const std::vector<std::string>& sets, Swe
   }
 }
 
-void print_run_table(const nlohmann::ordered_json& s, const std::filesystem::path& out, double wall_s) {
+void print_run_table(const Scenario& sc, const nlohmann::ordered_json& s, const std::filesystem::path& out, double wall_s) {
   const auto& run = s["run"];
   std::cout << fmt::format("moesim: {} | {} on {} x {} | mode {} (tp {}, ep {}, dp {}) | {} steps\n",
                            run["scenario"].get<std::string>(), run["model"].get<std::string>(), run["num_gpus"].get<int>(),
@@ -184,10 +184,16 @@ void print_run_table(const nlohmann::ordered_json& s, const std::filesystem::pat
   }
   std::cout << fmt::format("  {:<28}{:>12.1f}\n", "output tokens/s", s["output_throughput"].get<double>());
   std::cout << fmt::format("  {:<28}{:>12.1f}\n", "total tokens/s", s["total_token_throughput"].get<double>());
+  std::cout << fmt::format("  {:<28}{:>12.4f}\n", "joules per output token", s["energy"]["joules_per_output_token"].get<double>());
+  std::cout << fmt::format("  {:<28}{:>12.1f}\n", "avg power per GPU (W)", s["energy"]["avg_power_w"].get<double>());
+  std::cout << fmt::format("  {:<28}{:>12.1f}\n", "max GPU temperature (C)", s["energy"]["max_temp_c"].get<double>());
   std::cout << fmt::format("  {:<28}{:>12.4f}\n", "expert load CV (per step)",
                            s["imbalance"]["cv_per_step_mean"].get<double>());
-  std::cout << fmt::format("  outputs: {} (summary.json, requests.csv, steps.csv, experts.csv, gate_logs/, moe_expert_tracking/, "
-                           "config.resolved.yaml)\n", out.string());
+  std::string files = "summary.json, requests.csv, steps.csv, gpus.csv, experts.csv";
+  if (sc.outputs.gate_logs) files += ", gate_logs/";
+  if (sc.outputs.expert_profiler) files += ", moe_expert_tracking/";
+  if (sc.outputs.trace) files += ", trace.json";
+  std::cout << fmt::format("  outputs: {} ({}, config.resolved.yaml)\n", out.string(), files);
   std::cout << fmt::format("  wall time: {:.3f} s\n", wall_s);
 }
 
@@ -207,7 +213,7 @@ int cmd_run(const std::string& file, const std::vector<std::string>& sets, std::
     check_invariants(sc, result);
     write_run_outputs(out, sc, result);
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (!quiet) print_run_table(make_summary(sc, result), out, wall);
+    if (!quiet) print_run_table(sc, make_summary(sc, result), out, wall);
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\nno outputs were written\n";
     return kExitRun;

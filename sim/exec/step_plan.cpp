@@ -127,6 +127,7 @@ RankWork grouped_kernel(const RooflineModel& rf, const std::vector<KernelWork>& 
 StepPlan StepPlanner::plan(const Batch& batch, double now_s) {
   StepPlan plan;
   plan.gpus = n_;
+  plan.phases.reserve(static_cast<std::size_t>(model_.num_layers) * 6 + 1);
   plan.load.expert_max_over_mean = 0;
   plan.load.gpu_max_over_mean = 0;
   plan.load.layer_expert_counts.assign(static_cast<std::size_t>(model_.num_moe_layers() * model_.num_experts), 0.0);

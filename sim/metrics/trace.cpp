@@ -24,6 +24,10 @@ void TraceRecorder::step(int instance, std::int64_t step, double start_s, double
   counters_.push_back({instance, start_s, prefill_tokens, decode_tokens, running});
 }
 
+void TraceRecorder::gpu_counter(int instance, int gpu, double time_s, double power_w, double temp_c) {
+  gpu_counters_.push_back({instance, gpu, time_s, power_w, temp_c});
+}
+
 std::string TraceRecorder::render() const {
   std::string out = "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n";
   bool first = true;
@@ -48,6 +52,12 @@ std::string TraceRecorder::render() const {
                     c.pid, c.t_s * 1e6, c.prefill, c.decode));
     add(fmt::format(R"({{"ph":"C","name":"sequences","pid":{},"tid":0,"ts":{:.3f},"args":{{"running":{}}}}})", c.pid,
                     c.t_s * 1e6, c.running));
+  }
+  for (const auto& c : gpu_counters_) {
+    add(fmt::format(R"({{"ph":"C","name":"gpu {} power_w","pid":{},"tid":0,"ts":{:.3f},"args":{{"power_w":{:.2f}}}}})", c.gpu, c.pid,
+                    c.t_s * 1e6, c.power_w));
+    add(fmt::format(R"({{"ph":"C","name":"gpu {} temp_c","pid":{},"tid":0,"ts":{:.3f},"args":{{"die":{:.3f}}}}})", c.gpu, c.pid,
+                    c.t_s * 1e6, c.temp_c));
   }
   out += "\n]}\n";
   return out;

@@ -21,6 +21,9 @@ class TraceRecorder {
   void step(int instance, std::int64_t step, double start_s, double end_s, int prefill_tokens, int decode_tokens,
             int running);
 
+  /// Power and die temperature of one GPU from time_s on.
+  void gpu_counter(int instance, int gpu, double time_s, double power_w, double temp_c);
+
   [[nodiscard]] std::string render() const;
   [[nodiscard]] std::size_t num_spans() const { return spans_.size(); }
 
@@ -35,6 +38,11 @@ class TraceRecorder {
     double t_s;
     int prefill, decode, running;
   };
+  struct GpuCounter {
+    int pid, gpu;
+    double t_s, power_w, temp_c;
+  };
+  std::vector<GpuCounter> gpu_counters_;
   int max_steps_;
   std::vector<std::pair<int, std::vector<std::string>>> names_;
   std::vector<Span> spans_;

@@ -1,0 +1,87 @@
+// Power, thermal and energy end to end.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <sstream>
+
+#include "tests/e2e/cli_runner.hpp"
+
+namespace moesim::test {
+namespace {
+
+nlohmann::json run_summary(const std::string& args, const std::filesystem::path& out, const std::string& tag) {
+  const CliResult r = run_cli("run " + args + " --quiet --out '" + out.string() + "'", tag);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return nlohmann::json::parse(read_text(out / "summary.json"));
+}
+
+TEST(Energy, gpus_csv_integrates_to_each_gpus_energy) {
+  const auto out = scratch_dir("energy") / "run";
+  const auto s = run_summary("scenarios/quickstart.yaml --set workload.requests=6 --set outputs.gpus_csv_interval_s=0 "
+                             "--set parallel.mode=ep",
+                             out, "energy");
+  std::stringstream csv(read_text(out / "gpus.csv"));
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line, "time_s,gpu,power_w,temp_die_c,temp_sink_c,clock_mhz,throttle_state,compute_util,mem_util");
+  std::map<int, std::pair<double, double>> last;  // gpu -> (time, power)
+  std::map<int, double> integral;
+  while (std::getline(csv, line)) {
+    std::stringstream ls(line);
+    std::vector<std::string> f;
+    for (std::string x; std::getline(ls, x, ',');) f.push_back(x);
+    const int g = std::stoi(f[1]);
+    const double t = std::stod(f[0]), p = std::stod(f[2]);
+    if (last.count(g)) integral[g] += last[g].second * (t - last[g].first);
+    last[g] = {t, p};
+  }
+  ASSERT_EQ(integral.size(), 4u);
+  for (const auto& gpu : s["energy"]["per_gpu"]) {
+    const int g = gpu["gpu"].get<int>();
+    // The CSV rounds power to 1e-4 W: compare to that precision.
+    EXPECT_NEAR(integral[g], gpu["energy_j"].get<double>(), 1e-4 * s["duration"].get<double>() * 2 + 1e-6) << g;
+  }
+  const auto& e = s["energy"];
+  EXPECT_NEAR(e["joules_per_output_token"].get<double>(), e["total_energy_j"].get<double>() / s["total_output_tokens"].get<double>(), 1e-9);
+  // Requests carry the step energy, split by token share.
+  std::stringstream req(read_text(out / "requests.csv"));
+  std::getline(req, line);
+  double request_energy = 0;
+  while (std::getline(req, line)) request_energy += std::stod(line.substr(line.rfind(',', line.rfind(',', line.rfind(',') - 1) - 1) + 1));
+  EXPECT_NEAR(request_energy, e["step_energy_j"].get<double>(), 1e-3);
+}
+
+TEST(Thermal, hot_sustained_load_throttles_and_a_cap_prevents_it) {
+  const auto base = scratch_dir("thermal");
+  const std::string shorter = "scenarios/thermal_stress.yaml --set workload.requests=4000";
+  const auto hot = run_summary(shorter, base / "hot", "thermal-hot");
+  const auto capped = run_summary(shorter + " --set power.cap_w=400", base / "capped", "thermal-capped");
+  EXPECT_GT(hot["energy"]["throttled_s"].get<double>(), 10.0);
+  EXPECT_GE(hot["energy"]["max_temp_c"].get<double>(), 87.0);  // reached SW slowdown
+  EXPECT_LT(hot["energy"]["max_temp_c"].get<double>(), 92.0);  // throttling kept it below shutdown
+  EXPECT_LE(capped["energy"]["peak_power_w"].get<double>(), 400.0 + 1e-6);
+  EXPECT_LT(capped["energy"]["max_temp_c"].get<double>(), hot["energy"]["max_temp_c"].get<double>());
+}
+
+TEST(Thermal, a_gpu_reaching_its_shutdown_temperature_ends_the_run_with_a_clear_error) {
+  const auto out = scratch_dir("shutdown") / "run";
+  const CliResult r = run_cli("run scenarios/thermal_stress.yaml --set workload.requests=3000 --set thermal.inlet_c=68 --quiet --out '" +
+                                  out.string() + "'",
+                              "shutdown");
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("shut down at"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("the work in flight is lost"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("no outputs were written"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(out / "summary.json"));
+}
+
+TEST(Thermal, an_inlet_at_the_shutdown_temperature_is_rejected) {
+  const CliResult r = run_cli("validate scenarios/quickstart.yaml --set thermal.inlet_c=80 --set power.cap_w=100", "inlet");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("power.cap_w: must be in [200, 700] W for a h100-sxm (got 100)"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace moesim::test
