@@ -186,12 +186,20 @@ class DomainAffinityRouter final : public TokenRouter {
   void route(int layer, std::span<const TokenInfo> tokens, std::span<std::int32_t> experts, std::span<float> weights) override {
     const auto k = static_cast<std::size_t>(ctx_.top_k);
     const auto L = static_cast<std::size_t>(ctx_.num_moe_layers);
-    if (layer == 0) prev_layer_first_.assign(tokens.size(), -1);
+    if (layer == 0 || history_.size() != tokens.size()) {
+      // The same tokens go through every layer of a step: find each one's history once.
+      prev_layer_first_.assign(tokens.size(), -1);
+      history_.clear();
+      for (const TokenInfo& tok : tokens) {
+        auto& h = last_first_[tok.request_id];
+        if (h.empty()) h.assign(L, -1);
+        history_.push_back(&h);
+      }
+    }
     for (std::size_t t = 0; t < tokens.size(); ++t) {
       const TokenInfo& tok = tokens[t];
       const ExpertDistribution& dist = distribution(layer, tok.domain);
-      auto& history = last_first_[tok.request_id];
-      if (history.empty()) history.assign(L, -1);
+      auto& history = *history_[t];
       const int prev = tok.position > 0 ? history[static_cast<std::size_t>(layer)] : -1;
       int forced = -1, banned = -1;
       if (prev >= 0 && ctx_.params.locality > 0) {
@@ -252,6 +260,7 @@ class DomainAffinityRouter final : public TokenRouter {
   std::vector<std::vector<int>> layer_map_;
   std::unordered_map<std::int64_t, std::vector<int>> last_first_;
   std::vector<int> prev_layer_first_;
+  std::vector<std::vector<int>*> history_;  ///< per token of the step being routed
   double now_s_ = 0;
 };
 
