@@ -1,53 +1,101 @@
 #include "models/serving/scheduler.hpp"
 
 #include <algorithm>
+#include <numeric>
 #include <stdexcept>
 
 namespace moesim {
 
 ContinuousBatchScheduler::ContinuousBatchScheduler(SchedulerParams params)
     : params_(params),
-      kv_in_use_(static_cast<std::size_t>(std::max(1, params.attention_ranks)), 0),
+      blocks_used_(static_cast<std::size_t>(std::max(1, params.attention_ranks)), 0),
       seqs_on_rank_(static_cast<std::size_t>(std::max(1, params.attention_ranks)), 0) {}
 
-void ContinuousBatchScheduler::add(const Request& request) { waiting_.push_back(request); }
+void ContinuousBatchScheduler::add(const Request& request) {
+  Sequence s;
+  s.request = request;
+  s.prefill_target = request.prompt_tokens;
+  waiting_.push_back(s);
+}
+
+std::int64_t ContinuousBatchScheduler::kv_blocks_in_use() const {
+  return std::accumulate(blocks_used_.begin(), blocks_used_.end(), std::int64_t{0});
+}
 
 int ContinuousBatchScheduler::pick_attention_rank() const {
   return static_cast<int>(std::min_element(seqs_on_rank_.begin(), seqs_on_rank_.end()) - seqs_on_rank_.begin());
 }
 
+void ContinuousBatchScheduler::preempt(std::size_t index, Batch& batch) {
+  Sequence s = running_[index];
+  running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(index));
+  blocks_used_[static_cast<std::size_t>(s.attention_rank)] -= s.blocks;
+  seqs_on_rank_[static_cast<std::size_t>(s.attention_rank)] -= 1;
+  // Recompute mode: the prompt and every token generated so far are prefilled again.
+  s.blocks = 0;
+  s.cached = 0;
+  s.prefill_target = s.request.prompt_tokens + s.generated;
+  waiting_.push_front(s);
+  batch.preempted.push_back(s.request.id);
+  stats_.preemptions += 1;
+}
+
 Batch ContinuousBatchScheduler::schedule() {
   Batch batch;
   int budget = params_.max_num_batched_tokens;
-  for (const Sequence& s : running_) {
-    if (budget <= 0) break;
-    BatchItem item{s.request.id, s.attention_rank, 0, s.request.domain, s.context(), s.in_prefill(), false};
-    if (s.in_prefill()) {
-      item.num_tokens = std::min(s.request.prompt_tokens - s.prefilled, budget);
-      item.emits_token = s.prefilled + item.num_tokens == s.request.prompt_tokens;
-      batch.prefill_tokens += item.num_tokens;
+  for (std::size_t i = 0; i < running_.size() && budget > 0;) {
+    Sequence& s = running_[i];
+    const int n = s.in_prefill() ? std::min(s.prefill_target - s.cached, budget) : 1;
+    const std::int64_t need = blocks_for(s.cached + n) - s.blocks;
+    const auto rank = static_cast<std::size_t>(s.attention_rank);
+    bool self_preempted = false;
+    while (need > params_.kv_capacity_blocks - blocks_used_[rank]) {
+      // Preempt the most recently admitted running sequence of this rank not yet in the batch.
+      std::size_t victim = running_.size();
+      for (std::size_t j = running_.size(); j-- > i;)
+        if (running_[j].attention_rank == s.attention_rank) {
+          victim = j;
+          break;
+        }
+      if (victim == i) {
+        preempt(i, batch);
+        self_preempted = true;
+        break;
+      }
+      preempt(victim, batch);
+    }
+    if (self_preempted) continue;
+    Sequence& t = running_[i];  // the vector may have shrunk behind i, not before it
+    blocks_used_[rank] += need;
+    t.blocks += need;
+    BatchItem item{t.request.id, t.attention_rank, n, t.request.domain, t.cached, t.in_prefill(), false};
+    if (item.is_prefill) {
+      item.emits_token = t.cached + n == t.prefill_target;
+      batch.prefill_tokens += n;
     } else {
-      item.num_tokens = 1;
       item.emits_token = true;
       batch.decode_tokens += 1;
     }
-    budget -= item.num_tokens;
+    budget -= n;
     batch.items.push_back(item);
+    ++i;
   }
-  while (budget > 0 && !waiting_.empty() && static_cast<int>(running_.size()) < params_.max_num_seqs) {
-    const Request& next = waiting_.front();
+  while (batch.preempted.empty() && budget > 0 && !waiting_.empty() &&
+         static_cast<int>(running_.size()) < params_.max_num_seqs) {
+    Sequence s = waiting_.front();
     const int rank = pick_attention_rank();
-    const std::int64_t need = next.prompt_tokens + next.output_tokens;
-    if (kv_in_use_[static_cast<std::size_t>(rank)] + need > params_.kv_capacity_tokens) break;
-    if (!params_.chunked_prefill && next.prompt_tokens > budget) break;
-    Sequence s{next, 0, 0, rank};
+    const int n = std::min(s.prefill_target, budget);
+    if (!params_.chunked_prefill && s.prefill_target > budget) break;
+    const std::int64_t need = blocks_for(n);
+    if (need > params_.kv_capacity_blocks - blocks_used_[static_cast<std::size_t>(rank)]) break;
     waiting_.pop_front();
-    kv_in_use_[static_cast<std::size_t>(rank)] += need;
+    s.attention_rank = rank;
+    s.blocks = need;
+    blocks_used_[static_cast<std::size_t>(rank)] += need;
     seqs_on_rank_[static_cast<std::size_t>(rank)] += 1;
-    BatchItem item{s.request.id, rank, std::min(s.request.prompt_tokens, budget), s.request.domain, 0, true, false};
-    item.emits_token = item.num_tokens == s.request.prompt_tokens;
-    batch.prefill_tokens += item.num_tokens;
-    budget -= item.num_tokens;
+    BatchItem item{s.request.id, rank, n, s.request.domain, 0, true, n == s.prefill_target};
+    batch.prefill_tokens += n;
+    budget -= n;
     batch.items.push_back(item);
     running_.push_back(s);
   }
@@ -63,8 +111,11 @@ StepOutcome ContinuousBatchScheduler::complete(const Batch& batch) {
     while (si < running_.size() && running_[si].request.id != item.request_id) ++si;
     if (si == running_.size()) throw std::logic_error("batch item for a sequence that is not running");
     Sequence& s = running_[si];
-    if (item.is_prefill) s.prefilled += item.num_tokens;
+    const bool recompute = item.is_prefill && s.prefill_target > s.request.prompt_tokens;
+    if (recompute) stats_.recomputed_tokens += item.num_tokens;
+    s.cached += item.num_tokens;
     if (item.emits_token) {
+      if (recompute) stats_.recompute_emissions += 1;
       s.generated += 1;
       out.emitted.push_back(s.request.id);
       if (s.generated >= s.request.output_tokens) out.finished.push_back(s.request.id);
@@ -73,7 +124,7 @@ StepOutcome ContinuousBatchScheduler::complete(const Batch& batch) {
   if (!out.finished.empty()) {
     auto done = [&](const Sequence& s) {
       if (s.generated < s.request.output_tokens) return false;
-      kv_in_use_[static_cast<std::size_t>(s.attention_rank)] -= s.reserved_tokens();
+      blocks_used_[static_cast<std::size_t>(s.attention_rank)] -= s.blocks;
       seqs_on_rank_[static_cast<std::size_t>(s.attention_rank)] -= 1;
       return true;
     };

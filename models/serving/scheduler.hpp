@@ -1,20 +1,23 @@
 #pragma once
-// Continuous batching in the manner of vLLM's V1 scheduler (first version).
+// Continuous batching in the manner of vLLM's V1 scheduler, with a paged KV cache.
 //
 // Every step has a budget of max_num_batched_tokens. Running sequences are served first, in
-// admission order: a decoding sequence takes 1 token, a sequence still in prefill takes
-// min(remaining prompt, budget) tokens (chunked prefill). Then waiting requests are admitted in
-// arrival order while the budget lasts, fewer than max_num_seqs sequences run, and the KV cache can
-// hold the request's whole length (prompt + output tokens are reserved at admission, so no
-// sequence is ever preempted). Without chunked prefill a prompt is admitted only if it fits the
-// remaining budget whole.
+// order: a decoding sequence takes 1 token, a sequence in prefill takes min(remaining, budget)
+// tokens (chunked prefill). Each sequence holds ceil(cached tokens / block_size) KV blocks of its
+// attention rank, allocated when a step is scheduled. When a running sequence needs a block and
+// none is free, the most recently admitted running sequence of that rank is preempted (vLLM's
+// recompute mode): its blocks are freed and it goes back to the front of the waiting queue, to
+// prefill its prompt and the tokens it already generated again. Waiting sequences are admitted
+// in order, only in steps that preempted nothing, while the budget lasts, fewer than
+// max_num_seqs run and their first chunk's blocks are free. Without chunked prefill a prompt is
+// admitted only if it fits the remaining budget whole.
 //
-// A sequence emits its first output token at the end of the step that completes its prompt, then
+// A sequence emits an output token at the end of the step that completes its (re)prefill, then
 // one token per decode step; it finishes when it has emitted output_tokens tokens.
 //
 // With attention_ranks > 1 (data-parallel attention inside an expert-parallel group) each admitted
 // sequence is pinned to the rank with the fewest running sequences (lowest rank on ties): its
-// attention and KV cache live there.
+// attention and KV blocks live there.
 #include <cstdint>
 #include <deque>
 #include <vector>
@@ -28,19 +31,20 @@ struct SchedulerParams {
   int max_num_seqs = 256;
   int max_model_len = 4096;
   bool chunked_prefill = true;
-  std::int64_t kv_capacity_tokens = 0;  ///< per attention rank
+  int block_size = 16;                  ///< tokens per KV block
+  std::int64_t kv_capacity_blocks = 0;  ///< per attention rank
   int attention_ranks = 1;
 };
 
 struct Sequence {
   Request request;
-  int prefilled = 0;   ///< prompt tokens already computed
-  int generated = 0;   ///< output tokens emitted
+  int cached = 0;          ///< tokens whose KV is in the cache
+  int prefill_target = 0;  ///< prompt (+ tokens generated before a preemption)
+  int generated = 0;       ///< output tokens emitted
   int attention_rank = 0;
+  std::int64_t blocks = 0;
 
-  [[nodiscard]] bool in_prefill() const { return prefilled < request.prompt_tokens; }
-  [[nodiscard]] int context() const { return prefilled + generated; }
-  [[nodiscard]] int reserved_tokens() const { return request.prompt_tokens + request.output_tokens; }
+  [[nodiscard]] bool in_prefill() const { return cached < prefill_target; }
 };
 
 /// One sequence's share of a step.
@@ -58,6 +62,7 @@ struct Batch {
   std::vector<BatchItem> items;
   int prefill_tokens = 0;
   int decode_tokens = 0;
+  std::vector<std::int64_t> preempted;  ///< request ids preempted while forming this batch
 
   [[nodiscard]] int total_tokens() const { return prefill_tokens + decode_tokens; }
   [[nodiscard]] bool empty() const { return items.empty(); }
@@ -68,12 +73,20 @@ struct StepOutcome {
   std::vector<std::int64_t> finished;  ///< request ids that completed
 };
 
+/// Running totals the run reports and checks.
+struct SchedulerStats {
+  std::int64_t preemptions = 0;
+  std::int64_t recomputed_tokens = 0;     ///< prefill tokens spent recomputing preempted sequences
+  std::int64_t recompute_emissions = 0;   ///< output tokens emitted by a re-prefill instead of a decode
+};
+
 class ContinuousBatchScheduler {
  public:
   explicit ContinuousBatchScheduler(SchedulerParams params);
 
   void add(const Request& request);
-  /// Forms the next step's batch; empty when nothing can run.
+  /// Forms the next step's batch (allocating its KV blocks, preempting if needed); empty when
+  /// nothing can run.
   [[nodiscard]] Batch schedule();
   /// Applies a computed batch: advances prefill, emits tokens, retires finished sequences.
   StepOutcome complete(const Batch& batch);
@@ -81,17 +94,25 @@ class ContinuousBatchScheduler {
   [[nodiscard]] bool idle() const { return running_.empty() && waiting_.empty(); }
   [[nodiscard]] std::size_t num_running() const { return running_.size(); }
   [[nodiscard]] std::size_t num_waiting() const { return waiting_.size(); }
-  [[nodiscard]] std::int64_t kv_tokens_in_use(int rank) const { return kv_in_use_[static_cast<std::size_t>(rank)]; }
+  [[nodiscard]] std::int64_t kv_blocks_in_use(int rank) const { return blocks_used_[static_cast<std::size_t>(rank)]; }
+  [[nodiscard]] std::int64_t kv_blocks_in_use() const;
+  [[nodiscard]] std::int64_t kv_tokens_in_use(int rank) const { return kv_blocks_in_use(rank) * params_.block_size; }
   [[nodiscard]] const SchedulerParams& params() const { return params_; }
+  [[nodiscard]] const SchedulerStats& stats() const { return stats_; }
 
  private:
   [[nodiscard]] int pick_attention_rank() const;
+  [[nodiscard]] std::int64_t blocks_for(std::int64_t tokens) const {
+    return (tokens + params_.block_size - 1) / params_.block_size;
+  }
+  void preempt(std::size_t index, Batch& batch);
 
   SchedulerParams params_;
-  std::deque<Request> waiting_;
+  std::deque<Sequence> waiting_;
   std::vector<Sequence> running_;
-  std::vector<std::int64_t> kv_in_use_;
+  std::vector<std::int64_t> blocks_used_;
   std::vector<int> seqs_on_rank_;
+  SchedulerStats stats_;
 };
 
 }  // namespace moesim

@@ -326,6 +326,10 @@ void engine(Instance& inst, SharedState& shared) {
     sr.dispatch_bytes = plan.load.dispatch_bytes;
     sr.combine_bytes = plan.load.combine_bytes;
     sr.energy_j = step_energy;
+    sr.running = static_cast<int>(inst.scheduler.num_running());
+    sr.waiting = static_cast<int>(inst.scheduler.num_waiting());
+    sr.kv_blocks_used = inst.scheduler.kv_blocks_in_use();
+    sr.preempted = static_cast<int>(batch.preempted.size());
     double max_die = 0;
     for (std::size_t r = 0; r < inst.hosts.size(); ++r) max_die = std::max(max_die, gpu_state(inst, static_cast<int>(r)).die_c());
     sr.max_die_c = max_die;
@@ -402,7 +406,7 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   const ExpertPlacement placement = contiguous_placement(model.num_experts, expert_parallel ? layout.gpus_per_instance : 1);
   RunResult result{RunRecorder(requests),
                    std::make_unique<ExpertProfiler>(model, placement.rank_of_expert, expert_parallel, sc.outputs), nullptr,
-                   0.0, {}, {}};
+                   0.0, {}, {}, {}};
   if (sc.outputs.trace) result.trace = std::make_unique<TraceRecorder>(sc.outputs.trace_max_steps);
   const auto& gpu = sc.cluster.gpu.spec;
   const PowerModel power(gpu, effective_cap_w(sc));
@@ -421,7 +425,8 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   sp.max_num_seqs = sc.serving.max_num_seqs;
   sp.max_model_len = sc.serving.max_model_len;
   sp.chunked_prefill = sc.serving.chunked_prefill;
-  sp.kv_capacity_tokens = layout.kv_capacity_tokens;
+  sp.block_size = sc.serving.block_size;
+  sp.kv_capacity_blocks = layout.kv_capacity_tokens / sc.serving.block_size;
   sp.attention_ranks = layout.attention_ranks;
 
   const int n = layout.gpus_per_instance;
@@ -471,6 +476,14 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
 
   if (!shared.error.empty()) throw std::runtime_error("simulation failed: " + shared.error);
   for (auto& g : result.gpus) g.advance_to(result.end_time_s);
+  for (const auto& inst : instances) {
+    const auto& st = inst->scheduler.stats();
+    result.serving.preemptions += st.preemptions;
+    result.serving.recomputed_tokens += st.recomputed_tokens;
+    result.serving.recompute_emissions += st.recompute_emissions;
+  }
+  result.serving.kv_blocks_per_rank = sp.kv_capacity_blocks;
+  result.serving.block_size = sp.block_size;
   for (const auto& inst : instances) {
     result.energy.sync_wait_j += inst->sync_wait_energy_j;
     result.energy.imbalance_j += inst->imbalance_energy_j;

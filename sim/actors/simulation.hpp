@@ -31,6 +31,15 @@ struct EnergyAccount {
   double idle_after_last_step_j = 0;  ///< from an instance's last step to the end of the run
 };
 
+/// Scheduler totals over all instances.
+struct ServingTotals {
+  std::int64_t preemptions = 0;
+  std::int64_t recomputed_tokens = 0;
+  std::int64_t recompute_emissions = 0;
+  std::int64_t kv_blocks_per_rank = 0;
+  int block_size = 0;
+};
+
 struct RunResult {
   RunRecorder recorder;
   std::unique_ptr<ExpertProfiler> profiler;
@@ -38,6 +47,7 @@ struct RunResult {
   double end_time_s = 0;
   std::vector<GpuPowerState> gpus;       ///< one per cluster GPU
   EnergyAccount energy;
+  ServingTotals serving;
 };
 
 /// Runs the scenario to completion. Throws std::runtime_error when an invariant breaks (a request

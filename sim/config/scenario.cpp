@@ -53,6 +53,7 @@ void describe(Schema<ServingConfig>& s) {
   s.field("activation_reserve_gb", &S::activation_reserve_gb).min(0).unit("GB")
       .doc("memory held back for activations (estimate of vLLM's profiled peak)");
   s.field("chunked_prefill", &S::chunked_prefill).doc("split long prompts over steps to fit the token budget");
+  s.field("block_size", &S::block_size).min(1).max(1024).unit("tokens").doc("tokens per paged KV-cache block (vLLM default 16)");
 }
 
 void describe(Schema<NetworkConfig>& s) {

@@ -63,6 +63,7 @@ struct ServingConfig {
   double gpu_memory_utilization = 0.9;
   double activation_reserve_gb = 2.0;
   bool chunked_prefill = true;
+  int block_size = 16;
 };
 
 struct NetworkConfig {

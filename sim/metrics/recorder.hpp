@@ -41,6 +41,10 @@ struct StepRecord {
   double gpu_load_max_over_mean = 1;
   double dispatch_bytes = 0;
   double combine_bytes = 0;
+  int running = 0;       ///< sequences running after the step
+  int waiting = 0;       ///< requests waiting after the step
+  std::int64_t kv_blocks_used = 0;
+  int preempted = 0;     ///< sequences preempted while forming the step
   double energy_j = 0;   ///< all GPUs of the instance, start to end of the step
   double max_die_c = 0;  ///< hottest GPU of the instance at the step's end
 };

@@ -33,10 +33,14 @@ void check_invariants(const Scenario& sc, const RunResult& result) {
     prefill += s.prefill_tokens;
     decode += s.decode_tokens;
   }
-  if (prefill != prompt_sum)
-    throw std::runtime_error(fmt::format("invariant broken: {} prompt tokens arrived but {} were prefilled", prompt_sum, prefill));
-  if (decode != decode_expected)
-    throw std::runtime_error(fmt::format("invariant broken: {} decode tokens expected but {} were computed", decode_expected, decode));
+  const auto& sv = result.serving;
+  if (prefill != prompt_sum + sv.recomputed_tokens)
+    throw std::runtime_error(fmt::format("invariant broken: {} prompt tokens arrived and {} were recomputed after preemption, but {} "
+                                         "were prefilled",
+                                         prompt_sum, sv.recomputed_tokens, prefill));
+  if (decode != decode_expected - sv.recompute_emissions)
+    throw std::runtime_error(fmt::format("invariant broken: {} decode tokens expected but {} were computed", decode_expected - sv.recompute_emissions,
+                                         decode));
   // Energy: what the GPUs consumed equals what steps, idle gaps and the tail account for.
   double gpu_energy = 0, step_energy = 0, request_energy = 0;
   for (const auto& g : result.gpus) gpu_energy += g.energy_j();
@@ -171,6 +175,13 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
     dispatch += s.dispatch_bytes;
     combine += s.combine_bytes;
   }
+  nlohmann::ordered_json serving;
+  serving["kv_block_size"] = result.serving.block_size;
+  serving["kv_blocks_per_attention_rank"] = result.serving.kv_blocks_per_rank;
+  serving["kv_tokens_per_attention_rank"] = result.serving.kv_blocks_per_rank * result.serving.block_size;
+  serving["preemptions"] = result.serving.preemptions;
+  serving["recomputed_tokens"] = result.serving.recomputed_tokens;
+  j["serving"] = serving;
   j["imbalance"] = imbalance_json(result.profiler->tracker().result(), sc.outputs.imbalance_filter_max_tokens, step_mm, step_gpu_mm);
 
   nlohmann::ordered_json time;
@@ -263,13 +274,13 @@ std::string steps_csv(const RunResult& result) {
   std::string out =
       "step,instance,start_s,duration_ms,prefill_tokens,decode_tokens,batch_size,attention_ms,dense_ffn_ms,moe_ms,"
       "lm_head_ms,comm_ms,expert_load_cv,expert_load_max_over_mean,gpu_load_max_over_mean,dispatch_bytes,combine_bytes,energy_j,"
-      "max_temp_c\n";
+      "max_temp_c,running,waiting,kv_blocks_used,preempted\n";
   for (const auto& s : result.recorder.steps()) {
-    out += fmt::format("{},{},{:.9f},{:.6f},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.0f},{:.0f},{:.6f},{:.3f}\n",
+    out += fmt::format("{},{},{:.9f},{:.6f},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.0f},{:.0f},{:.6f},{:.3f},{},{},{},{}\n",
                        s.step, s.instance, s.start_s, (s.end_s - s.start_s) * 1e3, s.prefill_tokens, s.decode_tokens,
                        s.num_seqs, s.attention_s * 1e3, s.dense_s * 1e3, s.moe_s * 1e3, s.lm_head_s * 1e3, s.comm_s * 1e3,
                        s.expert_load_cv, s.expert_load_max_over_mean, s.gpu_load_max_over_mean, s.dispatch_bytes,
-                       s.combine_bytes, s.energy_j, s.max_die_c);
+                       s.combine_bytes, s.energy_j, s.max_die_c, s.running, s.waiting, s.kv_blocks_used, s.preempted);
   }
   return out;
 }

@@ -118,7 +118,7 @@ SchedulerParams small_params() {
   p.max_num_batched_tokens = 256;
   p.max_num_seqs = 4;
   p.max_model_len = 2048;
-  p.kv_capacity_tokens = 1 << 20;
+  p.kv_capacity_blocks = 1 << 20;
   return p;
 }
 
@@ -180,12 +180,94 @@ TEST(Scheduler, long_prompt_is_chunked_over_steps) {
 
 TEST(Scheduler, kv_capacity_limits_admission) {
   SchedulerParams p = small_params();
-  p.kv_capacity_tokens = 300;
+  p.kv_capacity_blocks = 14;  // 224 tokens
   ContinuousBatchScheduler s(p);
-  for (int i = 0; i < 3; ++i) s.add({i, 0.0, 100, 50});  // 150 tokens each: two fit at once
+  for (int i = 0; i < 3; ++i) s.add({i, 0.0, 100, 50});  // 7 blocks of prompt each: two fit at once
   const Batch first = s.schedule();
   EXPECT_EQ(first.items.size(), 2u);
-  EXPECT_LE(s.kv_tokens_in_use(0), 300);
+  EXPECT_EQ(s.kv_blocks_in_use(0), 14);
+}
+
+TEST(Scheduler, hand_computed_schedule_matches_step_by_step) {
+  // Budget 8 tokens, 2 sequences at most, blocks of 4 tokens, plenty of blocks.
+  SchedulerParams p;
+  p.max_num_batched_tokens = 8;
+  p.max_num_seqs = 2;
+  p.block_size = 4;
+  p.kv_capacity_blocks = 100;
+  ContinuousBatchScheduler s(p);
+  s.add({0, 0.0, 6, 2});   // prompt 6, 2 output tokens
+  s.add({1, 0.0, 5, 1});   // prompt 5, 1 output token
+  s.add({2, 0.0, 3, 2});   // waits for a slot
+  auto describe = [](const Batch& b) {
+    std::string out;
+    for (const auto& it : b.items)
+      out += std::to_string(it.request_id) + (it.is_prefill ? "p" : "d") + std::to_string(it.num_tokens) + (it.emits_token ? "* " : " ");
+    return out;
+  };
+  std::vector<std::string> steps;
+  while (!s.idle()) {
+    const Batch b = s.schedule();
+    ASSERT_FALSE(b.empty());
+    steps.push_back(describe(b));
+    (void)s.complete(b);
+  }
+  // Step 1: r0 prefills all 6 (emits), r1 gets the 2 left of the budget.
+  // Step 2: r0 decodes 1 (emits, done); r1 prefills its last 3 (emits, done) - 4 tokens.
+  // Step 3: r2 admitted: prefill 3 (emits). Step 4: r2 decodes (emits, done).
+  EXPECT_EQ(steps, (std::vector<std::string>{"0p6* 1p2 ", "0d1* 1p3* ", "2p3* ", "2d1* "}));
+}
+
+TEST(Scheduler, kv_exhaustion_preempts_and_every_request_still_finishes) {
+  SchedulerParams p;
+  p.max_num_batched_tokens = 64;
+  p.max_num_seqs = 8;
+  p.block_size = 4;
+  p.kv_capacity_blocks = 12;  // 48 tokens: two sequences of 16 + 12 tokens each do not both fit
+  ContinuousBatchScheduler s(p);
+  std::int64_t prompt = 0, decode_expected = 0;
+  for (int i = 0; i < 4; ++i) {
+    s.add({i, 0.0, 16, 12});
+    prompt += 16;
+    decode_expected += 11;
+  }
+  std::vector<std::int64_t> finished;
+  std::int64_t prefill = 0, decode = 0, preempted = 0;
+  for (int guard = 0; guard < 10000 && !s.idle(); ++guard) {
+    const Batch b = s.schedule();
+    ASSERT_FALSE(b.empty());
+    EXPECT_LE(s.kv_blocks_in_use(0), 12);
+    prefill += b.prefill_tokens;
+    decode += b.decode_tokens;
+    preempted += static_cast<std::int64_t>(b.preempted.size());
+    const auto out = s.complete(b);
+    finished.insert(finished.end(), out.finished.begin(), out.finished.end());
+  }
+  std::sort(finished.begin(), finished.end());
+  EXPECT_EQ(finished, (std::vector<std::int64_t>{0, 1, 2, 3}));
+  EXPECT_GT(s.stats().preemptions, 0);
+  EXPECT_EQ(preempted, s.stats().preemptions);
+  EXPECT_EQ(prefill, prompt + s.stats().recomputed_tokens);
+  EXPECT_EQ(decode, decode_expected - s.stats().recompute_emissions);
+}
+
+TEST(Scheduler, no_request_starves_under_sustained_load) {
+  SchedulerParams p;
+  p.max_num_batched_tokens = 256;
+  p.max_num_seqs = 16;
+  p.kv_capacity_blocks = 200;
+  ContinuousBatchScheduler s(p);
+  std::vector<int> finished_at(400, -1);
+  int next = 0;
+  for (int step = 0; step < 100000 && (next < 400 || !s.idle()); ++step) {
+    for (int a = 0; a < 2 && next < 400; ++a, ++next) s.add({next, 0.0, 40 + (next * 37) % 200, 10 + (next * 13) % 60});
+    const Batch b = s.schedule();
+    if (b.empty()) continue;
+    for (auto id : s.complete(b).finished) finished_at[static_cast<std::size_t>(id)] = step;
+  }
+  for (int i = 0; i < 400; ++i) EXPECT_GE(finished_at[static_cast<std::size_t>(i)], 0) << i;
+  // First come, first served: a request never finishes long after requests that arrived much later.
+  for (int i = 0; i + 100 < 400; ++i) EXPECT_LT(finished_at[static_cast<std::size_t>(i)], finished_at[static_cast<std::size_t>(i + 100)]) << i;
 }
 
 TEST(Scheduler, data_parallel_attention_spreads_sequences_over_ranks) {

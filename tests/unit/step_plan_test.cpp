@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "models/llm/layer_work.hpp"
@@ -123,6 +124,21 @@ TEST(StepPlan, dispatch_sends_each_token_once_per_remote_gpu) {
   const StepPlan plan = hot.plan(prefill_batch(1, 8));
   EXPECT_DOUBLE_EQ(plan.load.dispatch_bytes, 6.0 * sc.model.spec.hidden_size * kActivationBytes);
   EXPECT_DOUBLE_EQ(plan.load.combine_bytes, plan.load.dispatch_bytes);
+}
+
+TEST(Layout, kv_blocks_for_mixtral_tp4_on_h100_match_a_hand_calculation) {
+  // Per GPU: 80e9 B x 0.9 - 2e9 B activation reserve = 70e9 B usable; weights 46.7B params x 2 B / 4;
+  // KV per token per GPU: 32 layers x 2 (K, V) x (8 KV heads / 4) x 128 x 2 B = 32768 B.
+  const Scenario sc = quickstart();
+  const ParallelLayout lay = make_layout(sc);
+  const double weights = sc.model.spec.total_params() * 2.0 / 4.0;
+  EXPECT_NEAR(lay.weight_bytes_per_gpu, weights, 1.0);
+  EXPECT_DOUBLE_EQ(lay.kv_bytes_per_token_per_gpu, 32768.0);
+  const auto tokens = static_cast<std::int64_t>(std::floor((70e9 - weights) / 32768.0));
+  EXPECT_EQ(lay.kv_capacity_tokens, tokens);
+  EXPECT_EQ(lay.kv_capacity_tokens / 16, tokens / 16);  // blocks of 16 tokens
+  // By hand: (70e9 - 46.7e9 x 2 / 4) / 32768 = 1,423,645 tokens = 88,977 blocks of 16.
+  EXPECT_NEAR(static_cast<double>(tokens / 16), 88977.0, 5.0);
 }
 
 TEST(Layout, tp_splits_weights_and_ep_keeps_whole_experts) {
