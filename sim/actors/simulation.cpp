@@ -50,6 +50,7 @@ struct Instance {
   StepTimes times;
   bool engine_finished = false;
   int workers_finished = 0;
+  std::int64_t outstanding = 0;  ///< requests routed here and not finished
 
   Instance(int idx, SchedulerParams sp, StepPlanner p) : index(idx), scheduler(sp), planner(std::move(p)) {}
 };
@@ -297,6 +298,7 @@ void engine(Instance& inst, SharedState& shared) {
       rec.on_energy(item.request_id, step_energy * item.num_tokens / tokens, item.is_prefill);
     const StepOutcome outcome = inst.scheduler.complete(batch);
     for (auto id : outcome.emitted) rec.on_token(id, end);
+    inst.outstanding -= static_cast<std::int64_t>(outcome.finished.size());
     for (auto id : outcome.finished) {
       rec.on_finished(id, end);
       inst.planner.router().forget(id);
@@ -343,9 +345,29 @@ void engine(Instance& inst, SharedState& shared) {
   inst.engine_finished = true;
 }
 
-void frontend(const std::vector<Request>& requests, std::vector<std::unique_ptr<Instance>>& instances, SharedState& shared,
-              int max_concurrency) {
+/// The instance a request goes to (parallel.dp_router).
+std::size_t route_request(const std::string& router, const Request& r, std::vector<std::unique_ptr<Instance>>& instances) {
   const auto n = instances.size();
+  if (router == "round_robin" || n == 1) return static_cast<std::size_t>(r.id) % n;
+  std::size_t best = 0;
+  double best_load = 1e300;
+  for (std::size_t i = 0; i < n; ++i) {
+    const Instance& inst = *instances[i];
+    const double load = router == "least_outstanding"
+                            ? static_cast<double>(inst.outstanding)
+                            : static_cast<double>(inst.scheduler.kv_blocks_in_use()) /
+                                      std::max<double>(1.0, static_cast<double>(inst.scheduler.params().kv_capacity_blocks)) +
+                                  1e-9 * static_cast<double>(inst.outstanding);
+    if (load < best_load) {
+      best_load = load;
+      best = i;
+    }
+  }
+  return best;
+}
+
+void frontend(const std::vector<Request>& requests, std::vector<std::unique_ptr<Instance>>& instances, SharedState& shared,
+              int max_concurrency, const std::string& router) {
   std::int64_t sent = 0;
   for (Request r : requests) {
     if (max_concurrency > 0) {
@@ -358,7 +380,8 @@ void frontend(const std::vector<Request>& requests, std::vector<std::unique_ptr<
       sg::this_actor::sleep_until(r.arrival_s);
     }
     ++sent;
-    Instance& inst = *instances[static_cast<std::size_t>(r.id) % n];
+    Instance& inst = *instances[route_request(router, r, instances)];
+    inst.outstanding += 1;
     shared.recorder->set_instance(r.id, inst.index);
     std::unique_lock<sg::Mutex> lock(*inst.mutex);
     inst.inbox.push_back(r);
@@ -465,8 +488,9 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   }
   const int max_concurrency =
       arrival_processes().get(sc.workload.arrival.process).closed_loop ? sc.workload.arrival.max_concurrency : 0;
-  sg::Actor::create("frontend", platform.gpus[0], guarded(shared, [&requests, &instances, &shared, max_concurrency] {
-                      frontend(requests, instances, shared, max_concurrency);
+  const std::string dp_router = sc.parallel.dp_router;
+  sg::Actor::create("frontend", platform.gpus[0], guarded(shared, [&requests, &instances, &shared, max_concurrency, dp_router] {
+                      frontend(requests, instances, shared, max_concurrency, dp_router);
                     }));
 
   bool deadlock = false;

@@ -38,7 +38,11 @@ void describe(Schema<ParallelConfig>& s) {
                                 "ep: whole experts per GPU, all-to-all dispatch and combine");
   s.field("tp", &P::tp).min(0).doc("tensor-parallel size; 0 derives it (GPUs per instance in mode tp, 1 in mode ep)");
   s.field("ep", &P::ep).min(0).doc("expert-parallel size; 0 derives it (GPUs per instance in mode ep, 1 in mode tp)");
-  s.field("dp", &P::dp).min(1).doc("independent serving instances; requests are spread round robin");
+  s.field("dp", &P::dp).min(1).doc("independent serving instances");
+  s.field("dp_router", &P::dp_router)
+      .one_of([] { return std::vector<std::string>{"least_kv", "least_outstanding", "round_robin"}; })
+      .doc("which instance gets a request: round_robin, least_outstanding (fewest unfinished requests), least_kv (lowest "
+           "KV-cache use; ties to the lowest index)");
   s.field("attention", &P::attention).doc("mode ep only: tp shards attention over the EP group; dp replicates it, "
                                           "each GPU serving its own sequences");
 }
@@ -78,6 +82,11 @@ void describe(Schema<PowerConfig>& s) {
   s.field("cap_w", &P::cap_w).min(0).unit("W").doc("per-GPU power limit (nvidia-smi -pl); 0: the card's TDP");
   s.field("node_budget_w", &P::node_budget_w).min(0).unit("W").doc("power budget of a node, split evenly over its GPUs; 0: none");
   s.field("cluster_budget_w", &P::cluster_budget_w).min(0).unit("W").doc("power budget of the cluster, split evenly; 0: none");
+}
+
+void describe(Schema<SloConfig>& s) {
+  s.field("ttft_ms", &SloConfig::ttft_ms).min(0).unit("ms").doc("TTFT objective for goodput; 0: none");
+  s.field("tpot_ms", &SloConfig::tpot_ms).min(0).unit("ms").doc("TPOT objective for goodput; 0: none");
 }
 
 void describe(Schema<ThermalConfig>& s) {
@@ -180,6 +189,7 @@ void describe(Schema<Scenario>& s) {
   s.section("serving", &Scenario::serving, "batch scheduler limits");
   s.section("workload", &Scenario::workload, "requests");
   s.section("network", &Scenario::network, "communication model");
+  s.section("slo", &Scenario::slo, "service-level objectives for goodput");
   s.section("power", &Scenario::power, "power caps and budgets");
   s.section("thermal", &Scenario::thermal, "cooling");
   s.section("outputs", &Scenario::outputs, "optional output files");

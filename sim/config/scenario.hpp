@@ -50,10 +50,16 @@ struct ParallelConfig {
   ParallelMode mode = ParallelMode::tp;
   int tp = 0;  ///< 0: derived (all GPUs of an instance in mode tp, 1 in mode ep)
   int ep = 0;  ///< 0: derived (all GPUs of an instance in mode ep, 1 in mode tp)
-  int dp = 1;  ///< independent serving instances, requests spread round robin
+  int dp = 1;  ///< independent serving instances
   EpAttention attention = EpAttention::tp;
+  std::string dp_router = "round_robin";  ///< which instance gets each request
 
   [[nodiscard]] int gpus_per_instance() const { return mode == ParallelMode::tp ? tp : ep; }
+};
+
+struct SloConfig {
+  double ttft_ms = 0;  ///< 0: no TTFT objective
+  double tpot_ms = 0;  ///< 0: no TPOT objective
 };
 
 struct ServingConfig {
@@ -109,6 +115,7 @@ struct Scenario {
   ServingConfig serving;
   WorkloadParams workload;
   NetworkConfig network;
+  SloConfig slo;
   PowerConfig power;
   ThermalConfig thermal;
   OutputsConfig outputs;
@@ -122,6 +129,7 @@ void describe(Schema<ServingConfig>& s);
 void describe(Schema<NetworkConfig>& s);
 void describe(Schema<OutputsConfig>& s);
 void describe(Schema<PowerConfig>& s);
+void describe(Schema<SloConfig>& s);
 void describe(Schema<ThermalConfig>& s);
 /// The per-GPU power cap in force: min(cap_w or TDP, node budget / GPUs per node, cluster budget / GPUs).
 [[nodiscard]] double effective_cap_w(const Scenario& sc);

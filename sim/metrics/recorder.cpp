@@ -1,5 +1,6 @@
 #include "sim/metrics/recorder.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace moesim {
@@ -14,7 +15,8 @@ RunRecorder::RunRecorder(std::vector<Request> requests) {
 
 void RunRecorder::on_scheduled(std::int64_t id, double now) {
   auto& r = requests_.at(static_cast<std::size_t>(id));
-  if (r.first_scheduled_s < 0) r.first_scheduled_s = now;
+  // SimGrid's sleep_until may wake a rounding error before the arrival time it was given.
+  if (r.first_scheduled_s < 0) r.first_scheduled_s = std::max(now, r.request.arrival_s);
 }
 
 void RunRecorder::on_token(std::int64_t id, double now) {

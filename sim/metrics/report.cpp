@@ -24,7 +24,9 @@ void check_invariants(const Scenario& sc, const RunResult& result) {
       throw std::runtime_error(fmt::format("invariant broken: request {} emitted {} of {} output tokens", q.id,
                                            r.tokens_emitted, q.output_tokens));
     if (!(r.first_scheduled_s >= q.arrival_s && r.first_token_s > r.first_scheduled_s && r.finish_s >= r.first_token_s))
-      throw std::runtime_error(fmt::format("invariant broken: request {} times out of order", q.id));
+      throw std::runtime_error(fmt::format("invariant broken: request {} times out of order (arrival {:.9f}, first scheduled {:.9f}, "
+                                           "first token {:.9f}, finish {:.9f})",
+                                           q.id, q.arrival_s, r.first_scheduled_s, r.first_token_s, r.finish_s));
     prompt_sum += q.prompt_tokens;
     decode_expected += q.output_tokens - 1;
   }
@@ -78,6 +80,7 @@ void add_stats(nlohmann::ordered_json& j, const std::string& name, std::vector<d
   j["median_" + name + "_ms"] = median_of(values_ms);
   j["std_" + name + "_ms"] = stddev_of(values_ms);
   j["p90_" + name + "_ms"] = percentile_of(values_ms, 90);
+  j["p95_" + name + "_ms"] = percentile_of(values_ms, 95);
   j["p99_" + name + "_ms"] = percentile_of(values_ms, 99);
 }
 
@@ -157,6 +160,17 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   j["request_throughput"] = duration > 0 ? completed / duration : 0.0;
   j["output_throughput"] = duration > 0 ? static_cast<double>(output_tokens) / duration : 0.0;
   j["total_token_throughput"] = duration > 0 ? static_cast<double>(input_tokens + output_tokens) / duration : 0.0;
+  // Goodput (vLLM's request_goodput): completed requests per second that met every objective set.
+  if (sc.slo.ttft_ms > 0 || sc.slo.tpot_ms > 0) {
+    std::size_t good = 0;
+    for (const auto& r : rec.requests()) {
+      const bool ttft_ok = sc.slo.ttft_ms <= 0 || (r.first_token_s - r.request.arrival_s) * 1e3 <= sc.slo.ttft_ms;
+      const bool tpot_ok = sc.slo.tpot_ms <= 0 || tpot_ms(r) <= sc.slo.tpot_ms;
+      good += ttft_ok && tpot_ok;
+    }
+    j["request_goodput"] = duration > 0 ? static_cast<double>(good) / duration : 0.0;
+    j["requests_meeting_slo"] = good;
+  }
   add_stats(j, "ttft", ttft);
   add_stats(j, "tpot", tpot);
   add_stats(j, "itl", itl);

@@ -1,0 +1,97 @@
+// Serving end to end: preemption under a small KV cache, data-parallel routers, goodput and the
+// latency definitions.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <sstream>
+
+#include "tests/e2e/cli_runner.hpp"
+
+namespace moesim::test {
+namespace {
+
+std::vector<std::map<std::string, std::string>> read_rows(const std::filesystem::path& p) {
+  std::stringstream in(read_text(p));
+  std::string line;
+  std::getline(in, line);
+  std::vector<std::string> header;
+  std::stringstream hs(line);
+  for (std::string x; std::getline(hs, x, ',');) header.push_back(x);
+  std::vector<std::map<std::string, std::string>> rows;
+  while (std::getline(in, line)) {
+    std::map<std::string, std::string> row;
+    std::stringstream ls(line);
+    std::size_t i = 0;
+    for (std::string x; std::getline(ls, x, ',') && i < header.size(); ++i) row[header[i]] = x;
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+TEST(Serving, a_small_kv_cache_preempts_and_every_request_still_finishes) {
+  const auto out = scratch_dir("preempt") / "run";
+  const CliResult r = run_cli("run scenarios/quickstart.yaml --quiet --set serving.gpu_memory_utilization=0.32 --out '" +
+                                  out.string() + "'",
+                              "preempt");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto s = nlohmann::json::parse(read_text(out / "summary.json"));
+  EXPECT_EQ(s["completed"].get<int>(), 30);
+  EXPECT_GT(s["serving"]["preemptions"].get<int>(), 0);
+  EXPECT_GT(s["serving"]["recomputed_tokens"].get<int>(), 0);
+  int preempted = 0;
+  for (const auto& row : read_rows(out / "steps.csv")) {
+    preempted += std::stoi(row.at("preempted"));
+    EXPECT_LE(std::stol(row.at("kv_blocks_used")), s["serving"]["kv_blocks_per_attention_rank"].get<long>());
+  }
+  EXPECT_EQ(preempted, s["serving"]["preemptions"].get<int>());
+}
+
+TEST(Serving, least_outstanding_router_balances_instances_within_one_request) {
+  const auto out = scratch_dir("dp") / "run";
+  const CliResult r = run_cli("run scenarios/quickstart.yaml --quiet --set cluster.gpus_per_node=8 --set parallel.dp=2 "
+                              "--set parallel.dp_router=least_outstanding --set workload.requests=61 "
+                              "--set workload.arrival.process=burst --out '" + out.string() + "'",
+                              "dp");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::map<std::string, int> per_instance;
+  for (const auto& row : read_rows(out / "requests.csv")) per_instance[row.at("instance")]++;
+  ASSERT_EQ(per_instance.size(), 2u);
+  EXPECT_LE(std::abs(per_instance["0"] - per_instance["1"]), 1);
+}
+
+TEST(Serving, latency_metrics_follow_vllm_definitions) {
+  const auto out = scratch_dir("metrics") / "run";
+  const CliResult r = run_cli("run scenarios/quickstart.yaml --quiet --set workload.requests=12 --set slo.ttft_ms=20 "
+                              "--set slo.tpot_ms=10.2 --out '" + out.string() + "'",
+                              "metrics");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto s = nlohmann::json::parse(read_text(out / "summary.json"));
+  std::vector<double> ttft, tpot;
+  int good = 0;
+  double first_arrival = 1e300, last_finish = 0;
+  for (const auto& row : read_rows(out / "requests.csv")) {
+    const double arrival = std::stod(row.at("arrival_s")), first = std::stod(row.at("first_token_s"));
+    const double finish = std::stod(row.at("finish_s"));
+    const int n = std::stoi(row.at("output_tokens"));
+    EXPECT_NEAR(std::stod(row.at("ttft_ms")), (first - arrival) * 1e3, 1e-5);
+    EXPECT_NEAR(std::stod(row.at("tpot_ms")), (finish - first) * 1e3 / (n - 1), 1e-5);
+    EXPECT_NEAR(std::stod(row.at("e2e_ms")), (finish - arrival) * 1e3, 1e-5);
+    ttft.push_back(std::stod(row.at("ttft_ms")));
+    tpot.push_back(std::stod(row.at("tpot_ms")));
+    good += ttft.back() <= 20 && tpot.back() <= 10.2;
+    first_arrival = std::min(first_arrival, arrival);
+    last_finish = std::max(last_finish, finish);
+  }
+  double mean = 0;
+  for (double x : ttft) mean += x;
+  EXPECT_NEAR(s["mean_ttft_ms"].get<double>(), mean / static_cast<double>(ttft.size()), 1e-4);
+  EXPECT_NEAR(s["duration"].get<double>(), last_finish - first_arrival, 1e-8);
+  EXPECT_EQ(s["requests_meeting_slo"].get<int>(), good);
+  EXPECT_NEAR(s["request_goodput"].get<double>(), good / s["duration"].get<double>(), 1e-9);
+  for (const char* k : {"p95_ttft_ms", "p95_tpot_ms", "p95_itl_ms", "p95_e2el_ms"}) EXPECT_TRUE(s.contains(k)) << k;
+}
+
+}  // namespace
+}  // namespace moesim::test
