@@ -23,6 +23,11 @@ double percentile_of(std::span<const double> xs, double p) {
   if (xs.empty()) return 0.0;
   std::vector<double> sorted(xs.begin(), xs.end());
   std::sort(sorted.begin(), sorted.end());
+  return percentile_of_sorted(sorted, p);
+}
+
+double percentile_of_sorted(std::span<const double> sorted, double p) {
+  if (sorted.empty()) return 0.0;
   const double rank = p / 100.0 * static_cast<double>(sorted.size() - 1);
   const auto lo = static_cast<std::size_t>(std::floor(rank));
   const auto hi = std::min(lo + 1, sorted.size() - 1);

@@ -12,6 +12,8 @@ namespace moesim {
 /// Percentile p in [0, 100] with linear interpolation between order statistics (numpy default).
 [[nodiscard]] double percentile_of(std::span<const double> xs, double p);
 [[nodiscard]] double median_of(std::span<const double> xs);
+/// percentile_of for data already sorted ascending (no copy).
+[[nodiscard]] double percentile_of_sorted(std::span<const double> sorted, double p);
 /// Coefficient of variation: population stddev / mean; 0 when the mean is 0.
 [[nodiscard]] double coefficient_of_variation(std::span<const double> xs);
 /// max / mean; 1 for an empty or all-zero vector (nothing is imbalanced).

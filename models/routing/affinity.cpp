@@ -266,4 +266,21 @@ void sample_counts(RngStream& rng, std::span<const double> inclusion, int n, int
   }
 }
 
+void draw_group_counts(RngStream& rng, const ExpertDistribution& dist, std::span<const double> inclusion, int n, int k,
+                       std::span<double> out) {
+  // Token by token costs about k draws per token; the binomials cost E draws (each a pow or a
+  // normal): tokens win while n * k is below a few E.
+  if (static_cast<std::size_t>(n) * static_cast<std::size_t>(k) <= 4 * inclusion.size()) {
+    std::fill(out.begin(), out.end(), 0.0);
+    std::int32_t pick[64];
+    const std::span<std::int32_t> top(pick, static_cast<std::size_t>(k));
+    for (int t = 0; t < n; ++t) {
+      dist.sample_top_k(rng, top, -1, -1);
+      for (auto e : top) out[static_cast<std::size_t>(e)] += 1.0;
+    }
+    return;
+  }
+  sample_counts(rng, inclusion, n, k, out);
+}
+
 }  // namespace moesim

@@ -72,6 +72,11 @@ class ExpertDistribution {
 void sample_counts(RngStream& rng, std::span<const double> inclusion, int n, int k, std::span<double> out);
 [[nodiscard]] int sample_binomial(RngStream& rng, int n, double p);
 
+/// Per-expert counts of n tokens' top-k from `dist`: small groups draw every token's top-k (exact
+/// and cheaper than E binomials), large groups use sample_counts with `inclusion`.
+void draw_group_counts(RngStream& rng, const ExpertDistribution& dist, std::span<const double> inclusion, int n, int k,
+                       std::span<double> out);
+
 /// Log-popularity vector of (model, layer, domain) with spread σ; see the header comment.
 [[nodiscard]] std::vector<double> affinity_log_popularity(const std::string& model_name, int moe_layer, int domain,
                                                           int num_experts, double specialization);

@@ -81,7 +81,20 @@ class UniformRouter final : public TokenRouter {
   void route_counts(int, std::span<const TokenGroup> groups, std::span<double> counts) override {
     const auto E = static_cast<std::size_t>(ctx_.num_experts);
     const std::vector<double> q(E, static_cast<double>(ctx_.top_k) / ctx_.num_experts);
-    for (std::size_t g = 0; g < groups.size(); ++g) sample_counts(rng_, q, groups[g].tokens, ctx_.top_k, counts.subspan(g * E, E));
+    std::int32_t pick[64];
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+      const int n = groups[g].tokens;
+      if (static_cast<std::size_t>(n) * static_cast<std::size_t>(ctx_.top_k) > 4 * E) {
+        sample_counts(rng_, q, n, ctx_.top_k, counts.subspan(g * E, E));
+        continue;
+      }
+      std::fill(counts.begin() + static_cast<std::ptrdiff_t>(g * E), counts.begin() + static_cast<std::ptrdiff_t>((g + 1) * E), 0.0);
+      const std::span<std::int32_t> top(pick, static_cast<std::size_t>(ctx_.top_k));
+      for (int t = 0; t < n; ++t) {
+        sample_distinct(rng_, ctx_.num_experts, top);
+        for (auto e : top) counts[g * E + static_cast<std::size_t>(e)] += 1.0;
+      }
+    }
   }
 
   void route(int, std::span<const TokenInfo> tokens, std::span<std::int32_t> experts, std::span<float> weights) override {
@@ -109,7 +122,7 @@ class StaticDistributionRouter final : public TokenRouter {
     if (inclusion_[slot].empty()) inclusion_[slot] = per_layer_[slot].inclusion_probabilities(ctx_.top_k, kInclusionSamples, ctx_.seed + slot);
     const auto E = static_cast<std::size_t>(ctx_.num_experts);
     for (std::size_t g = 0; g < groups.size(); ++g)
-      sample_counts(rng_, inclusion_[slot], groups[g].tokens, ctx_.top_k, counts.subspan(g * E, E));
+      draw_group_counts(rng_, per_layer_[slot], inclusion_[slot], groups[g].tokens, ctx_.top_k, counts.subspan(g * E, E));
   }
 
   void route(int layer, std::span<const TokenInfo> tokens, std::span<std::int32_t> experts, std::span<float> weights) override {
@@ -177,7 +190,7 @@ class DomainAffinityRouter final : public TokenRouter {
       (void)distribution(layer, groups[g].domain);
       if (slot.inclusion.empty())
         slot.inclusion = slot.dist.inclusion_probabilities(ctx_.top_k, kInclusionSamples, ctx_.seed + static_cast<std::uint64_t>(layer));
-      sample_counts(rng_, slot.inclusion, groups[g].tokens, ctx_.top_k, counts.subspan(g * E, E));
+      draw_group_counts(rng_, slot.dist, slot.inclusion, groups[g].tokens, ctx_.top_k, counts.subspan(g * E, E));
     }
   }
 
@@ -220,6 +233,7 @@ class DomainAffinityRouter final : public TokenRouter {
   }
 
   void forget(std::int64_t request_id) override { last_first_.erase(request_id); }
+  [[nodiscard]] bool uses_domains() const override { return true; }
 
  private:
   struct Slot {

@@ -58,6 +58,8 @@ class TokenRouter {
   virtual void route_counts(int moe_layer, std::span<const TokenGroup> groups, std::span<double> counts);
   /// The request finished: drop what the router remembers about it.
   virtual void forget(std::int64_t /*request_id*/) {}
+  /// Whether a token's domain changes its experts (count level groups tokens by domain only then).
+  [[nodiscard]] virtual bool uses_domains() const { return false; }
 
  protected:
   int num_experts_ = 0;

@@ -48,6 +48,7 @@ struct Instance {
   double step_energy_accounted_j = 0;
   TraceRecorder* trace = nullptr;    ///< null unless outputs.trace
   StepTimes times;
+  StepTimes analytic_times;  ///< the step's closed-form timeline (analytic fidelity), computed once
   bool engine_finished = false;
   int workers_finished = 0;
   std::int64_t outstanding = 0;  ///< requests routed here and not finished
@@ -145,7 +146,7 @@ void run_compute(Instance& inst, int rank, double seconds, double compute_bound_
 
 void run_step_analytic(Instance& inst, int rank, const StepPlan& plan) {
   const double start = sg::Engine::get_clock();
-  const StepTimes t = analytic_step_times(plan, inst.fabric);
+  const StepTimes& t = inst.analytic_times;
   if (inst.trace != nullptr && inst.trace->keep_spans(inst.step)) trace_analytic_step(inst, rank, plan, start);
   // The GPU's busy time as one activity with its time-weighted utilisations, then waiting and
   // communicating for the rest of the step.
@@ -285,6 +286,7 @@ void engine(Instance& inst, SharedState& shared) {
       if (item.is_prefill && item.context_before == 0) rec.on_scheduled(item.request_id, start);
     StepPlan plan = inst.planner.plan(batch, start);
     inst.times = {};
+    if (inst.fidelity == NetworkFidelity::analytic) inst.analytic_times = analytic_step_times(plan, inst.fabric);
     inst.plan = &plan;
     inst.step = step;
     inst.step_start->wait();

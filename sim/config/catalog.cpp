@@ -43,7 +43,7 @@ void describe(Schema<ModelSpec>& s) {
   s.field("qk_rope_head_dim", &M::qk_rope_head_dim).min(0);
   s.field("v_head_dim", &M::v_head_dim).min(0);
   s.field("num_experts", &M::num_experts).min(1).doc("routed experts per MoE layer");
-  s.field("top_k", &M::top_k).min(1).doc("routed experts per token");
+  s.field("top_k", &M::top_k).min(1).max(64).doc("routed experts per token");
   s.field("moe_intermediate_size", &M::moe_intermediate_size).min(1).unit("elements").doc("FFN width of one routed expert");
   s.field("num_shared_experts", &M::num_shared_experts).min(0);
   s.field("shared_expert_intermediate_size", &M::shared_expert_intermediate_size).min(0).unit("elements")

@@ -151,18 +151,25 @@ StepPlan StepPlanner::plan(const Batch& batch, double now_s) {
   tokens_per_rank_.assign(static_cast<std::size_t>(n_), 0.0);
   for (int owner : token_owner_) tokens_per_rank_[static_cast<std::size_t>(owner)] += 1.0;
   if (count_level_) {
+    // Group tokens only by what changes the draw or the traffic: the source GPU matters for
+    // dispatch (mode ep), the domain only to routers that use it.
     groups_.clear();
+    const bool by_source = layout_.mode == ParallelMode::ep, by_domain = router_->uses_domains();
     for (std::size_t t = 0; t < tokens_.size(); ++t) {
-      const int src = token_owner_[t], dom = tokens_[t].domain;
+      const int src = by_source ? token_owner_[t] : 0, dom = by_domain ? tokens_[t].domain : -1;
       auto it = std::find_if(groups_.begin(), groups_.end(), [&](const TokenGroup& g) { return g.source == src && g.domain == dom; });
       if (it == groups_.end()) groups_.push_back({src, dom, 1});
       else it->tokens += 1;
     }
   }
 
+  // Every layer's attention is the same for a batch: cost it once, then copy it per layer.
+  StepPlan attention;
+  attention.gpus = n_;
+  add_attention(attention, batch);
   int moe_layers = 0;
   for (int layer = 0; layer < model_.num_layers; ++layer) {
-    add_attention(plan, batch);
+    plan.phases.insert(plan.phases.end(), attention.phases.begin(), attention.phases.end());
     if (layer < model_.num_dense_layers) {
       add_dense(plan);
       continue;

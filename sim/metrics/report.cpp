@@ -75,13 +75,15 @@ void check_invariants(const Scenario& sc, const RunResult& result) {
 
 namespace {
 
-void add_stats(nlohmann::ordered_json& j, const std::string& name, std::vector<double> values_ms) {
+/// Sorts in place once; the mean and std are computed from the same (sorted) values.
+void add_stats(nlohmann::ordered_json& j, const std::string& name, std::vector<double>& values_ms) {
+  std::sort(values_ms.begin(), values_ms.end());
   j["mean_" + name + "_ms"] = mean_of(values_ms);
-  j["median_" + name + "_ms"] = median_of(values_ms);
+  j["median_" + name + "_ms"] = percentile_of_sorted(values_ms, 50);
   j["std_" + name + "_ms"] = stddev_of(values_ms);
-  j["p90_" + name + "_ms"] = percentile_of(values_ms, 90);
-  j["p95_" + name + "_ms"] = percentile_of(values_ms, 95);
-  j["p99_" + name + "_ms"] = percentile_of(values_ms, 99);
+  j["p90_" + name + "_ms"] = percentile_of_sorted(values_ms, 90);
+  j["p95_" + name + "_ms"] = percentile_of_sorted(values_ms, 95);
+  j["p99_" + name + "_ms"] = percentile_of_sorted(values_ms, 99);
 }
 
 double tpot_ms(const RequestRecord& r) {
