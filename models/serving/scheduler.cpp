@@ -18,6 +18,11 @@ void ContinuousBatchScheduler::add(const Request& request) {
   waiting_.push_back(s);
 }
 
+void ContinuousBatchScheduler::add_prefilled(Sequence s) {
+  s.blocks = 0;
+  waiting_.push_back(s);
+}
+
 std::int64_t ContinuousBatchScheduler::kv_blocks_in_use() const {
   return std::accumulate(blocks_used_.begin(), blocks_used_.end(), std::int64_t{0});
 }
@@ -84,17 +89,18 @@ Batch ContinuousBatchScheduler::schedule() {
          static_cast<int>(running_.size()) < params_.max_num_seqs) {
     Sequence s = waiting_.front();
     const int rank = pick_attention_rank();
-    const int n = std::min(s.prefill_target, budget);
-    if (!params_.chunked_prefill && s.prefill_target > budget) break;
-    const std::int64_t need = blocks_for(n);
+    const bool prefill = s.in_prefill();
+    const int n = prefill ? std::min(s.prefill_target - s.cached, budget) : 1;
+    if (prefill && !params_.chunked_prefill && s.prefill_target - s.cached > budget) break;
+    const std::int64_t need = blocks_for(s.cached + n);
     if (need > params_.kv_capacity_blocks - blocks_used_[static_cast<std::size_t>(rank)]) break;
     waiting_.pop_front();
     s.attention_rank = rank;
     s.blocks = need;
     blocks_used_[static_cast<std::size_t>(rank)] += need;
     seqs_on_rank_[static_cast<std::size_t>(rank)] += 1;
-    BatchItem item{s.request.id, rank, n, s.request.domain, 0, true, n == s.prefill_target};
-    batch.prefill_tokens += n;
+    BatchItem item{s.request.id, rank, n, s.request.domain, s.cached, prefill, prefill ? s.cached + n == s.prefill_target : true};
+    (prefill ? batch.prefill_tokens : batch.decode_tokens) += n;
     budget -= n;
     batch.items.push_back(item);
     running_.push_back(s);
@@ -121,9 +127,15 @@ StepOutcome ContinuousBatchScheduler::complete(const Batch& batch) {
       if (s.generated >= s.request.output_tokens) out.finished.push_back(s.request.id);
     }
   }
-  if (!out.finished.empty()) {
+  if (prefill_only_) {
+    // The first token ends a sequence's stay here: it moves on with its KV cache.
+    for (const Sequence& s : running_)
+      if (!s.in_prefill() && s.generated >= 1 && s.generated < s.request.output_tokens) out.handed_off.push_back(s);
+  }
+  if (!out.finished.empty() || !out.handed_off.empty()) {
     auto done = [&](const Sequence& s) {
-      if (s.generated < s.request.output_tokens) return false;
+      const bool leaves = prefill_only_ && !s.in_prefill() && s.generated >= 1;
+      if (s.generated < s.request.output_tokens && !leaves) return false;
       blocks_used_[static_cast<std::size_t>(s.attention_rank)] -= s.blocks;
       seqs_on_rank_[static_cast<std::size_t>(s.attention_rank)] -= 1;
       return true;

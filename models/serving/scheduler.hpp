@@ -71,6 +71,7 @@ struct Batch {
 struct StepOutcome {
   std::vector<std::int64_t> emitted;   ///< request ids that got an output token
   std::vector<std::int64_t> finished;  ///< request ids that completed
+  std::vector<Sequence> handed_off;    ///< prefill-only: sequences whose prefill completed, to move on
 };
 
 /// Running totals the run reports and checks.
@@ -85,6 +86,10 @@ class ContinuousBatchScheduler {
   explicit ContinuousBatchScheduler(SchedulerParams params);
 
   void add(const Request& request);
+  /// A sequence that arrives with its KV cache already computed elsewhere (disaggregated decode).
+  void add_prefilled(Sequence s);
+  /// Prefill-only instance: a sequence leaves (blocks freed) once its prefill emits its first token.
+  void set_prefill_only(bool on) { prefill_only_ = on; }
   /// Forms the next step's batch (allocating its KV blocks, preempting if needed); empty when
   /// nothing can run.
   [[nodiscard]] Batch schedule();
@@ -113,6 +118,7 @@ class ContinuousBatchScheduler {
   std::vector<std::int64_t> blocks_used_;
   std::vector<int> seqs_on_rank_;
   SchedulerStats stats_;
+  bool prefill_only_ = false;
 };
 
 }  // namespace moesim

@@ -32,7 +32,8 @@ struct Instance {
   ContinuousBatchScheduler scheduler;
   StepPlanner planner;
 
-  std::deque<Request> inbox;
+  std::deque<Sequence> inbox;
+  enum class Role { mixed, prefill, decode } role = Role::mixed;
   sg::MutexPtr mutex = sg::Mutex::create();
   sg::ConditionVariablePtr arrivals = sg::ConditionVariable::create();
   bool arrivals_done = false;
@@ -61,6 +62,13 @@ struct SharedState {
   ExpertProfiler* profiler = nullptr;
   std::string error;  ///< first failure inside an actor
   bool frontend_finished = false;
+  // Disaggregation: KV transfers in flight and prefill engines still running.
+  int transfers_in_flight = 0;
+  double kv_bytes_per_token = 0;  ///< whole model, all layers
+  int prefill_engines_running = 0;
+  std::int64_t kv_transfers = 0;
+  double kv_transfer_bytes = 0, kv_transfer_seconds = 0;
+  std::vector<Instance*> decode_pool;
   // Closed-loop arrivals: the frontend waits for completions.
   std::int64_t finished = 0;
   sg::MutexPtr completion_mutex = sg::Mutex::create();
@@ -257,6 +265,65 @@ void worker(Instance& inst, int rank) {
   inst.workers_finished += 1;
 }
 
+/// Wraps an actor body so that a C++ exception becomes a reported failure, not an abort.
+template <class F>
+auto guarded(SharedState& shared, F body) {
+  return [&shared, body]() {
+    try {
+      body();
+    } catch (const std::exception& e) {
+      if (shared.error.empty()) shared.error = e.what();
+    }
+  };
+}
+
+
+/// Once no prefill engine runs and no KV transfer is in flight, decode instances get no more work.
+void close_decode_pool_if_done(SharedState& shared) {
+  if (shared.prefill_engines_running > 0 || shared.transfers_in_flight > 0) return;
+  for (Instance* d : shared.decode_pool) {
+    std::unique_lock<sg::Mutex> lock(*d->mutex);
+    d->arrivals_done = true;
+    d->arrivals->notify_all();
+  }
+}
+
+/// Moves a prefilled sequence's KV cache from its prefill instance to the decode instance with the
+/// fewest outstanding requests: every source GPU sends its share to every destination GPU as one
+/// parallel task on the platform's links. The first output token reaches the user when the
+/// transfer ends.
+void start_kv_transfer(Instance& from, const Sequence& seq, SharedState& shared) {
+  Instance* to = *std::min_element(shared.decode_pool.begin(), shared.decode_pool.end(),
+                                   [](const Instance* a, const Instance* b) { return a->outstanding < b->outstanding; });
+  to->outstanding += 1;
+  shared.transfers_in_flight += 1;
+  const double bytes = static_cast<double>(seq.cached) * shared.kv_bytes_per_token;
+  std::vector<sg::Host*> hosts(from.hosts);
+  hosts.insert(hosts.end(), to->hosts.begin(), to->hosts.end());
+  const std::size_t ns = from.hosts.size(), n = hosts.size();
+  std::vector<double> matrix(n * n, 0.0);
+  for (std::size_t a = 0; a < ns; ++a)
+    for (std::size_t b = ns; b < n; ++b) matrix[a * n + b] = bytes / static_cast<double>(ns * (n - ns));
+  sg::Actor::create("kv-transfer-" + std::to_string(seq.request.id), from.hosts[0],
+                    guarded(shared, [hosts, matrix, seq, to, bytes, &shared] {
+                      const double t0 = sg::Engine::get_clock();
+                      sg::this_actor::parallel_execute(hosts, std::vector<double>(hosts.size(), 0.0), matrix);
+                      const double t1 = sg::Engine::get_clock();
+                      shared.recorder->on_token(seq.request.id, t1);
+                      shared.recorder->set_instance(seq.request.id, to->index);
+                      shared.kv_transfers += 1;
+                      shared.kv_transfer_bytes += bytes;
+                      shared.kv_transfer_seconds += t1 - t0;
+                      {
+                        std::unique_lock<sg::Mutex> lock(*to->mutex);
+                        to->inbox.push_back(seq);
+                        to->arrivals->notify_all();
+                      }
+                      shared.transfers_in_flight -= 1;
+                      close_decode_pool_if_done(shared);
+                    }));
+}
+
 void engine(Instance& inst, SharedState& shared) {
   RunRecorder& rec = *shared.recorder;
   std::int64_t step = 0;
@@ -265,7 +332,8 @@ void engine(Instance& inst, SharedState& shared) {
       std::unique_lock<sg::Mutex> lock(*inst.mutex);
       while (inst.inbox.empty() && inst.scheduler.idle() && !inst.arrivals_done) inst.arrivals->wait(lock);
       while (!inst.inbox.empty()) {
-        inst.scheduler.add(inst.inbox.front());
+        if (inst.inbox.front().cached > 0) inst.scheduler.add_prefilled(inst.inbox.front());
+        else inst.scheduler.add(inst.inbox.front().request);
         inst.inbox.pop_front();
       }
     }
@@ -299,7 +367,13 @@ void engine(Instance& inst, SharedState& shared) {
     for (const BatchItem& item : batch.items)
       rec.on_energy(item.request_id, step_energy * item.num_tokens / tokens, item.is_prefill);
     const StepOutcome outcome = inst.scheduler.complete(batch);
-    for (auto id : outcome.emitted) rec.on_token(id, end);
+    for (auto id : outcome.emitted) {
+      const bool moves_on = std::any_of(outcome.handed_off.begin(), outcome.handed_off.end(),
+                                        [id](const Sequence& q) { return q.request.id == id; });
+      if (!moves_on) rec.on_token(id, end);  // a moving sequence's first token arrives after its KV transfer
+    }
+    inst.outstanding -= static_cast<std::int64_t>(outcome.handed_off.size());
+    for (const Sequence& q : outcome.handed_off) start_kv_transfer(inst, q, shared);
     inst.outstanding -= static_cast<std::int64_t>(outcome.finished.size());
     for (auto id : outcome.finished) {
       rec.on_finished(id, end);
@@ -345,12 +419,17 @@ void engine(Instance& inst, SharedState& shared) {
   inst.plan = nullptr;
   inst.step_start->wait();  // releases the workers
   inst.engine_finished = true;
+  if (inst.role == Instance::Role::prefill && --shared.prefill_engines_running == 0) close_decode_pool_if_done(shared);
 }
 
 /// The instance a request goes to (parallel.dp_router).
-std::size_t route_request(const std::string& router, const Request& r, std::vector<std::unique_ptr<Instance>>& instances) {
+std::size_t route_request(const std::string& router, const Request& r, std::vector<std::unique_ptr<Instance>>& all) {
+  // Requests enter at the prefill pool when prefill and decode are disaggregated.
+  std::vector<Instance*> instances;
+  for (auto& i : all)
+    if (i->role != Instance::Role::decode) instances.push_back(i.get());
   const auto n = instances.size();
-  if (router == "round_robin" || n == 1) return static_cast<std::size_t>(r.id) % n;
+  if (router == "round_robin" || n == 1) return static_cast<std::size_t>(instances[static_cast<std::size_t>(r.id) % n]->index);
   std::size_t best = 0;
   double best_load = 1e300;
   for (std::size_t i = 0; i < n; ++i) {
@@ -362,7 +441,7 @@ std::size_t route_request(const std::string& router, const Request& r, std::vect
                                   1e-9 * static_cast<double>(inst.outstanding);
     if (load < best_load) {
       best_load = load;
-      best = i;
+      best = static_cast<std::size_t>(inst.index);
     }
   }
   return best;
@@ -386,27 +465,19 @@ void frontend(const std::vector<Request>& requests, std::vector<std::unique_ptr<
     inst.outstanding += 1;
     shared.recorder->set_instance(r.id, inst.index);
     std::unique_lock<sg::Mutex> lock(*inst.mutex);
-    inst.inbox.push_back(r);
+    Sequence seq;
+    seq.request = r;
+    seq.prefill_target = r.prompt_tokens;
+    inst.inbox.push_back(seq);
     inst.arrivals->notify_all();
   }
   for (auto& inst : instances) {
+    if (inst->role == Instance::Role::decode) continue;  // closed when the prefill pool is done
     std::unique_lock<sg::Mutex> lock(*inst->mutex);
     inst->arrivals_done = true;
     inst->arrivals->notify_all();
   }
   shared.frontend_finished = true;
-}
-
-/// Wraps an actor body so that a C++ exception becomes a reported failure, not an abort.
-template <class F>
-auto guarded(SharedState& shared, F body) {
-  return [&shared, body]() {
-    try {
-      body();
-    } catch (const std::exception& e) {
-      if (shared.error.empty()) shared.error = e.what();
-    }
-  };
 }
 
 }  // namespace
@@ -471,6 +542,11 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
     }
     inst->fabric = FabricView{sc.cluster.gpus_per_node, i * n, sc.cluster.intra_node.spec, sc.cluster.inter_node.spec};
     inst->fidelity = sc.network.fidelity;
+    if (sc.parallel.prefill_instances > 0) {
+      inst->role = i < sc.parallel.prefill_instances ? Instance::Role::prefill : Instance::Role::decode;
+      inst->scheduler.set_prefill_only(inst->role == Instance::Role::prefill);
+      if (inst->role == Instance::Role::prefill) shared.prefill_engines_running += 1;
+    }
     inst->gpus = &result.gpus;
     inst->first_gpu = i * n;
     inst->host_speed = platform.host_speed_flops;
@@ -478,8 +554,10 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
     inst->step_start = sg::Barrier::create(static_cast<unsigned>(n + 1));
     inst->step_done = sg::Barrier::create(static_cast<unsigned>(n + 1));
     inst->phase_sync = sg::Barrier::create(static_cast<unsigned>(n));
+    if (inst->role == Instance::Role::decode) shared.decode_pool.push_back(inst.get());
     instances.push_back(std::move(inst));
   }
+  shared.kv_bytes_per_token = model.kv_bytes_per_token();
 
   for (auto& inst_ptr : instances) {
     Instance& inst = *inst_ptr;
@@ -509,6 +587,9 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
     result.serving.recompute_emissions += st.recompute_emissions;
   }
   result.serving.kv_blocks_per_rank = sp.kv_capacity_blocks;
+  result.serving.kv_transfers = shared.kv_transfers;
+  result.serving.kv_transfer_bytes = shared.kv_transfer_bytes;
+  result.serving.kv_transfer_seconds = shared.kv_transfer_seconds;
   result.serving.block_size = sp.block_size;
   for (const auto& inst : instances) {
     result.energy.sync_wait_j += inst->sync_wait_energy_j;

@@ -38,6 +38,9 @@ struct ServingTotals {
   std::int64_t recompute_emissions = 0;
   std::int64_t kv_blocks_per_rank = 0;
   int block_size = 0;
+  std::int64_t kv_transfers = 0;  ///< disaggregation: sequences moved to a decode instance
+  double kv_transfer_bytes = 0;
+  double kv_transfer_seconds = 0;
 };
 
 struct RunResult {

@@ -43,6 +43,14 @@ void describe(Schema<ParallelConfig>& s) {
       .one_of([] { return std::vector<std::string>{"least_kv", "least_outstanding", "round_robin"}; })
       .doc("which instance gets a request: round_robin, least_outstanding (fewest unfinished requests), least_kv (lowest "
            "KV-cache use; ties to the lowest index)");
+  s.field("prefill_instances", &P::prefill_instances).min(0)
+      .doc("prefill/decode disaggregation: the first N of the dp instances only prefill, then move each sequence's KV "
+           "cache over the network to a decode instance (least outstanding); 0: every instance does both");
+  s.check([](const P& p, Checker& c) {
+    if (p.prefill_instances > 0 && p.prefill_instances >= p.dp)
+      c.error("prefill_instances", "must leave at least one decode instance: < dp (" + std::to_string(p.dp) + ") (got " +
+                                       std::to_string(p.prefill_instances) + ")");
+  });
   s.field("attention", &P::attention).doc("mode ep only: tp shards attention over the EP group; dp replicates it, "
                                           "each GPU serving its own sequences");
 }

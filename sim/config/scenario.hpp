@@ -53,6 +53,7 @@ struct ParallelConfig {
   int dp = 1;  ///< independent serving instances
   EpAttention attention = EpAttention::tp;
   std::string dp_router = "round_robin";  ///< which instance gets each request
+  int prefill_instances = 0;  ///< disaggregation: the first N instances only prefill; 0: off
 
   [[nodiscard]] int gpus_per_instance() const { return mode == ParallelMode::tp ? tp : ep; }
 };

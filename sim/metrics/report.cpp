@@ -197,6 +197,10 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   serving["kv_tokens_per_attention_rank"] = result.serving.kv_blocks_per_rank * result.serving.block_size;
   serving["preemptions"] = result.serving.preemptions;
   serving["recomputed_tokens"] = result.serving.recomputed_tokens;
+  serving["kv_transfers"] = result.serving.kv_transfers;
+  serving["kv_transfer_bytes"] = result.serving.kv_transfer_bytes;
+  serving["mean_kv_transfer_ms"] =
+      result.serving.kv_transfers > 0 ? result.serving.kv_transfer_seconds * 1e3 / static_cast<double>(result.serving.kv_transfers) : 0.0;
   j["serving"] = serving;
   j["imbalance"] = imbalance_json(result.profiler->tracker().result(), sc.outputs.imbalance_filter_max_tokens, step_mm, step_gpu_mm);
 

@@ -61,6 +61,31 @@ TEST(Serving, least_outstanding_router_balances_instances_within_one_request) {
   EXPECT_LE(std::abs(per_instance["0"] - per_instance["1"]), 1);
 }
 
+TEST(Serving, disaggregated_prefill_moves_every_kv_cache_to_the_decode_pool) {
+  const auto out = scratch_dir("pd") / "run";
+  const CliResult r = run_cli("run scenarios/quickstart.yaml --quiet --set cluster.gpus_per_node=8 --set parallel.dp=2 "
+                              "--set parallel.prefill_instances=1 --out '" + out.string() + "'",
+                              "pd");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto s = nlohmann::json::parse(read_text(out / "summary.json"));
+  EXPECT_EQ(s["completed"].get<int>(), 30);
+  EXPECT_EQ(s["serving"]["kv_transfers"].get<int>(), 30);  // every request has more than one output token
+  // KV bytes: prompt tokens x 32 layers x 2 (K, V) x 8 KV heads x 128 x 2 bytes.
+  EXPECT_DOUBLE_EQ(s["serving"]["kv_transfer_bytes"].get<double>(), s["total_input_tokens"].get<double>() * 32 * 2 * 8 * 128 * 2);
+  EXPECT_GT(s["serving"]["mean_kv_transfer_ms"].get<double>(), 0.0);
+  // Every request ends on the decode instance; the prefill instance only prefilled.
+  for (const auto& row : read_rows(out / "requests.csv")) EXPECT_EQ(row.at("instance"), "1");
+  for (const auto& row : read_rows(out / "steps.csv")) {
+    if (row.at("instance") != "0") continue;
+    EXPECT_EQ(row.at("decode_tokens"), "0");
+  }
+  const CliResult bad = run_cli("validate scenarios/quickstart.yaml --set cluster.gpus_per_node=8 --set parallel.dp=2 "
+                                "--set parallel.prefill_instances=2", "pd-bad");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("parallel.prefill_instances: must leave at least one decode instance: < dp (2) (got 2)"), std::string::npos)
+      << bad.err;
+}
+
 TEST(Serving, latency_metrics_follow_vllm_definitions) {
   const auto out = scratch_dir("metrics") / "run";
   const CliResult r = run_cli("run scenarios/quickstart.yaml --quiet --set workload.requests=12 --set slo.ttft_ms=20 "
