@@ -401,6 +401,7 @@ void engine(Instance& inst, SharedState& shared) {
     sr.expert_load_cv = plan.load.expert_cv_mean;
     sr.expert_load_max_over_mean = plan.load.expert_max_over_mean;
     sr.gpu_load_max_over_mean = plan.load.gpu_max_over_mean;
+    sr.attention_rank_max_over_mean = plan.load.attention_rank_max_over_mean;
     sr.dispatch_bytes = plan.load.dispatch_bytes;
     sr.combine_bytes = plan.load.combine_bytes;
     sr.energy_j = step_energy;

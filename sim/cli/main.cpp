@@ -174,6 +174,9 @@ void print_run_table(const Scenario& sc, const nlohmann::ordered_json& s, const 
                            run["scenario"].get<std::string>(), run["model"].get<std::string>(), run["num_gpus"].get<int>(),
                            run["gpu"].get<std::string>(), run["mode"].get<std::string>(), run["tp"].get<int>(),
                            run["ep"].get<int>(), run["dp"].get<int>(), run["steps"].get<std::size_t>());
+  std::cout << fmt::format("  KV cache: {} blocks of {} tokens per attention rank ({} tokens); {} preemptions\n",
+                           s["serving"]["kv_blocks_per_attention_rank"].get<long>(), s["serving"]["kv_block_size"].get<int>(),
+                           s["serving"]["kv_tokens_per_attention_rank"].get<long>(), s["serving"]["preemptions"].get<long>());
   std::cout << fmt::format("  {:<28}{:>12}\n", "requests completed", s["completed"].get<std::size_t>());
   std::cout << fmt::format("  {:<28}{:>12.3f}\n", "duration (s)", s["duration"].get<double>());
   std::cout << fmt::format("  {:<28}{:>12}{:>12}{:>12}\n", "", "mean", "median", "p99");

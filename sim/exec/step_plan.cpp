@@ -150,6 +150,9 @@ StepPlan StepPlanner::plan(const Batch& batch, double now_s) {
   }
   tokens_per_rank_.assign(static_cast<std::size_t>(n_), 0.0);
   for (int owner : token_owner_) tokens_per_rank_[static_cast<std::size_t>(owner)] += 1.0;
+  // With data-parallel attention every MoE layer synchronises the ranks, so the rank with the
+  // most tokens sets the pace.
+  if (layout_.attention_ranks > 1) plan.load.attention_rank_max_over_mean = max_over_mean(tokens_per_rank_);
   if (count_level_) {
     // Group tokens only by what changes the draw or the traffic: the source GPU matters for
     // dispatch (mode ep), the domain only to routers that use it.

@@ -66,6 +66,7 @@ struct StepLoadStats {
   double expert_cv_mean = 0;            ///< CV of tokens per expert, averaged over MoE layers
   double expert_max_over_mean = 1;      ///< max/mean tokens per expert, averaged over MoE layers
   double gpu_max_over_mean = 1;         ///< max/mean routed tokens per EP GPU, averaged (1 in mode tp)
+  double attention_rank_max_over_mean = 1;  ///< data-parallel attention: max/mean tokens per rank (1 otherwise)
   std::vector<double> layer_expert_counts;  ///< tokens per expert, layer-major: [moe_layer * E + expert]
   double dispatch_bytes = 0;            ///< all MoE layers, all GPUs
   double combine_bytes = 0;

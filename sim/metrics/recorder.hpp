@@ -39,6 +39,7 @@ struct StepRecord {
   double expert_load_cv = 0;
   double expert_load_max_over_mean = 1;
   double gpu_load_max_over_mean = 1;
+  double attention_rank_max_over_mean = 1;
   double dispatch_bytes = 0;
   double combine_bytes = 0;
   int running = 0;       ///< sequences running after the step

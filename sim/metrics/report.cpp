@@ -201,6 +201,11 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   serving["kv_transfer_bytes"] = result.serving.kv_transfer_bytes;
   serving["mean_kv_transfer_ms"] =
       result.serving.kv_transfers > 0 ? result.serving.kv_transfer_seconds * 1e3 / static_cast<double>(result.serving.kv_transfers) : 0.0;
+  {
+    double acc = 0;
+    for (const auto& st : rec.steps()) acc += st.attention_rank_max_over_mean;
+    serving["attention_rank_max_over_mean"] = rec.steps().empty() ? 1.0 : acc / static_cast<double>(rec.steps().size());
+  }
   j["serving"] = serving;
   j["imbalance"] = imbalance_json(result.profiler->tracker().result(), sc.outputs.imbalance_filter_max_tokens, step_mm, step_gpu_mm);
 
@@ -294,13 +299,14 @@ std::string steps_csv(const RunResult& result) {
   std::string out =
       "step,instance,start_s,duration_ms,prefill_tokens,decode_tokens,batch_size,attention_ms,dense_ffn_ms,moe_ms,"
       "lm_head_ms,comm_ms,expert_load_cv,expert_load_max_over_mean,gpu_load_max_over_mean,dispatch_bytes,combine_bytes,energy_j,"
-      "max_temp_c,running,waiting,kv_blocks_used,preempted\n";
+      "max_temp_c,running,waiting,kv_blocks_used,preempted,attention_rank_max_over_mean\n";
   for (const auto& s : result.recorder.steps()) {
-    out += fmt::format("{},{},{:.9f},{:.6f},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.0f},{:.0f},{:.6f},{:.3f},{},{},{},{}\n",
+    out += fmt::format("{},{},{:.9f},{:.6f},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.0f},{:.0f},{:.6f},{:.3f},{},{},{},{},{:.6f}\n",
                        s.step, s.instance, s.start_s, (s.end_s - s.start_s) * 1e3, s.prefill_tokens, s.decode_tokens,
                        s.num_seqs, s.attention_s * 1e3, s.dense_s * 1e3, s.moe_s * 1e3, s.lm_head_s * 1e3, s.comm_s * 1e3,
                        s.expert_load_cv, s.expert_load_max_over_mean, s.gpu_load_max_over_mean, s.dispatch_bytes,
-                       s.combine_bytes, s.energy_j, s.max_die_c, s.running, s.waiting, s.kv_blocks_used, s.preempted);
+                       s.combine_bytes, s.energy_j, s.max_die_c, s.running, s.waiting, s.kv_blocks_used, s.preempted,
+                       s.attention_rank_max_over_mean);
   }
   return out;
 }
