@@ -31,13 +31,31 @@ int ContinuousBatchScheduler::pick_attention_rank() const {
   return static_cast<int>(std::min_element(seqs_on_rank_.begin(), seqs_on_rank_.end()) - seqs_on_rank_.begin());
 }
 
+std::int64_t ContinuousBatchScheduler::shareable_blocks(const Request& r) const {
+  if (!params_.prefix_caching || r.prefix_id < 0) return 0;
+  return std::min(r.prefix_tokens, r.prompt_tokens - 1) / params_.block_size;
+}
+
+void ContinuousBatchScheduler::release(Sequence& s) {
+  blocks_used_[static_cast<std::size_t>(s.attention_rank)] -= s.blocks;
+  seqs_on_rank_[static_cast<std::size_t>(s.attention_rank)] -= 1;
+  if (s.shared_blocks > 0) {
+    const auto key = std::make_pair(s.attention_rank, s.request.prefix_id);
+    auto it = prefixes_.find(key);
+    if (it != prefixes_.end() && --it->second.users == 0) {
+      blocks_used_[static_cast<std::size_t>(s.attention_rank)] -= it->second.blocks;
+      prefixes_.erase(it);
+    }
+  }
+  s.blocks = 0;
+  s.shared_blocks = 0;
+}
+
 void ContinuousBatchScheduler::preempt(std::size_t index, Batch& batch) {
   Sequence s = running_[index];
   running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(index));
-  blocks_used_[static_cast<std::size_t>(s.attention_rank)] -= s.blocks;
-  seqs_on_rank_[static_cast<std::size_t>(s.attention_rank)] -= 1;
+  release(s);
   // Recompute mode: the prompt and every token generated so far are prefilled again.
-  s.blocks = 0;
   s.cached = 0;
   s.prefill_target = s.request.prompt_tokens + s.generated;
   waiting_.push_front(s);
@@ -51,7 +69,7 @@ Batch ContinuousBatchScheduler::schedule() {
   for (std::size_t i = 0; i < running_.size() && budget > 0;) {
     Sequence& s = running_[i];
     const int n = s.in_prefill() ? std::min(s.prefill_target - s.cached, budget) : 1;
-    const std::int64_t need = blocks_for(s.cached + n) - s.blocks;
+    const std::int64_t need = blocks_for(s.cached + n) - s.blocks - s.shared_blocks;
     const auto rank = static_cast<std::size_t>(s.attention_rank);
     bool self_preempted = false;
     while (need > params_.kv_capacity_blocks - blocks_used_[rank]) {
@@ -89,14 +107,27 @@ Batch ContinuousBatchScheduler::schedule() {
          static_cast<int>(running_.size()) < params_.max_num_seqs) {
     Sequence s = waiting_.front();
     const int rank = pick_attention_rank();
+    // A cached prefix on this rank: start with its tokens in the cache, its blocks shared.
+    std::int64_t hit = 0;
+    if (s.cached == 0 && s.in_prefill()) {
+      const std::int64_t share = shareable_blocks(s.request);
+      auto it = prefixes_.find({rank, s.request.prefix_id});
+      if (share > 0 && it != prefixes_.end()) hit = std::min(share, it->second.blocks);
+    }
+    s.cached += static_cast<int>(hit * params_.block_size);
     const bool prefill = s.in_prefill();
     const int n = prefill ? std::min(s.prefill_target - s.cached, budget) : 1;
     if (prefill && !params_.chunked_prefill && s.prefill_target - s.cached > budget) break;
-    const std::int64_t need = blocks_for(s.cached + n);
+    const std::int64_t need = blocks_for(s.cached + n) - hit;
     if (need > params_.kv_capacity_blocks - blocks_used_[static_cast<std::size_t>(rank)]) break;
     waiting_.pop_front();
     s.attention_rank = rank;
     s.blocks = need;
+    if (hit > 0) {
+      s.shared_blocks = hit;
+      prefixes_[{rank, s.request.prefix_id}].users += 1;
+      if (s.prefill_target == s.request.prompt_tokens) stats_.prefix_hit_tokens += hit * params_.block_size;
+    }
     blocks_used_[static_cast<std::size_t>(rank)] += need;
     seqs_on_rank_[static_cast<std::size_t>(rank)] += 1;
     BatchItem item{s.request.id, rank, n, s.request.domain, s.cached, prefill, prefill ? s.cached + n == s.prefill_target : true};
@@ -120,6 +151,17 @@ StepOutcome ContinuousBatchScheduler::complete(const Batch& batch) {
     const bool recompute = item.is_prefill && s.prefill_target > s.request.prompt_tokens;
     if (recompute) stats_.recomputed_tokens += item.num_tokens;
     s.cached += item.num_tokens;
+    // The first sequence past its shareable prefix hands those blocks to the prefix cache (a
+    // sequence that computed the prefix while another registered it keeps its own copy).
+    if (s.shared_blocks == 0) {
+      const std::int64_t share = shareable_blocks(s.request);
+      const auto key = std::make_pair(s.attention_rank, s.request.prefix_id);
+      if (share > 0 && s.cached >= share * params_.block_size && !prefixes_.contains(key)) {
+        prefixes_[key] = PrefixEntry{share, 1};
+        s.blocks -= share;
+        s.shared_blocks = share;
+      }
+    }
     if (item.emits_token) {
       if (recompute) stats_.recompute_emissions += 1;
       s.generated += 1;
@@ -133,11 +175,10 @@ StepOutcome ContinuousBatchScheduler::complete(const Batch& batch) {
       if (!s.in_prefill() && s.generated >= 1 && s.generated < s.request.output_tokens) out.handed_off.push_back(s);
   }
   if (!out.finished.empty() || !out.handed_off.empty()) {
-    auto done = [&](const Sequence& s) {
+    auto done = [&](Sequence& s) {
       const bool leaves = prefill_only_ && !s.in_prefill() && s.generated >= 1;
       if (s.generated < s.request.output_tokens && !leaves) return false;
-      blocks_used_[static_cast<std::size_t>(s.attention_rank)] -= s.blocks;
-      seqs_on_rank_[static_cast<std::size_t>(s.attention_rank)] -= 1;
+      release(s);
       return true;
     };
     running_.erase(std::remove_if(running_.begin(), running_.end(), done), running_.end());

@@ -18,8 +18,14 @@
 // With attention_ranks > 1 (data-parallel attention inside an expert-parallel group) each admitted
 // sequence is pinned to the rank with the fewest running sequences (lowest rank on ties): its
 // attention and KV blocks live there.
+//
+// With prefix caching, requests that carry the same prefix id share the full KV blocks of that
+// prefix on a rank: the first to compute the prefix registers its blocks, later ones start with
+// those tokens cached (not computed) and only allocate blocks beyond them; the shared blocks are
+// freed when their last user leaves.
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <vector>
 
 #include "models/workload/request.hpp"
@@ -34,6 +40,7 @@ struct SchedulerParams {
   int block_size = 16;                  ///< tokens per KV block
   std::int64_t kv_capacity_blocks = 0;  ///< per attention rank
   int attention_ranks = 1;
+  bool prefix_caching = false;          ///< share full KV blocks of identical prompt prefixes
 };
 
 struct Sequence {
@@ -42,7 +49,8 @@ struct Sequence {
   int prefill_target = 0;  ///< prompt (+ tokens generated before a preemption)
   int generated = 0;       ///< output tokens emitted
   int attention_rank = 0;
-  std::int64_t blocks = 0;
+  std::int64_t blocks = 0;         ///< blocks this sequence owns
+  std::int64_t shared_blocks = 0;  ///< prefix blocks it uses from the prefix cache
 
   [[nodiscard]] bool in_prefill() const { return cached < prefill_target; }
 };
@@ -79,6 +87,7 @@ struct SchedulerStats {
   std::int64_t preemptions = 0;
   std::int64_t recomputed_tokens = 0;     ///< prefill tokens spent recomputing preempted sequences
   std::int64_t recompute_emissions = 0;   ///< output tokens emitted by a re-prefill instead of a decode
+  std::int64_t prefix_hit_tokens = 0;     ///< prompt tokens not computed thanks to the prefix cache
 };
 
 class ContinuousBatchScheduler {
@@ -111,6 +120,15 @@ class ContinuousBatchScheduler {
     return (tokens + params_.block_size - 1) / params_.block_size;
   }
   void preempt(std::size_t index, Batch& batch);
+  void release(Sequence& s);
+  /// Prefix blocks a request may share: full blocks, leaving at least one prompt token to compute.
+  [[nodiscard]] std::int64_t shareable_blocks(const Request& r) const;
+
+  struct PrefixEntry {
+    std::int64_t blocks = 0;
+    int users = 0;
+  };
+  std::map<std::pair<int, std::int64_t>, PrefixEntry> prefixes_;  ///< (rank, prefix id)
 
   SchedulerParams params_;
   std::deque<Sequence> waiting_;

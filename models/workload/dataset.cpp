@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "models/common/rng.hpp"
+
 namespace moesim {
 
 int DomainCorpus::index_of(const std::string& name) const {
@@ -105,6 +107,13 @@ std::vector<DatasetRecord> load_dataset(const std::filesystem::path& file, const
         for (const auto& n : corpus.names) names += (names.empty() ? "" : ", ") + n;
         issue("domain", "unknown domain \"" + j["domain"].get<std::string>() + "\"; known: " + names);
       }
+    }
+    if (j.contains("prefix_id")) {
+      if (!j["prefix_id"].is_string()) issue("prefix_id", "must be a string");
+      else r.prefix_id = static_cast<std::int64_t>(fnv1a64(j["prefix_id"].get<std::string>()) >> 1);
+      if (!j.contains("prefix_tokens") || !j["prefix_tokens"].is_number_integer() || j["prefix_tokens"].get<long long>() < 0)
+        issue("prefix_tokens", "must be an integer >= 0 when prefix_id is given");
+      else r.prefix_tokens = j["prefix_tokens"].get<int>();
     }
     if (j.contains("arrival_s")) {
       const auto& v = j["arrival_s"];

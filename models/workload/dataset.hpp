@@ -8,6 +8,7 @@
 //   prompt_tokens and output_tokens are required (>= 1), domain is required when a corpus is given
 //   and must name one of its domains, arrival_s (>= 0, non-decreasing) is optional, prompt is
 //   optional text. Every problem is reported with file, line and field; nothing is skipped.
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -32,6 +33,8 @@ struct DatasetRecord {
   int prompt_tokens = 0;
   int output_tokens = 0;
   std::optional<double> arrival_s;
+  std::int64_t prefix_id = -1;  ///< lines with the same prefix id share their first prefix_tokens tokens
+  int prefix_tokens = 0;
 };
 
 /// Reads a JSONL dataset; `corpus` resolves domain names. Throws InputError listing every problem.

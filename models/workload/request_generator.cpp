@@ -148,6 +148,8 @@ std::vector<Request> generate_requests(const WorkloadParams& params, std::uint64
       r.prompt_tokens = std::min(rec.prompt_tokens, max_model_len - 1);
       r.output_tokens = std::min(rec.output_tokens, max_model_len - r.prompt_tokens);
       r.domain = rec.domain;
+      r.prefix_id = rec.prefix_id;
+      r.prefix_tokens = rec.prefix_tokens;
       if (arrival.from_dataset && rec.arrival_s) {
         // A reused dataset continues after its last arrival.
         const auto lap = static_cast<double>(static_cast<std::size_t>(i) / dataset->size());

@@ -351,7 +351,7 @@ void engine(Instance& inst, SharedState& shared) {
     const double energy_before = instance_energy(inst, start);
     inst.idle_energy_j += energy_before - inst.step_energy_accounted_j;
     for (const BatchItem& item : batch.items)
-      if (item.is_prefill && item.context_before == 0) rec.on_scheduled(item.request_id, start);
+      rec.on_scheduled(item.request_id, start);  // the first time counts
     StepPlan plan = inst.planner.plan(batch, start);
     inst.times = {};
     if (inst.fidelity == NetworkFidelity::analytic) inst.analytic_times = analytic_step_times(plan, inst.fabric);
@@ -523,6 +523,7 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   sp.max_model_len = sc.serving.max_model_len;
   sp.chunked_prefill = sc.serving.chunked_prefill;
   sp.block_size = sc.serving.block_size;
+  sp.prefix_caching = sc.serving.prefix_caching;
   sp.kv_capacity_blocks = layout.kv_capacity_tokens / sc.serving.block_size;
   sp.attention_ranks = layout.attention_ranks;
 
@@ -586,6 +587,7 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
     result.serving.preemptions += st.preemptions;
     result.serving.recomputed_tokens += st.recomputed_tokens;
     result.serving.recompute_emissions += st.recompute_emissions;
+    result.serving.prefix_hit_tokens += st.prefix_hit_tokens;
   }
   result.serving.kv_blocks_per_rank = sp.kv_capacity_blocks;
   result.serving.kv_transfers = shared.kv_transfers;

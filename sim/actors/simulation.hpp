@@ -36,6 +36,7 @@ struct ServingTotals {
   std::int64_t preemptions = 0;
   std::int64_t recomputed_tokens = 0;
   std::int64_t recompute_emissions = 0;
+  std::int64_t prefix_hit_tokens = 0;
   std::int64_t kv_blocks_per_rank = 0;
   int block_size = 0;
   std::int64_t kv_transfers = 0;  ///< disaggregation: sequences moved to a decode instance

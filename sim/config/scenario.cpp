@@ -66,6 +66,8 @@ void describe(Schema<ServingConfig>& s) {
       .doc("memory held back for activations (estimate of vLLM's profiled peak)");
   s.field("chunked_prefill", &S::chunked_prefill).doc("split long prompts over steps to fit the token budget");
   s.field("block_size", &S::block_size).min(1).max(1024).unit("tokens").doc("tokens per paged KV-cache block (vLLM default 16)");
+  s.field("prefix_caching", &S::prefix_caching)
+      .doc("share the full KV blocks of identical prompt prefixes (dataset lines with prefix_id and prefix_tokens)");
 }
 
 void describe(Schema<NetworkConfig>& s) {

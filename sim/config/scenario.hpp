@@ -71,6 +71,7 @@ struct ServingConfig {
   double activation_reserve_gb = 2.0;
   bool chunked_prefill = true;
   int block_size = 16;
+  bool prefix_caching = false;
 };
 
 struct NetworkConfig {

@@ -36,10 +36,10 @@ void check_invariants(const Scenario& sc, const RunResult& result) {
     decode += s.decode_tokens;
   }
   const auto& sv = result.serving;
-  if (prefill != prompt_sum + sv.recomputed_tokens)
-    throw std::runtime_error(fmt::format("invariant broken: {} prompt tokens arrived and {} were recomputed after preemption, but {} "
-                                         "were prefilled",
-                                         prompt_sum, sv.recomputed_tokens, prefill));
+  if (prefill != prompt_sum + sv.recomputed_tokens - sv.prefix_hit_tokens)
+    throw std::runtime_error(fmt::format("invariant broken: {} prompt tokens arrived, {} were recomputed after preemption and {} "
+                                         "came from the prefix cache, but {} were prefilled",
+                                         prompt_sum, sv.recomputed_tokens, sv.prefix_hit_tokens, prefill));
   if (decode != decode_expected - sv.recompute_emissions)
     throw std::runtime_error(fmt::format("invariant broken: {} decode tokens expected but {} were computed", decode_expected - sv.recompute_emissions,
                                          decode));
@@ -197,6 +197,7 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   serving["kv_tokens_per_attention_rank"] = result.serving.kv_blocks_per_rank * result.serving.block_size;
   serving["preemptions"] = result.serving.preemptions;
   serving["recomputed_tokens"] = result.serving.recomputed_tokens;
+  serving["prefix_hit_tokens"] = result.serving.prefix_hit_tokens;
   serving["kv_transfers"] = result.serving.kv_transfers;
   serving["kv_transfer_bytes"] = result.serving.kv_transfer_bytes;
   serving["mean_kv_transfer_ms"] =

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -84,6 +85,34 @@ TEST(Serving, disaggregated_prefill_moves_every_kv_cache_to_the_decode_pool) {
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("parallel.prefill_instances: must leave at least one decode instance: < dp (2) (got 2)"), std::string::npos)
       << bad.err;
+}
+
+TEST(Serving, prefix_caching_skips_shared_prefixes_of_a_dataset) {
+  const auto dir = scratch_dir("prefix");
+  {
+    std::ofstream f(dir / "prefix.jsonl");
+    for (int i = 0; i < 24; ++i)
+      f << "{\"prompt\": \"x\", \"domain\": \"programming\", \"prompt_tokens\": 600, \"output_tokens\": 16, "
+        << "\"prefix_id\": \"system-" << i % 2 << "\", \"prefix_tokens\": 512}\n";
+  }
+  nlohmann::json s[2];
+  for (int on = 0; on < 2; ++on) {
+    const auto out = dir / ("run" + std::to_string(on));
+    const CliResult r = run_cli("run scenarios/quickstart.yaml --quiet --set workload.dataset='" + (dir / "prefix.jsonl").string() +
+                                    "' --set workload.arrival.process=burst --set serving.prefix_caching=" + (on ? "true" : "false") +
+                                    " --out '" + out.string() + "'",
+                                "prefix");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    s[on] = nlohmann::json::parse(read_text(out / "summary.json"));
+  }
+  EXPECT_EQ(s[0]["serving"]["prefix_hit_tokens"].get<int>(), 0);
+  // 24 requests over 2 prefixes: those admitted after their prefix was computed skip its 512 tokens
+  // (requests admitted in the same step as the first of their prefix cannot).
+  const int hits = s[1]["serving"]["prefix_hit_tokens"].get<int>();
+  EXPECT_GT(hits, 0);
+  EXPECT_LE(hits, 22 * 512);
+  EXPECT_EQ(hits % 512, 0);
+  EXPECT_LT(s[1]["mean_ttft_ms"].get<double>(), s[0]["mean_ttft_ms"].get<double>());
 }
 
 TEST(Serving, latency_metrics_follow_vllm_definitions) {

@@ -270,6 +270,35 @@ TEST(Scheduler, no_request_starves_under_sustained_load) {
   for (int i = 0; i + 100 < 400; ++i) EXPECT_LT(finished_at[static_cast<std::size_t>(i)], finished_at[static_cast<std::size_t>(i + 100)]) << i;
 }
 
+TEST(Scheduler, prefix_caching_skips_shared_full_blocks_and_frees_them_with_the_last_user) {
+  SchedulerParams p;
+  p.max_num_batched_tokens = 1000;
+  p.max_num_seqs = 8;
+  p.block_size = 16;
+  p.kv_capacity_blocks = 1000;
+  p.prefix_caching = true;
+  ContinuousBatchScheduler s(p);
+  // Same 70-token prefix (4 full blocks = 64 tokens shareable), 100-token prompts.
+  Request a{0, 0.0, 100, 3, -1, 7, 70}, b{1, 0.0, 100, 3, -1, 7, 70}, c{2, 0.0, 100, 3, -1, 8, 70};
+  s.add(a);
+  Batch first = s.schedule();
+  EXPECT_EQ(first.prefill_tokens, 100);
+  (void)s.complete(first);                 // a registers prefix 7 (4 blocks)
+  EXPECT_EQ(s.kv_blocks_in_use(0), 7);     // ceil(100/16) = 7 blocks, 4 of them now shared
+  s.add(b);
+  s.add(c);
+  Batch second = s.schedule();
+  // a decodes 1; b computes 100 - 64 = 36 tokens; c (other prefix) computes all 100.
+  EXPECT_EQ(second.decode_tokens, 1);
+  EXPECT_EQ(second.prefill_tokens, 36 + 100);
+  EXPECT_EQ(s.stats().prefix_hit_tokens, 64);
+  while (!s.idle()) {
+    const Batch bt = s.schedule();
+    (void)s.complete(bt);
+  }
+  EXPECT_EQ(s.kv_blocks_in_use(0), 0);     // everything freed, shared blocks with their last user
+}
+
 TEST(Scheduler, data_parallel_attention_spreads_sequences_over_ranks) {
   SchedulerParams p = small_params();
   p.attention_ranks = 4;
