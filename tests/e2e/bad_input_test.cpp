@@ -40,7 +40,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadInputCase{"unknown_key.yaml",
                      ":4: serving.max_num_seq: unknown key \"max_num_seq\" (did you mean \"max_num_seqs\"?); allowed keys: "
                      "max_num_batched_tokens, max_num_seqs, max_model_len, gpu_memory_utilization, activation_reserve_gb, "
-                     "chunked_prefill, block_size"},
+                     "chunked_prefill, block_size, prefix_caching"},
         BadInputCase{"wrong_type.yaml", ":4: serving.max_num_batched_tokens: expected an integer (got \"lots\")"},
         BadInputCase{"negative_bandwidth.yaml", ":7: cluster.inter_node.bw_gbytes_per_s: must be > 0 (got -50)"},
         BadInputCase{"tp_ep_dp_mismatch.yaml",
