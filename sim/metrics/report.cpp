@@ -137,13 +137,14 @@ nlohmann::ordered_json imbalance_json(const ImbalanceTracker::Result& r, int fil
 
 nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result) {
   const auto& rec = result.recorder;
-  std::vector<double> ttft, tpot, e2el, itl;
+  std::vector<double> ttft, tpot, e2el, itl, queue;
   std::int64_t input_tokens = 0, output_tokens = 0;
   double first_arrival = 1e300, last_finish = 0;
   for (const auto& r : rec.requests()) {
     ttft.push_back((r.first_token_s - r.request.arrival_s) * 1e3);
     if (r.request.output_tokens > 1) tpot.push_back(tpot_ms(r));
     e2el.push_back((r.finish_s - r.request.arrival_s) * 1e3);
+    queue.push_back((r.first_scheduled_s - r.request.arrival_s) * 1e3);
     input_tokens += r.request.prompt_tokens;
     output_tokens += r.request.output_tokens;
     first_arrival = std::min(first_arrival, r.request.arrival_s);
@@ -177,6 +178,7 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   add_stats(j, "tpot", tpot);
   add_stats(j, "itl", itl);
   add_stats(j, "e2el", e2el);
+  add_stats(j, "queue", queue);  // arrival to first scheduled
 
   double attention = 0, dense = 0, moe = 0, lm_head = 0, comm = 0, dispatch = 0, combine = 0;
   std::vector<double> step_mm, step_gpu_mm;
