@@ -54,30 +54,17 @@ import sys
 
 import numpy as np
 
+import study_common as sc
+from study_common import InputError
+
 GATE_LOG_RE = re.compile(r"gate_logs_(\d+)\.json")
 FORMAT = "moesim-gate-log-v1"
 
 
-class InputError(Exception):
-    """Bad input: the message names the file and what is wrong."""
-
-
 def gate_log_files(folder):
     """The gate_logs_<k>.json files of `folder`, in numeric k order."""
-    if not os.path.isdir(folder):
-        raise InputError(f"{folder}: {'not a directory' if os.path.exists(folder) else 'no such directory'}")
-    found = {}
-    for name in os.listdir(folder):
-        m = GATE_LOG_RE.fullmatch(name)
-        if not m or not os.path.isfile(os.path.join(folder, name)):
-            continue
-        k = int(m.group(1))
-        if k in found:
-            raise InputError(f"{folder}: both {found[k]} and {name} claim gate log number {k}")
-        found[k] = name
-    if not found:
-        raise InputError(f"{folder}: no gate_logs_<k>.json files")
-    return [os.path.join(folder, found[k]) for k in sorted(found)]
+    found = sc.numbered_files(folder, GATE_LOG_RE, "gate log number", "no gate_logs_<k>.json files")
+    return [os.path.join(folder, name) for name in found.values()]
 
 
 def _is_int(v):
@@ -87,17 +74,7 @@ def _is_int(v):
 def load_gate_log(path):
     """Parses and checks one gate log; returns (num_layers, num_experts, num_tokens, counts)
     with num_tokens an int64 array [S] and counts a float64 array [S, L, E]."""
-    try:
-        with open(path, "rb") as f:
-            doc = json.load(f)
-    except OSError as e:
-        raise InputError(f"{path}: cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: malformed JSON: not UTF-8 text ({e.reason})") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: malformed JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    if not isinstance(doc, dict):
-        raise InputError(f"{path}: expected a JSON object at the top level, got {type(doc).__name__}")
+    doc = sc.read_json_object(path)
     if "format" in doc and doc["format"] != FORMAT:
         raise InputError(f"{path}: format is {doc['format']!r}, expected {FORMAT!r}")
     for key in ("moe_layers", "num_experts", "steps"):
@@ -230,9 +207,17 @@ def imbalance(folder, max_tokens):
     }
 
 
+def write_text(path, text):
+    """Writes `text` and a newline to `path`; InputError naming `path` when it cannot be written."""
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    except OSError as e:
+        raise InputError(f"{path}: cannot write: {e.strerror or e}") from None
+
+
 def run_all(root, method, max_tokens, output):
-    if not os.path.isdir(root):
-        raise InputError(f"{root}: {'not a directory' if os.path.exists(root) else 'no such directory'}")
+    sc.require_dir(root)
     subdirs = sorted(n for n in os.listdir(root) if not n.startswith(".") and os.path.isdir(os.path.join(root, n)))
     if not subdirs:
         raise InputError(f"{root}: no subfolders (--all expects one subfolder of gate_logs_*.json per run)")
@@ -243,11 +228,7 @@ def run_all(root, method, max_tokens, output):
         gate_log_files(sub)  # a subfolder without gate logs is an error naming it
         result[name] = imbalance(sub, max_tokens)[key]
     text = json.dumps(result, indent=2)
-    try:
-        with open(output, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-    except OSError as e:
-        raise InputError(f"{output}: cannot write: {e.strerror or e}") from None
+    write_text(output, text)
     print(text)
 
 
@@ -255,7 +236,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description="Expert-load imbalance (cv_per_step_mean, cv_aggregated, ...) from moesim gate logs, "
                     "computed as moesim's C++ does. See the module docstring for the formulas.",
-        epilog="Exit status: 0 success, 1 bad input, 2 command-line error.")
+        epilog=sc.EXIT_STATUS_EPILOG)
     parser.add_argument("dir", metavar="DIR",
                         help="folder of gate_logs_<k>.json files (with --all: folder of such folders)")
     parser.add_argument("--all", action="store_true",
@@ -281,11 +262,7 @@ def main(argv=None):
         else:
             text = json.dumps(imbalance(args.dir, args.max_tokens), indent=2)
             if args.output:
-                try:
-                    with open(args.output, "w", encoding="utf-8") as f:
-                        f.write(text + "\n")
-                except OSError as e:
-                    raise InputError(f"{args.output}: cannot write: {e.strerror or e}") from None
+                write_text(args.output, text)
             print(text)
     except InputError as e:
         print(f"compute_real_imbalance.py: error: {e}", file=sys.stderr)

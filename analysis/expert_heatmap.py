@@ -34,11 +34,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
+import study_common as sc  # noqa: E402
+from study_common import InputError  # noqa: E402
+
 COLUMNS = ["layer_idx", "expert_id", "activation_count", "percentage"]
-
-
-class InputError(Exception):
-    """Bad input: the message names the file and what is wrong."""
 
 
 def default_title(csv_path):
@@ -51,17 +50,7 @@ def default_title(csv_path):
 
 def read_activations(path):
     """The percentage matrix [layers x experts] (NaN where a cell is missing), layer ids, expert ids."""
-    try:
-        df = pd.read_csv(path)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected moe_expert_activations.csv") from None
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: empty file, expected the header {','.join(COLUMNS)}") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as e:
-        raise InputError(f"{path}: cannot parse as CSV: {e}") from None
-    df.columns = [str(c).strip() for c in df.columns]
+    df = sc.read_csv_file(path, "moe_expert_activations.csv", f"the header {','.join(COLUMNS)}")
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; expected {','.join(COLUMNS)}, "
@@ -133,19 +122,14 @@ def draw(values, layers, experts, title, output, dpi):
     ax.set_title(f"{title}: expert activation share per layer\n"
                  f"{n_experts} experts x {n_layers} layers, uniform share {uniform:.2f}%, "
                  f"range {lo:.2f}% to {hi:.2f}%", fontsize=11)
-    try:
-        fig.savefig(output, dpi=dpi)
-    except OSError as e:
-        raise InputError(f"{output}: cannot write: {e.strerror or e}") from None
-    finally:
-        plt.close(fig)
+    sc.save_figure(fig, output, dpi)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description="Draw a layer x expert heatmap (PNG) of the 'percentage' column of a moesim "
                     "moe_expert_activations.csv. See the module docstring for details.",
-        epilog="Exit status: 0 success, 1 bad input, 2 command-line error.")
+        epilog=sc.EXIT_STATUS_EPILOG)
     parser.add_argument("csv", metavar="CSV", help="moe_expert_activations.csv (in <run>/moe_expert_tracking/)")
     parser.add_argument("--output", "-o", required=True, metavar="PNG", help="heatmap to write (PNG)")
     parser.add_argument("--title", default=None,

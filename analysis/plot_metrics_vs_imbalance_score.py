@@ -26,11 +26,9 @@ Exit status: 0 on success, 1 on bad input (the message names the file and what i
 2 on a command-line error.
 """
 
-import argparse
 import sys
 
 import study_common as sc
-from study_common import InputError
 
 PROG = "plot_metrics_vs_imbalance_score.py"
 SCORE_KEY = "predicted_imbalance_score"
@@ -56,54 +54,30 @@ def plot_metric_vs_imbalance_score(baseline_results, all2all_results, metric="me
         load_series(sc.BASELINE_LABEL, baseline_results, metric, outlier_filter, iqr_k),
         load_series(sc.ALL2ALL_LABEL, all2all_results, metric, outlier_filter, iqr_k),
     ]
-    filt = f"IQR outlier filter k={iqr_k:g}" if outlier_filter else "no outlier filter"
-    title = (f"{metric} vs predicted imbalance score\n"
-             f"{sc.BASELINE_LABEL} vs {sc.ALL2ALL_LABEL}, least-squares fits, {filt}")
     unit = sc.metric_unit(metric)
-    sc.draw_scatter_fits(series, f"{SCORE_KEY} (predicted expert-load imbalance)",
-                         sc.metric_axis_label(metric), title, output,
-                         slope_unit=f"{unit} per unit score" if unit else "per unit score")
+    sc.draw_comparison(series, metric, "predicted imbalance score",
+                       f"{SCORE_KEY} (predicted expert-load imbalance)", output,
+                       f"{unit} per unit score" if unit else "per unit score", outlier_filter, iqr_k)
     return series
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Scatter a vLLM benchmark metric against each dataset's predicted_imbalance_score "
-                    "for Baseline (TP) and DefaultAll2All (EP), with IQR outlier filtering and a "
-                    "least-squares line per implementation. See the module docstring for formulas.",
-        epilog="Exit status: 0 success, 1 bad input, 2 command-line error.")
-    parser.add_argument("--baseline-results", required=True, metavar="DIR",
-                        help="baseline_results_json/ (one <index>.json per dataset)")
-    parser.add_argument("--all2all-results", required=True, metavar="DIR",
-                        help="default_all2all_results_json/ (one <index>.json per dataset)")
-    parser.add_argument("--metric", default="mean_tpot_ms", metavar="NAME",
-                        help="result key to plot on y (default: mean_tpot_ms)")
-    parser.add_argument("--output", "-o", required=True, metavar="PNG", help="plot to write (PNG)")
-    parser.add_argument("--no-outlier-filter", action="store_true",
-                        help="keep every point (no IQR filter)")
-    parser.add_argument("--iqr-k", type=float, default=1.5, metavar="K",
-                        help="drop points outside [Q1 - K*IQR, Q3 + K*IQR] (default: 1.5)")
-    return parser
+    return sc.fit_plot_parser(
+        PROG,
+        "Scatter a vLLM benchmark metric against each dataset's predicted_imbalance_score "
+        "for Baseline (TP) and DefaultAll2All (EP), with IQR outlier filtering and a "
+        "least-squares line per implementation. See the module docstring for formulas.",
+        [("--baseline-results", "DIR", "baseline_results_json/ (one <index>.json per dataset)"),
+         ("--all2all-results", "DIR", "default_all2all_results_json/ (one <index>.json per dataset)")])
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not args.iqr_k >= 0:
-        parser.error(f"--iqr-k must be >= 0, got {args.iqr_k}")
-    try:
-        series = plot_metric_vs_imbalance_score(args.baseline_results, args.all2all_results,
-                                                args.metric, args.output,
-                                                not args.no_outlier_filter, args.iqr_k)
-    except InputError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
-    filt = f"IQR filter k={args.iqr_k:g}" if not args.no_outlier_filter else "no outlier filter"
-    print(f"{args.metric} vs {SCORE_KEY}; {filt}")
-    print(sc.format_table(series))
-    print(f"wrote {args.output}")
-    return 0
+    def plot(args):
+        return plot_metric_vs_imbalance_score(args.baseline_results, args.all2all_results,
+                                              args.metric, args.output,
+                                              not args.no_outlier_filter, args.iqr_k)
+
+    return sc.fit_plot_main(PROG, build_parser(), argv, plot, SCORE_KEY)
 
 
 if __name__ == "__main__":

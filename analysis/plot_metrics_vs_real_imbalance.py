@@ -32,7 +32,6 @@ Exit status: 0 on success, 1 on bad input (the message names the file and what i
 2 on a command-line error.
 """
 
-import argparse
 import os
 import sys
 
@@ -84,62 +83,32 @@ def plot_metric_vs_real_imbalance(baseline_imbalance, baseline_results, all2all_
     xlabel = XLABEL
     if all("aggregated" in os.path.basename(f) for f in (baseline_imbalance, all2all_imbalance)):
         xlabel = "real load imbalance (aggregated CV of expert loads)"
-    filt = f"IQR outlier filter k={iqr_k:g}" if outlier_filter else "no outlier filter"
-    title = (f"{metric} vs real expert-load imbalance\n"
-             f"{sc.BASELINE_LABEL} vs {sc.ALL2ALL_LABEL}, least-squares fits, {filt}")
     unit = sc.metric_unit(metric)
-    sc.draw_scatter_fits(series, xlabel, sc.metric_axis_label(metric), title, output,
-                         slope_unit=f"{unit}/CV" if unit else "per unit CV")
+    sc.draw_comparison(series, metric, "real expert-load imbalance", xlabel, output,
+                       f"{unit}/CV" if unit else "per unit CV", outlier_filter, iqr_k)
     return series
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Scatter a vLLM benchmark metric against the real expert-load imbalance (CV) "
-                    "for Baseline (TP) and DefaultAll2All (EP), with IQR outlier filtering and a "
-                    "least-squares line per implementation. See the module docstring for formulas.",
-        epilog="Exit status: 0 success, 1 bad input, 2 command-line error.")
-    parser.add_argument("--baseline-imbalance", required=True, metavar="FILE",
-                        help="baseline_real_imbalance.json (gates_logs_<index> -> CV)")
-    parser.add_argument("--baseline-results", required=True, metavar="DIR",
-                        help="baseline_results_json/ (one <index>.json per dataset)")
-    parser.add_argument("--all2all-imbalance", required=True, metavar="FILE",
-                        help="default_all2all_real_imbalance.json (gates_logs_<index> -> CV)")
-    parser.add_argument("--all2all-results", required=True, metavar="DIR",
-                        help="default_all2all_results_json/ (one <index>.json per dataset)")
-    parser.add_argument("--metric", default="mean_tpot_ms", metavar="NAME",
-                        help="result key to plot on y (default: mean_tpot_ms)")
-    parser.add_argument("--output", "-o", required=True, metavar="PNG", help="plot to write (PNG)")
-    parser.add_argument("--no-outlier-filter", action="store_true",
-                        help="keep every point (no IQR filter)")
-    parser.add_argument("--iqr-k", type=float, default=1.5, metavar="K",
-                        help="drop points outside [Q1 - K*IQR, Q3 + K*IQR] (default: 1.5)")
-    return parser
+    return sc.fit_plot_parser(
+        PROG,
+        "Scatter a vLLM benchmark metric against the real expert-load imbalance (CV) "
+        "for Baseline (TP) and DefaultAll2All (EP), with IQR outlier filtering and a "
+        "least-squares line per implementation. See the module docstring for formulas.",
+        [("--baseline-imbalance", "FILE", "baseline_real_imbalance.json (gates_logs_<index> -> CV)"),
+         ("--baseline-results", "DIR", "baseline_results_json/ (one <index>.json per dataset)"),
+         ("--all2all-imbalance", "FILE", "default_all2all_real_imbalance.json (gates_logs_<index> -> CV)"),
+         ("--all2all-results", "DIR", "default_all2all_results_json/ (one <index>.json per dataset)")])
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not args.iqr_k >= 0:
-        parser.error(f"--iqr-k must be >= 0, got {args.iqr_k}")
-
-    def warn(msg):
-        print(f"{PROG}: warning: {msg}", file=sys.stderr)
-
-    try:
-        series = plot_metric_vs_real_imbalance(
+    def plot(args):
+        return plot_metric_vs_real_imbalance(
             args.baseline_imbalance, args.baseline_results, args.all2all_imbalance,
             args.all2all_results, args.metric, args.output, not args.no_outlier_filter,
-            args.iqr_k, warn)
-    except InputError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 1
-    filt = f"IQR filter k={args.iqr_k:g}" if not args.no_outlier_filter else "no outlier filter"
-    print(f"{args.metric} vs real load imbalance (CV); {filt}")
-    print(sc.format_table(series))
-    print(f"wrote {args.output}")
-    return 0
+            args.iqr_k, sc.stderr_warn(PROG))
+
+    return sc.fit_plot_main(PROG, build_parser(), argv, plot, "real load imbalance (CV)")
 
 
 if __name__ == "__main__":

@@ -70,18 +70,9 @@ def read_gpus_csv(path):
     columns (all missing ones listed), holds a value that is not a (finite) number or an integer
     GPU id, an empty throttle_state, or a GPU whose time_s decreases (GPU and line named).
     """
-    if os.path.isdir(path):
-        raise InputError(f"{path}: is a directory, expected gpus.csv")
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: empty file, expected the header {','.join(COLUMNS)} "
-                         f"and one row per GPU state change") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as e:
-        raise InputError(f"{path}: cannot parse as CSV: {e}") from None
-    raw.columns = [str(c).strip() for c in raw.columns]
+    raw = sc.read_csv_file(path, "gpus.csv",
+                           f"the header {','.join(COLUMNS)} and one row per GPU state change",
+                           dtype=str, keep_default_na=False, skipinitialspace=True)
     missing = [c for c in COLUMNS if c not in raw.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; "
@@ -251,20 +242,17 @@ def state_colors(states):
     return colors
 
 
-def _num(v, width):
-    return f"{'n/a':>{width}}" if not math.isfinite(v) else f"{v:>{width}.6g}"
-
-
 def format_summary(summary):
     """The summary as a text table: one row per GPU, one <state>_s column per throttle state."""
     states = _ordered_states(s for v in summary.values() for s in v["throttle_s"])
     head = (f"{'gpu':>5}{'covered_s':>12}{'energy_j':>14}{'avg_power_w':>13}{'peak_power_w':>14}"
             f"{'max_die_c':>11}" + "".join(f"{s + '_s':>{max(13, len(s) + 4)}}" for s in states))
     lines = [head]
+    num = sc.format_number
     for g, v in summary.items():
-        row = (f"{g:>5}{_num(v['covered_s'], 12)}{_num(v['energy_j'], 14)}{_num(v['avg_power_w'], 13)}"
-               f"{_num(v['peak_power_w'], 14)}{_num(v['max_temp_die_c'], 11)}")
-        row += "".join(_num(v["throttle_s"].get(s, 0.0), max(13, len(s) + 4)) for s in states)
+        row = (f"{g:>5}{num(v['covered_s'], 12)}{num(v['energy_j'], 14)}{num(v['avg_power_w'], 13)}"
+               f"{num(v['peak_power_w'], 14)}{num(v['max_temp_die_c'], 11)}")
+        row += "".join(num(v["throttle_s"].get(s, 0.0), max(13, len(s) + 4)) for s in states)
         lines.append(row)
     if not states:
         lines.append("no throttling")
@@ -312,12 +300,7 @@ def draw(data, output, title, dpi=150):
         ax_c.legend(handles=[Patch(color=shade[st], alpha=0.35, label=st) for st in data["states"]],
                     title="throttled", title_fontsize=8, **outside)
     fig.suptitle(title, fontsize=11)
-    try:
-        fig.savefig(output, dpi=dpi)
-    except OSError as e:
-        raise InputError(f"{output}: cannot write: {e.strerror or e}") from None
-    finally:
-        plt.close(fig)
+    sc.save_figure(fig, output, dpi)
 
 
 def plot_timeline(path, output, gpus=None, title=None):
@@ -353,7 +336,7 @@ def build_parser():
                     "(piecewise-constant state changes) and print per GPU the energy, average and "
                     "peak power, max die temperature and seconds in each throttle state. "
                     "See the module docstring for details.",
-        epilog="Exit status: 0 success, 1 bad input, 2 command-line error.")
+        epilog=sc.EXIT_STATUS_EPILOG)
     parser.add_argument("csv", metavar="GPUS_CSV", help="gpus.csv (one row per GPU state change)")
     parser.add_argument("--output", "-o", required=True, metavar="PNG", help="plot to write (PNG)")
     parser.add_argument("--gpus", type=gpu_list, default=None, metavar="0,1,...",

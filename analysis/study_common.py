@@ -1,4 +1,5 @@
-"""Shared helpers for the imbalance-study plots (plot_metrics_vs_*.py) and sweep_plot.py.
+"""Shared helpers of the analysis scripts: the imbalance-study plots (plot_metrics_vs_*.py),
+sweep_plot.py, power_thermal_timeline.py, expert_heatmap.py and compute_real_imbalance.py.
 
 A study directory holds, per implementation, one vLLM benchmark result per dataset index
 (``<impl>_results_json/{index:03d}.json``) and a mapping of real load imbalance per dataset
@@ -26,10 +27,12 @@ the value is NaN (printed as "n/a").
 Every loader raises InputError with a message that names the file and what is wrong.
 """
 
+import argparse
 import json
 import math
 import os
 import re
+import sys
 from collections import namedtuple
 from dataclasses import dataclass, field
 
@@ -68,6 +71,72 @@ def read_json(path):
         raise InputError(f"{path}: malformed JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
 
 
+def read_json_object(path):
+    """read_json(path), which must be a JSON object; InputError naming the file otherwise."""
+    doc = read_json(path)
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: expected a JSON object at the top level, got {type(doc).__name__}")
+    return doc
+
+
+def require_dir(folder):
+    """InputError naming `folder` when it does not exist or is not a directory."""
+    if not os.path.isdir(folder):
+        raise InputError(f"{folder}: {'not a directory' if os.path.exists(folder) else 'no such directory'}")
+
+
+def numbered_files(folder, pattern, what, none_message):
+    """{k: file name} for the files of `folder` whose whole name matches the compiled regex
+    `pattern` (its group 1 being the integer k), in ascending k order.
+
+    Other names (and subfolders) are ignored. Raises InputError naming the folder when it is
+    missing, when two files claim the same k ("both A and B claim <what> <k>"), or, with
+    `none_message`, when no file matches.
+    """
+    require_dir(folder)
+    names = {}
+    for name in os.listdir(folder):
+        m = pattern.fullmatch(name)
+        if not m or not os.path.isfile(os.path.join(folder, name)):
+            continue
+        k = int(m.group(1))
+        if k in names:
+            raise InputError(f"{folder}: both {names[k]} and {name} claim {what} {k}")
+        names[k] = name
+    if not names:
+        raise InputError(f"{folder}: {none_message}")
+    return {k: names[k] for k in sorted(names)}
+
+
+def read_csv_file(path, expected, empty_expected, **read_csv_kwargs):
+    """pandas.read_csv(path, **read_csv_kwargs) with the column names stripped of blanks.
+
+    Raises InputError naming the file when it is a directory ("expected <expected>"), missing,
+    empty ("expected <empty_expected>") or cannot be parsed as CSV.
+    """
+    import pandas as pd
+
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, expected {expected}")
+    try:
+        df = pd.read_csv(path, **read_csv_kwargs)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: empty file, expected {empty_expected}") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as e:
+        raise InputError(f"{path}: cannot parse as CSV: {e}") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def stderr_warn(prog):
+    """A warn(message) callback that prints "<prog>: warning: <message>" to stderr."""
+    def warn(msg):
+        print(f"{prog}: warning: {msg}", file=sys.stderr)
+    return warn
+
+
 ResultFile = namedtuple("ResultFile", "path data")
 ResultFile.__doc__ = "One benchmark result: the file it came from and its JSON object."
 
@@ -79,26 +148,12 @@ def load_results_dir(folder):
     Files whose names are not digits + ``.json`` are ignored. Raises InputError when the folder is
     missing, holds no such file, two files claim the same index, or a file is not a JSON object.
     """
-    if not os.path.isdir(folder):
-        raise InputError(f"{folder}: {'not a directory' if os.path.exists(folder) else 'no such directory'}")
-    names = {}
-    for name in os.listdir(folder):
-        m = RESULTS_FILE_RE.fullmatch(name)
-        if not m or not os.path.isfile(os.path.join(folder, name)):
-            continue
-        index = int(m.group(1))
-        if index in names:
-            raise InputError(f"{folder}: both {names[index]} and {name} claim dataset index {index}")
-        names[index] = name
-    if not names:
-        raise InputError(f"{folder}: no result files named <index>.json (e.g. 007.json)")
+    names = numbered_files(folder, RESULTS_FILE_RE, "dataset index",
+                           "no result files named <index>.json (e.g. 007.json)")
     results = {}
-    for index in sorted(names):
-        path = os.path.join(folder, names[index])
-        doc = read_json(path)
-        if not isinstance(doc, dict):
-            raise InputError(f"{path}: expected a JSON object at the top level, got {type(doc).__name__}")
-        results[index] = ResultFile(path, doc)
+    for index, name in names.items():
+        path = os.path.join(folder, name)
+        results[index] = ResultFile(path, read_json_object(path))
     return results
 
 
@@ -273,7 +328,8 @@ def metric_points(results, metric, x_of):
     return points
 
 
-def _fmt(v, width=12):
+def format_number(v, width=12):
+    """`v` right-aligned in `width` characters with 6 significant digits; "n/a" when not finite."""
     return f"{'n/a':>{width}}" if not math.isfinite(v) else f"{v:>{width}.6g}"
 
 
@@ -283,7 +339,7 @@ def format_table(series_list):
              f"{'slope':>14}{'intercept':>14}{'pearson_r':>11}"]
     for s in series_list:
         lines.append(f"{s.label:<22}{s.n_points:>7}{s.n_kept:>6}{s.n_dropped:>8}"
-                     f"{_fmt(s.slope, 14)}{_fmt(s.intercept, 14)}{_fmt(s.r, 11)}")
+                     f"{format_number(s.slope, 14)}{format_number(s.intercept, 14)}{format_number(s.r, 11)}")
     return "\n".join(lines)
 
 
@@ -311,12 +367,31 @@ def draw_scatter_fits(series_list, xlabel, ylabel, title, output, slope_unit="",
     ax.set_title(title, fontsize=11)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=9)
+    save_figure(fig, output, dpi)
+
+
+def save_figure(fig, output, dpi):
+    """Writes the matplotlib figure `fig` to `output` and closes it; InputError naming `output`
+    when it cannot be written."""
+    import matplotlib.pyplot as plt
+
     try:
         fig.savefig(output, dpi=dpi)
     except OSError as e:
         raise InputError(f"{output}: cannot write: {e.strerror or e}") from None
     finally:
         plt.close(fig)
+
+
+def draw_comparison(series_list, metric, versus, xlabel, output, slope_unit, outlier_filter=True,
+                    iqr_k=1.5):
+    """draw_scatter_fits of the [baseline, all2all] Series of a plot_metrics_vs_*.py script, titled
+    "<metric> vs <versus>" with the implementations and the outlier filter used."""
+    filt = f"IQR outlier filter k={iqr_k:g}" if outlier_filter else "no outlier filter"
+    title = (f"{metric} vs {versus}\n"
+             f"{BASELINE_LABEL} vs {ALL2ALL_LABEL}, least-squares fits, {filt}")
+    draw_scatter_fits(series_list, xlabel, metric_axis_label(metric), title, output,
+                      slope_unit=slope_unit)
 
 
 def check_output_path(output):
@@ -326,3 +401,45 @@ def check_output_path(output):
         raise InputError(f"{output}: cannot write: folder {folder} does not exist")
     if os.path.isdir(output):
         raise InputError(f"{output}: is a directory, expected a PNG file name")
+
+
+# ---------------------------------------------------------------- command line of plot_metrics_vs_*.py
+
+EXIT_STATUS_EPILOG = "Exit status: 0 success, 1 bad input, 2 command-line error."
+
+
+def fit_plot_parser(prog, description, inputs):
+    """ArgumentParser of a plot_metrics_vs_*.py script: the required input options `inputs`
+    [(option, metavar, help)] in that order, then --metric, --output/-o, --no-outlier-filter
+    and --iqr-k."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=EXIT_STATUS_EPILOG)
+    for option, metavar, help_text in inputs:
+        parser.add_argument(option, required=True, metavar=metavar, help=help_text)
+    parser.add_argument("--metric", default="mean_tpot_ms", metavar="NAME",
+                        help="result key to plot on y (default: mean_tpot_ms)")
+    parser.add_argument("--output", "-o", required=True, metavar="PNG", help="plot to write (PNG)")
+    parser.add_argument("--no-outlier-filter", action="store_true",
+                        help="keep every point (no IQR filter)")
+    parser.add_argument("--iqr-k", type=float, default=1.5, metavar="K",
+                        help="drop points outside [Q1 - K*IQR, Q3 + K*IQR] (default: 1.5)")
+    return parser
+
+
+def fit_plot_main(prog, parser, argv, plot, versus):
+    """main() of a plot_metrics_vs_*.py script: parses `argv` with `parser` (fit_plot_parser),
+    calls plot(args) for the plotted Series, then prints "<metric> vs <versus>; <filter>", the
+    format_table and "wrote <output>". Returns the exit status: 0, or 1 after printing
+    "<prog>: error: <message>" to stderr on an InputError (a bad --iqr-k exits 2 via argparse)."""
+    args = parser.parse_args(argv)
+    if not args.iqr_k >= 0:
+        parser.error(f"--iqr-k must be >= 0, got {args.iqr_k}")
+    try:
+        series = plot(args)
+    except InputError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    filt = f"IQR filter k={args.iqr_k:g}" if not args.no_outlier_filter else "no outlier filter"
+    print(f"{args.metric} vs {versus}; {filt}")
+    print(format_table(series))
+    print(f"wrote {args.output}")
+    return 0

@@ -42,17 +42,8 @@ STATUS = "status"
 
 def read_sweep(path):
     """sweep.csv as a DataFrame of stripped strings (empty cells are '')."""
-    if os.path.isdir(path):
-        raise InputError(f"{path}: is a directory, expected sweep.csv")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path}: empty file, expected a header row and one row per sweep point") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as e:
-        raise InputError(f"{path}: cannot parse as CSV: {e}") from None
-    df.columns = [str(c).strip() for c in df.columns]
+    df = sc.read_csv_file(path, "sweep.csv", "a header row and one row per sweep point",
+                          dtype=str, keep_default_na=False, skipinitialspace=True)
     if df.empty:
         raise InputError(f"{path}: no data rows (only the header {','.join(df.columns)})")
     return df.apply(lambda col: col.str.strip())
@@ -197,12 +188,7 @@ def draw(data, path, x, y, group, output, kind="line", dpi=150):
     ax.grid(True, alpha=0.3)
     if group is not None or len(data["series"]) > 1:
         ax.legend(fontsize=9, title=group)
-    try:
-        fig.savefig(output, dpi=dpi)
-    except OSError as e:
-        raise InputError(f"{output}: cannot write: {e.strerror or e}") from None
-    finally:
-        plt.close(fig)
+    sc.save_figure(fig, output, dpi)
 
 
 def plot_sweep(path, x, y, group=None, output="sweep.png", kind="line", warn=None):
@@ -222,7 +208,7 @@ def build_parser():
         description="Plot a metric column of a moesim sweep.csv against a swept key, one series per "
                     "value of an optional group column; only rows with status 'ok' are used. "
                     "See the module docstring for details.",
-        epilog="Exit status: 0 success, 1 bad input, 2 command-line error.")
+        epilog=sc.EXIT_STATUS_EPILOG)
     parser.add_argument("csv", metavar="SWEEP_CSV", help="sweep.csv (one row per sweep point)")
     parser.add_argument("--x", required=True, metavar="COLUMN", help="column on the x axis (e.g. parallel.mode)")
     parser.add_argument("--y", required=True, metavar="COLUMN", help="numeric column on the y axis (e.g. mean_ttft_ms)")
@@ -235,12 +221,9 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-
-    def warn(msg):
-        print(f"{PROG}: warning: {msg}", file=sys.stderr)
-
     try:
-        data = plot_sweep(args.csv, args.x, args.y, args.group, args.output, args.kind, warn)
+        data = plot_sweep(args.csv, args.x, args.y, args.group, args.output, args.kind,
+                          sc.stderr_warn(PROG))
     except InputError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
