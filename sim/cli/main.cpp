@@ -4,8 +4,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 
+#include "models/routing/eplb.hpp"
 #include "models/routing/router.hpp"
 #include "models/workload/dataset_generator.hpp"
 #include "sim/actors/simulation.hpp"
@@ -168,6 +170,49 @@ int cmd_sweep(const std::string& file, const std::vector<std::string>& sets, Swe
   }
 }
 
+int cmd_eplb(const std::string& weights_file, int replicas, int groups, int nodes, int gpus) {
+  std::ifstream in(weights_file);
+  if (!in) {
+    std::cerr << "error: " << weights_file << ": cannot open weights file\n";
+    return kExitConfig;
+  }
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  std::vector<std::vector<double>> weight;
+  bool ok = j.is_array() && !j.empty();
+  for (const auto& row : ok ? j : nlohmann::json::array()) {
+    if (!row.is_array() || row.size() != j[0].size()) {
+      ok = false;
+      break;
+    }
+    std::vector<double> r;
+    for (const auto& x : row) {
+      if (!x.is_number() || x.get<double>() < 0) ok = false;
+      else r.push_back(x.get<double>());
+    }
+    weight.push_back(std::move(r));
+  }
+  if (!ok) {
+    std::cerr << "error: " << weights_file << ": expected a JSON list of layers, each a list of the same number of loads >= 0\n";
+    return kExitConfig;
+  }
+  EplbResult r;
+  try {
+    r = rebalance_experts(weight, replicas, groups, nodes, gpus);
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "error: " << e.what() << " (experts " << weight[0].size() << ", --replicas " << replicas << ", --groups " << groups
+              << ", --nodes " << nodes << ", --gpus " << gpus << ")\n";
+    return kExitConfig;
+  }
+  nlohmann::ordered_json out;
+  out["phy2log"] = r.phy2log;
+  out["log2phy"] = r.log2phy;
+  out["logcnt"] = r.logcnt;
+  out["gpu_max_over_mean_before"] = contiguous_gpu_max_over_mean(weight, gpus);
+  out["gpu_max_over_mean_after"] = gpu_max_over_mean(weight, r.phy2log, gpus);
+  std::cout << out.dump(2) << "\n";
+  return kExitOk;
+}
+
 void print_run_table(const Scenario& sc, const nlohmann::ordered_json& s, const std::filesystem::path& out, double wall_s) {
   const auto& run = s["run"];
   std::cout << fmt::format("moesim: {} | {} on {} x {} | mode {} (tp {}, ep {}, dp {}) | {} steps\n",
@@ -282,6 +327,15 @@ int main(int argc, char** argv) {
   std::string report_dir;
   report->add_option("dir", report_dir, "sweep directory (with sweep.csv) or run directory (with summary.json)")->required();
 
+  auto* eplb = app.add_subcommand("eplb", "DeepSeek's EPLB on a weights file: phy2log, log2phy, logcnt and GPU max/mean");
+  std::string eplb_weights;
+  int eplb_replicas = 0, eplb_groups = 1, eplb_nodes = 1, eplb_gpus = 1;
+  eplb->add_option("--weights", eplb_weights, "JSON list of layers, each a list of expert loads")->required();
+  eplb->add_option("--replicas", eplb_replicas, "physical expert slots")->required()->check(CLI::Range(1, 1 << 20));
+  eplb->add_option("--groups", eplb_groups, "expert groups")->check(CLI::Range(1, 1 << 20));
+  eplb->add_option("--nodes", eplb_nodes, "nodes")->check(CLI::Range(1, 1 << 20));
+  eplb->add_option("--gpus", eplb_gpus, "GPUs")->required()->check(CLI::Range(1, 1 << 20));
+
   auto* list = app.add_subcommand("list", "list catalog cards or registered components");
   std::string kind;
   list->add_option("kind", kind, "models | gpus | interconnects | routers | arrivals | lengths")->required();
@@ -297,6 +351,7 @@ int main(int argc, char** argv) {
   const Catalog catalog(catalog_dir.empty() ? default_catalog_home() : std::filesystem::path(catalog_dir));
   if (*list) return cmd_list(kind, catalog);
   if (*describe_cmd) return cmd_describe();
+  if (*eplb) return cmd_eplb(eplb_weights, eplb_replicas, eplb_groups, eplb_nodes, eplb_gpus);
   if (*report) {
     try {
       const ReportResult r = write_report(report_dir);
