@@ -588,6 +588,7 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
     result.serving.recomputed_tokens += st.recomputed_tokens;
     result.serving.recompute_emissions += st.recompute_emissions;
     result.serving.prefix_hit_tokens += st.prefix_hit_tokens;
+    result.serving.rebalances += inst->planner.rebalances();
   }
   result.serving.kv_blocks_per_rank = sp.kv_capacity_blocks;
   result.serving.kv_transfers = shared.kv_transfers;

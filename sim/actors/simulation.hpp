@@ -42,6 +42,7 @@ struct ServingTotals {
   std::int64_t kv_transfers = 0;  ///< disaggregation: sequences moved to a decode instance
   double kv_transfer_bytes = 0;
   double kv_transfer_seconds = 0;
+  int rebalances = 0;  ///< EPLB placements recomputed (all instances)
 };
 
 struct RunResult {

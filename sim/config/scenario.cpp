@@ -94,6 +94,16 @@ void describe(Schema<PowerConfig>& s) {
   s.field("cluster_budget_w", &P::cluster_budget_w).min(0).unit("W").doc("power budget of the cluster, split evenly; 0: none");
 }
 
+void describe(Schema<RoutingPolicyConfig>& s) {
+  using R = RoutingPolicyConfig;
+  s.field("policy", &R::policy).one_of([] { return std::vector<std::string>{"eplb", "static"}; })
+      .doc("static: contiguous experts, no replicas; eplb: DeepSeek's EPLB with replicas, rebalanced periodically (mode ep)");
+  s.field("num_redundant_experts", &R::num_redundant_experts).min(0).doc("extra physical expert slots per MoE layer");
+  s.field("interval_steps", &R::interval_steps).min(1).unit("steps").doc("rebalance every this many steps");
+  s.field("window_steps", &R::window_steps).min(1).unit("steps").doc("rebalance from the loads of this many recent steps");
+  s.field("num_groups", &R::num_groups).min(0).doc("expert groups for the hierarchical policy; 0: the model's n_group or 1");
+}
+
 void describe(Schema<SloConfig>& s) {
   s.field("ttft_ms", &SloConfig::ttft_ms).min(0).unit("ms").doc("TTFT objective for goodput; 0: none");
   s.field("tpot_ms", &SloConfig::tpot_ms).min(0).unit("ms").doc("TPOT objective for goodput; 0: none");
@@ -199,6 +209,7 @@ void describe(Schema<Scenario>& s) {
   s.section("serving", &Scenario::serving, "batch scheduler limits");
   s.section("workload", &Scenario::workload, "requests");
   s.section("network", &Scenario::network, "communication model");
+  s.section("routing", &Scenario::routing, "expert placement and rebalancing");
   s.section("slo", &Scenario::slo, "service-level objectives for goodput");
   s.section("power", &Scenario::power, "power caps and budgets");
   s.section("thermal", &Scenario::thermal, "cooling");
@@ -317,6 +328,20 @@ void check_consistency(const Scenario& sc, ParseContext& ctx) {
   if (sc.serving.max_num_batched_tokens < sc.serving.max_num_seqs)
     ctx.error_at("serving.max_num_batched_tokens", "must be >= max_num_seqs (" + std::to_string(sc.serving.max_num_seqs) +
                                                        ") (got " + std::to_string(sc.serving.max_num_batched_tokens) + ")");
+  const auto& rp = sc.routing;
+  if (rp.policy == "eplb") {
+    if (par.mode != ParallelMode::ep) ctx.error_at("routing.policy", "eplb places experts on an EP group: needs parallel.mode ep");
+    else if ((m.num_experts + rp.num_redundant_experts) % par.ep != 0)
+      ctx.error_at("routing.num_redundant_experts", "experts + redundant experts (" + std::to_string(m.num_experts) + " + " +
+                                                        std::to_string(rp.num_redundant_experts) + ") must divide evenly over ep = " +
+                                                        std::to_string(par.ep) + " GPUs");
+    const int groups = rp.num_groups > 0 ? rp.num_groups : std::max(1, m.n_group);
+    if (m.num_experts % groups != 0)
+      ctx.error_at("routing.num_groups", "must divide the model's " + std::to_string(m.num_experts) + " experts (got " +
+                                             std::to_string(groups) + ")");
+  } else if (rp.num_redundant_experts > 0) {
+    ctx.error_at("routing.num_redundant_experts", "redundant experts need routing.policy: eplb");
+  }
   const auto& g = sc.cluster.gpu.spec;
   if (sc.power.cap_w > 0 && (sc.power.cap_w < g.power_limit_min_w || sc.power.cap_w > g.tdp_w))
     ctx.error_at("power.cap_w", "must be in [" + Rules<double>::num(g.power_limit_min_w) + ", " + Rules<double>::num(g.tdp_w) +

@@ -58,6 +58,15 @@ struct ParallelConfig {
   [[nodiscard]] int gpus_per_instance() const { return mode == ParallelMode::tp ? tp : ep; }
 };
 
+/// Placement of experts on the EP group and its rebalancing (models/routing/eplb.hpp).
+struct RoutingPolicyConfig {
+  std::string policy = "static";   ///< static: contiguous, no replicas; eplb: DeepSeek's EPLB
+  int num_redundant_experts = 0;   ///< extra physical expert slots per MoE layer (eplb)
+  int interval_steps = 3000;       ///< rebalance every this many steps (vLLM default)
+  int window_steps = 1000;         ///< from the loads of this many recent steps (vLLM default)
+  int num_groups = 0;              ///< expert groups for the hierarchical policy; 0: the model's n_group (or 1)
+};
+
 struct SloConfig {
   double ttft_ms = 0;  ///< 0: no TTFT objective
   double tpot_ms = 0;  ///< 0: no TPOT objective
@@ -117,6 +126,7 @@ struct Scenario {
   ServingConfig serving;
   WorkloadParams workload;
   NetworkConfig network;
+  RoutingPolicyConfig routing;
   SloConfig slo;
   PowerConfig power;
   ThermalConfig thermal;
@@ -132,6 +142,7 @@ void describe(Schema<NetworkConfig>& s);
 void describe(Schema<OutputsConfig>& s);
 void describe(Schema<PowerConfig>& s);
 void describe(Schema<SloConfig>& s);
+void describe(Schema<RoutingPolicyConfig>& s);
 void describe(Schema<ThermalConfig>& s);
 /// The per-GPU power cap in force: min(cap_w or TDP, node budget / GPUs per node, cluster budget / GPUs).
 [[nodiscard]] double effective_cap_w(const Scenario& sc);

@@ -1,6 +1,8 @@
 #include "sim/exec/step_plan.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <numeric>
 
 #include "models/common/stats.hpp"
 #include "models/llm/layer_work.hpp"
@@ -70,7 +72,49 @@ StepPlanner::StepPlanner(const Scenario& scenario, const ParallelLayout& layout,
       placement_(contiguous_placement(scenario.model.spec.num_experts,
                                       layout.mode == ParallelMode::ep ? layout.gpus_per_instance : 1)),
       n_(layout.gpus_per_instance),
-      count_level_(scenario.workload.routing.sampling == "count") {}
+      policy_(scenario.routing),
+      count_level_(scenario.workload.routing.sampling == "count") {
+  const int E = model_.num_experts;
+  layers_.resize(static_cast<std::size_t>(model_.num_moe_layers()));
+  if (policy_.policy == "eplb" && layout_.mode == ParallelMode::ep) {
+    eplb_groups_ = policy_.num_groups > 0 ? policy_.num_groups : std::max(1, model_.n_group);
+    eplb_nodes_ = std::max(1, n_ / std::max(1, scenario.cluster.gpus_per_node));
+    // Before any load is known: EPLB on equal loads (replicas go to the lowest expert ids).
+    const std::vector<std::vector<double>> equal(layers_.size(), std::vector<double>(static_cast<std::size_t>(E), 1.0));
+    const EplbResult r = rebalance_experts(equal, E + policy_.num_redundant_experts, eplb_groups_, eplb_nodes_, n_);
+    for (std::size_t l = 0; l < layers_.size(); ++l) set_layer_placement(l, r.phy2log[l]);
+  } else {
+    std::vector<int> identity(static_cast<std::size_t>(E));
+    std::iota(identity.begin(), identity.end(), 0);
+    for (std::size_t l = 0; l < layers_.size(); ++l) set_layer_placement(l, identity);
+  }
+}
+
+void StepPlanner::set_layer_placement(std::size_t layer, std::vector<int> phy2log) {
+  LayerPlacement& p = layers_[layer];
+  p.slots_of.assign(static_cast<std::size_t>(model_.num_experts), {});
+  for (std::size_t s = 0; s < phy2log.size(); ++s) p.slots_of[static_cast<std::size_t>(phy2log[s])].push_back(static_cast<int>(s));
+  const int gpus = layout_.mode == ParallelMode::ep ? n_ : 1;
+  p.slots_per_gpu = static_cast<int>(phy2log.size()) / gpus;
+  p.phy2log = std::move(phy2log);
+}
+
+/// EPLB: every interval_steps steps, re-place experts from the loads of the last window_steps.
+/// (Weights move instantly here: the migration's time and traffic are not simulated.)
+void StepPlanner::maybe_rebalance(const StepPlan& finished) {
+  if (policy_.policy != "eplb" || layout_.mode != ParallelMode::ep) return;
+  window_.push_back(finished.load.layer_expert_counts);
+  if (static_cast<int>(window_.size()) > policy_.window_steps) window_.erase(window_.begin());
+  if (++steps_ % policy_.interval_steps != 0) return;
+  const auto E = static_cast<std::size_t>(model_.num_experts);
+  std::vector<std::vector<double>> weight(layers_.size(), std::vector<double>(E, 0.0));
+  for (const auto& step : window_)
+    for (std::size_t l = 0; l < layers_.size(); ++l)
+      for (std::size_t e = 0; e < E; ++e) weight[l][e] += step[l * E + e];
+  const EplbResult r = rebalance_experts(weight, model_.num_experts + policy_.num_redundant_experts, eplb_groups_, eplb_nodes_, n_);
+  for (std::size_t l = 0; l < layers_.size(); ++l) set_layer_placement(l, r.phy2log[l]);
+  ++rebalances_;
+}
 
 Phase Phase::compute(PhaseKind kind, int gpus) {
   const auto n = static_cast<std::size_t>(gpus);
@@ -188,6 +232,7 @@ StepPlan StepPlanner::plan(const Batch& batch, double now_s) {
     plan.load.expert_max_over_mean /= moe_layers;
     plan.load.gpu_max_over_mean /= moe_layers;
   }
+  maybe_rebalance(plan);
   return plan;
 }
 
@@ -268,16 +313,30 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
   Collective dispatch{CollectiveKind::dispatch, TrafficMatrix(n_), 1};
   Collective combine{CollectiveKind::combine, TrafficMatrix(n_), 1};
   const double hidden = model_.hidden_size;
+  // Tokens go to a replica of each selected expert: by the token's position in the step (vLLM's
+  // rule), or, for counts, split evenly over the replicas.
+  const LayerPlacement& place = layers_[static_cast<std::size_t>(moe_layer)];
+  std::vector<double> per_slot(place.phy2log.size(), 0.0);
+  auto gpu_of = [&](int slot) { return slot / place.slots_per_gpu; };
   if (count_level_) {
     // Counts carry no token identity: every remote (token, expert) pair moves one hidden state,
     // an upper bound on the per-destination-GPU deduplicated traffic of the token level.
     for (std::size_t g = 0; g < groups_.size(); ++g) {
       const int src = groups_[g].source;
       for (std::size_t e = 0; e < e_count; ++e) {
-        const int d = placement_.rank_of_expert[e];
-        if (d == src) continue;
-        dispatch.traffic.at(src, d) += group_counts_[g * e_count + e] * hidden * dispatch_elem;
-        combine.traffic.at(d, src) += group_counts_[g * e_count + e] * hidden * kActivationBytes;
+        const auto& slots = place.slots_of[e];
+        const double c = group_counts_[g * e_count + e];
+        const double share = std::floor(c / static_cast<double>(slots.size()));
+        double left = c - share * static_cast<double>(slots.size());
+        for (int slot : slots) {
+          const double n = share + (left > 0 ? 1.0 : 0.0);
+          left -= 1.0;
+          per_slot[static_cast<std::size_t>(slot)] += n;
+          const int d = gpu_of(slot);
+          if (d == src || n <= 0) continue;
+          dispatch.traffic.at(src, d) += n * hidden * dispatch_elem;
+          combine.traffic.at(d, src) += n * hidden * kActivationBytes;
+        }
       }
     }
   }
@@ -286,7 +345,10 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
     const int src = token_owner_[t];
     dests.clear();
     for (std::size_t j = 0; j < k; ++j) {
-      const int d = placement_.rank_of_expert[static_cast<std::size_t>(experts_[t * k + j])];
+      const auto& slots = place.slots_of[static_cast<std::size_t>(experts_[t * k + j])];
+      const int slot = slots[t % slots.size()];
+      per_slot[static_cast<std::size_t>(slot)] += 1.0;
+      const int d = gpu_of(slot);
       if (d != src && std::find(dests.begin(), dests.end(), d) == dests.end()) dests.push_back(d);
     }
     for (int d : dests) {
@@ -299,10 +361,10 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
 
   std::vector<double> per_gpu(static_cast<std::size_t>(n_), 0.0);
   std::vector<std::vector<KernelWork>> parts(static_cast<std::size_t>(n_));
-  for (std::size_t e = 0; e < e_count; ++e) {
-    const int r = placement_.rank_of_expert[e];
-    per_gpu[static_cast<std::size_t>(r)] += per_expert[e];
-    parts[static_cast<std::size_t>(r)].push_back(expert_ffn_work(model_, per_expert[e], 1));
+  for (std::size_t slot = 0; slot < per_slot.size(); ++slot) {
+    const auto r = static_cast<std::size_t>(gpu_of(static_cast<int>(slot)));
+    per_gpu[r] += per_slot[slot];
+    parts[r].push_back(expert_ffn_work(model_, per_slot[slot], 1));
   }
   const bool shared_sharded = layout_.attention_shards > 1;
   for (int r = 0; r < n_; ++r) {

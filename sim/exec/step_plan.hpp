@@ -25,6 +25,7 @@
 
 #include "models/gpu/kernel_cost.hpp"
 #include "models/network/collectives.hpp"
+#include "models/routing/eplb.hpp"
 #include "models/routing/placement.hpp"
 #include "models/routing/router.hpp"
 #include "models/serving/scheduler.hpp"
@@ -110,6 +111,9 @@ class StepPlanner {
   void set_observer(RoutingObserver* observer) { observer_ = observer; }
   [[nodiscard]] TokenRouter& router() { return *router_; }
   [[nodiscard]] const ExpertPlacement& placement() const { return placement_; }
+  [[nodiscard]] int rebalances() const { return rebalances_; }
+  /// Physical slot -> logical expert of one MoE layer (EP); slots [g*S/N, (g+1)*S/N) on GPU g.
+  [[nodiscard]] const std::vector<int>& phy2log(int moe_layer) const { return layers_[static_cast<std::size_t>(moe_layer)].phy2log; }
 
  private:
   void add_attention(StepPlan& plan, const Batch& batch) const;
@@ -130,6 +134,21 @@ class StepPlanner {
   std::vector<double> tokens_per_rank_;
   std::vector<std::int32_t> experts_;
   std::vector<float> weights_;
+  /// Where one MoE layer's experts live (mode ep): physical slots and each expert's replicas.
+  struct LayerPlacement {
+    std::vector<int> phy2log;
+    std::vector<std::vector<int>> slots_of;  ///< logical expert -> its slots
+    int slots_per_gpu = 1;
+  };
+  void set_layer_placement(std::size_t layer, std::vector<int> phy2log);
+  void maybe_rebalance(const StepPlan& finished);
+
+  std::vector<LayerPlacement> layers_;
+  RoutingPolicyConfig policy_;
+  std::vector<std::vector<double>> window_;  ///< per step: layer-major expert counts (eplb)
+  std::int64_t steps_ = 0;
+  int rebalances_ = 0;
+  int eplb_groups_ = 1, eplb_nodes_ = 1;
   bool count_level_ = false;          ///< workload.routing.sampling: count
   std::vector<TokenGroup> groups_;    ///< count level: tokens per (source GPU, domain)
   std::vector<double> group_counts_;  ///< count level: [group * E + expert]

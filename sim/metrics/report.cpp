@@ -210,6 +210,11 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
     serving["attention_rank_max_over_mean"] = rec.steps().empty() ? 1.0 : acc / static_cast<double>(rec.steps().size());
   }
   j["serving"] = serving;
+  nlohmann::ordered_json routing;
+  routing["policy"] = sc.routing.policy;
+  routing["num_redundant_experts"] = sc.routing.policy == "eplb" ? sc.routing.num_redundant_experts : 0;
+  routing["rebalances"] = result.serving.rebalances;
+  j["routing"] = routing;
   j["imbalance"] = imbalance_json(result.profiler->tracker().result(), sc.outputs.imbalance_filter_max_tokens, step_mm, step_gpu_mm);
 
   nlohmann::ordered_json time;
