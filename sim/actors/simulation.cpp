@@ -582,6 +582,12 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
 
   if (!shared.error.empty()) throw std::runtime_error("simulation failed: " + shared.error);
   for (auto& g : result.gpus) g.advance_to(result.end_time_s);
+  if (result.trace) {
+    // Power and temperature counters from the GPU samples.
+    for (std::size_t g = 0; g < result.gpus.size(); ++g)
+      for (const auto& smp : result.gpus[g].samples())
+        result.trace->gpu_counter(static_cast<int>(g) / n, static_cast<int>(g) % n, smp.time_s, smp.power_w, smp.temp_die_c);
+  }
   for (const auto& inst : instances) {
     const auto& st = inst->scheduler.stats();
     result.serving.preemptions += st.preemptions;

@@ -379,15 +379,7 @@ void write_run_outputs(const std::filesystem::path& dir, const Scenario& sc, con
     if (ec) throw std::runtime_error("cannot create " + path.parent_path().string() + ": " + ec.message());
     write_file_atomically(path, content);
   }
-  if (result.trace) {
-    // Power and temperature counters from the GPU samples (instance = GPU index / GPUs per instance).
-    const int per_instance = sc.parallel.gpus_per_instance();
-    for (std::size_t g = 0; g < result.gpus.size(); ++g)
-      for (const auto& smp : result.gpus[g].samples())
-        result.trace->gpu_counter(static_cast<int>(g) / per_instance, static_cast<int>(g) % per_instance, smp.time_s, smp.power_w,
-                                  smp.temp_die_c);
-    write_file_atomically(dir / "trace.json", result.trace->render());
-  }
+  if (result.trace) write_file_atomically(dir / "trace.json", result.trace->render());
   write_file_atomically(dir / "gpus.csv", gpus_csv(result));
   write_file_atomically(dir / "config.resolved.yaml", config);
   write_file_atomically(dir / "requests.csv", requests);
