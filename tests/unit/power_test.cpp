@@ -11,12 +11,7 @@
 namespace moesim::test {
 namespace {
 
-GpuSpec gpu_card(const std::string& name) {
-  std::vector<Diagnostic> sink;
-  auto g = source_catalog().load<GpuSpec>(name, sink);
-  EXPECT_TRUE(g) << name;
-  return *g;
-}
+GpuSpec gpu_card(const std::string& name) { return load_card<GpuSpec>(name); }
 
 ThermalParams thermal_of(const GpuSpec& g) {
   return {g.thermal_r_die_sink_k_per_w, g.thermal_r_sink_inlet_k_per_w, g.thermal_c_die_j_per_k, g.thermal_c_sink_j_per_k};

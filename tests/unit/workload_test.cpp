@@ -19,12 +19,7 @@
 namespace moesim::test {
 namespace {
 
-ModelSpec card(const std::string& name) {
-  std::vector<Diagnostic> sink;
-  auto m = source_catalog().load<ModelSpec>(name, sink);
-  EXPECT_TRUE(m) << name;
-  return *m;
-}
+ModelSpec card(const std::string& name) { return load_card<ModelSpec>(name); }
 
 DomainCorpus corpus() { return DomainCorpus::load(kSourceDir / "datasets/domain_queries.json"); }
 
