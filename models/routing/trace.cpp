@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <istream>
 #include <map>
 #include <sstream>
 
@@ -29,39 +30,7 @@ RoutingTrace load_gate_logs(const std::filesystem::path& dir, int layers, int ex
   t.num_moe_layers = layers;
   for (const auto& [index, file] : files) {
     std::ifstream in(file);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::parse_error& e) {
-      throw InputError({{file.string(), 0, "", std::string("malformed JSON: ") + e.what()}});
-    }
-    if (!j.is_object() || !j.contains("steps") || !j["steps"].is_array())
-      throw InputError({{file.string(), 0, "steps", "expected an object with a \"steps\" list"}});
-    if (j.contains("num_experts") && j["num_experts"] != experts)
-      throw InputError({{file.string(), 0, "num_experts", "the trace has " + j["num_experts"].dump() +
-                                                              " experts but the model has " + std::to_string(experts)}});
-    std::size_t si = 0;
-    for (const auto& step : j["steps"]) {
-      const std::string where = "steps[" + std::to_string(si++) + "].expert_counts";
-      if (!step.contains("expert_counts") || !step["expert_counts"].is_array())
-        throw InputError({{file.string(), 0, where, "missing"}});
-      const auto& counts = step["expert_counts"];
-      if (static_cast<int>(counts.size()) != layers)
-        throw InputError({{file.string(), 0, where, "has " + std::to_string(counts.size()) +
-                                                        " layers but the model has " + std::to_string(layers) + " MoE layers"}});
-      std::vector<std::vector<double>> s;
-      for (const auto& layer : counts) {
-        if (!layer.is_array() || static_cast<int>(layer.size()) != experts)
-          throw InputError({{file.string(), 0, where, "every layer needs " + std::to_string(experts) + " expert counts"}});
-        std::vector<double> row;
-        for (const auto& c : layer) {
-          if (!c.is_number() || c.get<double>() < 0) throw InputError({{file.string(), 0, where, "counts must be numbers >= 0"}});
-          row.push_back(c.get<double>());
-        }
-        s.push_back(std::move(row));
-      }
-      t.steps.push_back(std::move(s));
-    }
+    read_gate_log(in, file.string(), t);
   }
   if (t.steps.empty()) throw InputError({{dir.string(), 0, "steps", "the gate logs hold no steps"}});
   return t;
@@ -70,10 +39,53 @@ RoutingTrace load_gate_logs(const std::filesystem::path& dir, int layers, int ex
 RoutingTrace load_activations_csv(const std::filesystem::path& file, int layers, int experts) {
   std::ifstream in(file);
   if (!in) throw InputError({{file.string(), 0, "", "cannot open"}});
+  return read_activations_csv(in, file.string(), layers, experts);
+}
+
+}  // namespace
+
+void read_gate_log(std::istream& in, const std::string& file, RoutingTrace& t) {
+  const int layers = t.num_moe_layers;
+  const int experts = t.num_experts;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw InputError({{file, 0, "", std::string("malformed JSON: ") + e.what()}});
+  }
+  if (!j.is_object() || !j.contains("steps") || !j["steps"].is_array())
+    throw InputError({{file, 0, "steps", "expected an object with a \"steps\" list"}});
+  if (j.contains("num_experts") && j["num_experts"] != experts)
+    throw InputError({{file, 0, "num_experts", "the trace has " + j["num_experts"].dump() +
+                                                   " experts but the model has " + std::to_string(experts)}});
+  std::size_t si = 0;
+  for (const auto& step : j["steps"]) {
+    const std::string where = "steps[" + std::to_string(si++) + "].expert_counts";
+    if (!step.contains("expert_counts") || !step["expert_counts"].is_array()) throw InputError({{file, 0, where, "missing"}});
+    const auto& counts = step["expert_counts"];
+    if (static_cast<int>(counts.size()) != layers)
+      throw InputError({{file, 0, where, "has " + std::to_string(counts.size()) + " layers but the model has " +
+                                             std::to_string(layers) + " MoE layers"}});
+    std::vector<std::vector<double>> s;
+    for (const auto& layer : counts) {
+      if (!layer.is_array() || static_cast<int>(layer.size()) != experts)
+        throw InputError({{file, 0, where, "every layer needs " + std::to_string(experts) + " expert counts"}});
+      std::vector<double> row;
+      for (const auto& c : layer) {
+        if (!c.is_number() || c.get<double>() < 0) throw InputError({{file, 0, where, "counts must be numbers >= 0"}});
+        row.push_back(c.get<double>());
+      }
+      s.push_back(std::move(row));
+    }
+    t.steps.push_back(std::move(s));
+  }
+}
+
+RoutingTrace read_activations_csv(std::istream& in, const std::string& file, int layers, int experts) {
   std::string line;
   std::getline(in, line);
   if (line.rfind("layer_idx,expert_id,activation_count", 0) != 0)
-    throw InputError({{file.string(), 1, "", "expected the header layer_idx,expert_id,activation_count,percentage"}});
+    throw InputError({{file, 1, "", "expected the header layer_idx,expert_id,activation_count,percentage"}});
   std::map<int, std::vector<double>> by_layer;
   int lineno = 1;
   while (std::getline(in, line)) {
@@ -91,19 +103,19 @@ RoutingTrace load_activations_csv(const std::filesystem::path& file, int layers,
       expert = std::stoi(b);
       count = std::stod(c);
     } catch (const std::exception&) {
-      throw InputError({{file.string(), lineno, "", "expected integers layer_idx, expert_id and a count"}});
+      throw InputError({{file, lineno, "", "expected integers layer_idx, expert_id and a count"}});
     }
     if (expert < 0 || expert >= experts)
-      throw InputError({{file.string(), lineno, "expert_id", "must be in [0, " + std::to_string(experts - 1) +
-                                                                "] for this model (got " + std::to_string(expert) + ")"}});
-    if (count < 0) throw InputError({{file.string(), lineno, "activation_count", "must be >= 0"}});
+      throw InputError({{file, lineno, "expert_id", "must be in [0, " + std::to_string(experts - 1) +
+                                                       "] for this model (got " + std::to_string(expert) + ")"}});
+    if (count < 0) throw InputError({{file, lineno, "activation_count", "must be >= 0"}});
     auto& row = by_layer[layer];
     row.resize(static_cast<std::size_t>(experts), 0.0);
     row[static_cast<std::size_t>(expert)] += count;
   }
   if (static_cast<int>(by_layer.size()) != layers)
-    throw InputError({{file.string(), 0, "layer_idx", "the profile has " + std::to_string(by_layer.size()) +
-                                                         " layers but the model has " + std::to_string(layers) + " MoE layers"}});
+    throw InputError({{file, 0, "layer_idx", "the profile has " + std::to_string(by_layer.size()) +
+                                                 " layers but the model has " + std::to_string(layers) + " MoE layers"}});
   RoutingTrace t;
   t.num_experts = experts;
   t.num_moe_layers = layers;
@@ -113,8 +125,6 @@ RoutingTrace load_activations_csv(const std::filesystem::path& file, int layers,
   t.steps.push_back(std::move(step));
   return t;
 }
-
-}  // namespace
 
 RoutingTrace load_routing_trace(const std::filesystem::path& path, int num_moe_layers, int num_experts) {
   if (std::filesystem::is_directory(path)) return load_gate_logs(path, num_moe_layers, num_experts);

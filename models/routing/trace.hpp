@@ -8,6 +8,8 @@
 // Profiler activations: moe_expert_activations.csv with columns
 //   layer_idx,expert_id,activation_count,percentage
 #include <filesystem>
+#include <iosfwd>
+#include <string>
 #include <vector>
 
 #include "models/common/input_error.hpp"
@@ -25,5 +27,12 @@ struct RoutingTrace {
 /// Reads a gate-log folder or an activations CSV; checks it against the model's MoE layers and
 /// experts. Throws InputError naming file, line and field.
 [[nodiscard]] RoutingTrace load_routing_trace(const std::filesystem::path& path, int num_moe_layers, int num_experts);
+
+/// Appends the steps of one gate-log file to `trace` (whose num_moe_layers and num_experts are
+/// set); `name` stands for the file in messages. Throws InputError.
+void read_gate_log(std::istream& in, const std::string& name, RoutingTrace& trace);
+
+/// Reads a moe_expert_activations.csv from a stream; `name` stands for the file in messages.
+[[nodiscard]] RoutingTrace read_activations_csv(std::istream& in, const std::string& name, int num_moe_layers, int num_experts);
 
 }  // namespace moesim

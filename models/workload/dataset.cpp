@@ -56,13 +56,17 @@ int estimate_prompt_tokens(const std::string& text) {
 std::vector<DatasetRecord> load_dataset(const std::filesystem::path& file, const DomainCorpus& corpus) {
   std::ifstream in(file);
   if (!in) throw InputError({{file.string(), 0, "", "cannot open dataset"}});
+  return load_dataset(in, file.string(), corpus);
+}
+
+std::vector<DatasetRecord> load_dataset(std::istream& in, const std::string& name, const DomainCorpus& corpus) {
   std::vector<DatasetRecord> out;
   std::vector<InputIssue> issues;
   std::string line;
   int lineno = 0;
   double last_arrival = 0.0;
   bool any_arrival = false, any_without_arrival = false;
-  auto issue = [&](const std::string& field, const std::string& msg) { issues.push_back({file.string(), lineno, field, msg}); };
+  auto issue = [&](const std::string& field, const std::string& msg) { issues.push_back({name, lineno, field, msg}); };
   auto positive_int = [&](const nlohmann::json& j, const char* key, int& dst) {
     if (!j.contains(key)) {
       issue(key, "missing");
@@ -132,8 +136,8 @@ std::vector<DatasetRecord> load_dataset(const std::filesystem::path& file, const
     out.push_back(std::move(r));
   }
   if (any_arrival && any_without_arrival)
-    issues.push_back({file.string(), 0, "arrival_s", "present on some lines but not all: give it on every line or none"});
-  if (out.empty() && issues.empty()) issues.push_back({file.string(), 0, "", "dataset has no requests"});
+    issues.push_back({name, 0, "arrival_s", "present on some lines but not all: give it on every line or none"});
+  if (out.empty() && issues.empty()) issues.push_back({name, 0, "", "dataset has no requests"});
   if (!issues.empty()) throw InputError(issues);
   return out;
 }

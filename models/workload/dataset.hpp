@@ -10,6 +10,7 @@
 //   optional text. Every problem is reported with file, line and field; nothing is skipped.
 #include <cstdint>
 #include <filesystem>
+#include <iosfwd>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,6 +40,8 @@ struct DatasetRecord {
 
 /// Reads a JSONL dataset; `corpus` resolves domain names. Throws InputError listing every problem.
 [[nodiscard]] std::vector<DatasetRecord> load_dataset(const std::filesystem::path& file, const DomainCorpus& corpus);
+/// The same from a stream; `name` stands for the file in messages.
+[[nodiscard]] std::vector<DatasetRecord> load_dataset(std::istream& in, const std::string& name, const DomainCorpus& corpus);
 
 /// Token count estimate of a prompt text when no tokenizer is at hand: about 4 characters per
 /// token for English text (the rule of thumb OpenAI and others document for BPE tokenizers).
