@@ -14,6 +14,7 @@ const char* to_string(CollectiveKind kind) {
     case CollectiveKind::all_gather: return "all_gather";
     case CollectiveKind::dispatch: return "dispatch";
     case CollectiveKind::combine: return "combine";
+    case CollectiveKind::migration: return "migration";
   }
   return "?";
 }

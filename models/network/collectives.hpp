@@ -33,7 +33,8 @@ struct TrafficMatrix {
   [[nodiscard]] bool empty() const { return total() <= 0.0; }
 };
 
-enum class CollectiveKind { all_reduce, reduce_scatter, all_gather, dispatch, combine };
+/// migration: expert weights copied point to point to a new placement (EPLB).
+enum class CollectiveKind { all_reduce, reduce_scatter, all_gather, dispatch, combine, migration };
 [[nodiscard]] const char* to_string(CollectiveKind kind);
 
 struct Collective {

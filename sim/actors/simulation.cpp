@@ -4,6 +4,7 @@
 #include <xbt/log.h>
 
 #include <deque>
+#include <optional>
 #include <memory>
 #include <span>
 #include <stdexcept>
@@ -53,6 +54,11 @@ struct Instance {
   bool engine_finished = false;
   int workers_finished = 0;
   std::int64_t outstanding = 0;  ///< requests routed here and not finished
+  std::vector<double> last_step_power_w;  ///< mean power of each GPU over the instance's last step
+  std::optional<Migration> overlapping;   ///< routing.migration overlap: weights in flight
+  bool overlap_done = false;
+  PolicyTotals policy;
+  std::string planner_migration_mode;     ///< routing.migration
 
   Instance(int idx, SchedulerParams sp, StepPlanner p) : index(idx), scheduler(sp), planner(std::move(p)) {}
 };
@@ -203,8 +209,8 @@ void worker(Instance& inst, int rank) {
     if (plan == nullptr) break;
     if (inst.fidelity == NetworkFidelity::analytic) {
       run_step_analytic(inst, rank, *plan);
-      inst.step_done->wait();
       gpu_state(inst, rank).set_activity({0, 0, false}, sg::Engine::get_clock());
+      inst.step_done->wait();
       continue;
     }
     double segment_start = sg::Engine::get_clock();
@@ -324,6 +330,67 @@ void start_kv_transfer(Instance& from, const Sequence& seq, SharedState& shared)
                     }));
 }
 
+void record_policy(Instance& inst, const StepPlan& plan) {
+  PolicyTotals& t = inst.policy;
+  const PolicyCounters& c = plan.load.policy;
+  t.assignments += c.assignments;
+  t.computed += c.computed;
+  t.dropped += c.dropped;
+  t.rerouted += c.rerouted;
+  t.changed += c.changed;
+  if (plan.load.layer_gpu_mom_after.empty()) return;
+  t.layer_gpu_mom_before.resize(plan.load.layer_gpu_mom_before.size(), 0.0);
+  t.layer_gpu_mom_after.resize(plan.load.layer_gpu_mom_after.size(), 0.0);
+  for (std::size_t l = 0; l < plan.load.layer_gpu_mom_after.size(); ++l) {
+    t.layer_gpu_mom_before[l] += plan.load.layer_gpu_mom_before[l];
+    t.layer_gpu_mom_after[l] += plan.load.layer_gpu_mom_after[l];
+  }
+  t.ep_steps += 1;
+}
+
+/// Copies moved expert weights between the instance's GPUs: one parallel task carrying every
+/// (source, destination) pair's bytes at flow fidelity, the closed form at analytic fidelity.
+void copy_weights(Instance& inst, const Migration& m) {
+  const Collective c{CollectiveKind::migration, m.traffic, 1};
+  inst.policy.migration_analytic_seconds += analytic_collective_seconds(c, inst.fabric);
+  if (inst.fidelity == NetworkFidelity::analytic) {
+    sg::this_actor::sleep_for(analytic_collective_seconds(c, inst.fabric));
+    return;
+  }
+  sg::this_actor::parallel_execute(inst.hosts, inst.zero_flops, m.traffic.bytes);
+  if (const double extra = collective_overhead_seconds(c, inst.fabric); extra > 0) sg::this_actor::sleep_for(extra);
+}
+
+/// A rebalance's weights move: stall stops serving until the copy ends (GPUs in their
+/// communication state); overlap copies beside serving and switches placement when it ends.
+void start_migration(Instance& inst, Migration m, SharedState& shared) {
+  PolicyTotals& t = inst.policy;
+  t.migrations += 1;
+  t.migration_bytes += m.bytes;
+  if (inst.planner_migration_mode == "overlap") {
+    inst.overlapping = std::move(m);
+    inst.overlap_done = false;
+    sg::Actor::create("migration-" + std::to_string(inst.index), inst.hosts[0], guarded(shared, [&inst] {
+                        const double t0 = sg::Engine::get_clock();
+                        copy_weights(inst, *inst.overlapping);
+                        inst.policy.migration_seconds += sg::Engine::get_clock() - t0;
+                        inst.overlap_done = true;
+                      }));
+    return;
+  }
+  const double t0 = sg::Engine::get_clock();
+  const double e0 = instance_energy(inst, t0);
+  for (std::size_t r = 0; r < inst.hosts.size(); ++r) gpu_state(inst, static_cast<int>(r)).set_activity({0, 0, true}, t0);
+  copy_weights(inst, m);
+  const double t1 = sg::Engine::get_clock();
+  for (std::size_t r = 0; r < inst.hosts.size(); ++r) gpu_state(inst, static_cast<int>(r)).set_activity({0, 0, false}, t1);
+  const double energy = instance_energy(inst, t1) - e0;
+  t.migration_seconds += t1 - t0;
+  t.migration_energy_j += energy;
+  inst.step_energy_accounted_j += energy;  // not idle time between steps
+  inst.planner.apply_migration(m);
+}
+
 void engine(Instance& inst, SharedState& shared) {
   RunRecorder& rec = *shared.recorder;
   std::int64_t step = 0;
@@ -347,12 +414,25 @@ void engine(Instance& inst, SharedState& shared) {
                      "(KV cache or token budget too small)";
       break;
     }
+    if (inst.overlapping && inst.overlap_done) {
+      inst.planner.apply_migration(*inst.overlapping);
+      inst.overlapping.reset();
+      inst.overlap_done = false;
+    }
     const double start = sg::Engine::get_clock();
     const double energy_before = instance_energy(inst, start);
+    std::vector<double> gpu_energy_before(inst.hosts.size());
+    std::vector<GpuSignal> signals(inst.hosts.size());
+    for (std::size_t r = 0; r < inst.hosts.size(); ++r) {
+      const auto& g = gpu_state(inst, static_cast<int>(r));
+      gpu_energy_before[r] = g.energy_j();
+      signals[r] = {g.clock_ratio(), inst.last_step_power_w.empty() ? 0.0 : inst.last_step_power_w[r], g.die_c(),
+                    g.state() != ThrottleState::none};
+    }
     inst.idle_energy_j += energy_before - inst.step_energy_accounted_j;
     for (const BatchItem& item : batch.items)
       rec.on_scheduled(item.request_id, start);  // the first time counts
-    StepPlan plan = inst.planner.plan(batch, start);
+    StepPlan plan = inst.planner.plan(batch, start, signals);
     inst.times = {};
     if (inst.fidelity == NetworkFidelity::analytic) inst.analytic_times = analytic_step_times(plan, inst.fabric);
     inst.plan = &plan;
@@ -362,6 +442,10 @@ void engine(Instance& inst, SharedState& shared) {
     const double end = sg::Engine::get_clock();
     const double step_energy = instance_energy(inst, end) - energy_before;
     inst.step_energy_accounted_j = energy_before + step_energy;
+    inst.last_step_power_w.resize(inst.hosts.size());
+    for (std::size_t r = 0; r < inst.hosts.size(); ++r)
+      inst.last_step_power_w[r] = end > start ? (gpu_state(inst, static_cast<int>(r)).energy_j() - gpu_energy_before[r]) / (end - start) : 0.0;
+    record_policy(inst, plan);
     // A step's energy goes to its sequences by their share of its tokens.
     const double tokens = batch.total_tokens();
     for (const BatchItem& item : batch.items)
@@ -401,6 +485,11 @@ void engine(Instance& inst, SharedState& shared) {
     sr.expert_load_cv = plan.load.expert_cv_mean;
     sr.expert_load_max_over_mean = plan.load.expert_max_over_mean;
     sr.gpu_load_max_over_mean = plan.load.gpu_max_over_mean;
+    sr.gpu_load_max_over_mean_before = plan.load.gpu_max_over_mean_before;
+    const double assigned = plan.load.policy.assignments;
+    sr.rerouted_fraction = assigned > 0 ? plan.load.policy.rerouted / assigned : 0.0;
+    sr.selection_divergence = assigned > 0 ? plan.load.policy.changed / assigned : 0.0;
+    sr.dropped_assignments = plan.load.policy.dropped;
     sr.attention_rank_max_over_mean = plan.load.attention_rank_max_over_mean;
     sr.dispatch_bytes = plan.load.dispatch_bytes;
     sr.combine_bytes = plan.load.combine_bytes;
@@ -416,6 +505,7 @@ void engine(Instance& inst, SharedState& shared) {
     if (inst.trace != nullptr)
       inst.trace->step(inst.index, sr.step, start, end, batch.prefill_tokens, batch.decode_tokens, sr.num_seqs);
     shared.profiler->on_step(inst.index, sr.step, start, batch.total_tokens(), plan.load.layer_expert_counts);
+    if (auto m = inst.planner.take_migration()) start_migration(inst, std::move(*m), shared);
   }
   inst.plan = nullptr;
   inst.step_start->wait();  // releases the workers
@@ -496,15 +586,22 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   const ParallelLayout layout = make_layout(sc);
   const WorkloadInputs empty_inputs;
   const WorkloadInputs& inputs = sc.inputs ? *sc.inputs : empty_inputs;
-  const std::vector<Request> requests = generate_requests(sc.workload, sc.seed, sc.serving.max_model_len, inputs.corpus.names,
+  const std::vector<Request> arrivals = generate_requests(sc.workload, sc.seed, sc.serving.max_model_len, inputs.corpus.names,
                                                           inputs.dataset.empty() ? nullptr : &inputs.dataset);
   const auto& model = sc.model.spec;
   const bool expert_parallel = layout.mode == ParallelMode::ep;
   const ExpertPlacement placement = contiguous_placement(model.num_experts, expert_parallel ? layout.gpus_per_instance : 1);
-  RunResult result{RunRecorder(requests),
+  RunResult result{RunRecorder(arrivals),
                    std::make_unique<ExpertProfiler>(model, placement.rank_of_expert, expert_parallel, sc.outputs), nullptr,
                    0.0, {}, {}, {}};
   if (sc.outputs.trace) result.trace = std::make_unique<TraceRecorder>(sc.outputs.trace_max_steps);
+  // Requests the server refuses at arrival are recorded with their reason and never reach an engine.
+  std::vector<Request> requests;
+  requests.reserve(arrivals.size());
+  for (const auto& r : arrivals) {
+    if (auto reason = admission_problem(r, sc.serving.max_model_len)) result.recorder.on_rejected(r.id, *reason);
+    else requests.push_back(r);
+  }
   const auto& gpu = sc.cluster.gpu.spec;
   const PowerModel power(gpu, effective_cap_w(sc));
   const RcThermal thermal(ThermalParams{gpu.thermal_r_die_sink_k_per_w, gpu.thermal_r_sink_inlet_k_per_w,
@@ -544,6 +641,7 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
     }
     inst->fabric = FabricView{sc.cluster.gpus_per_node, i * n, sc.cluster.intra_node.spec, sc.cluster.inter_node.spec};
     inst->fidelity = sc.network.fidelity;
+    inst->planner_migration_mode = sc.routing.migration;
     if (sc.parallel.prefill_instances > 0) {
       inst->role = i < sc.parallel.prefill_instances ? Instance::Role::prefill : Instance::Role::decode;
       inst->scheduler.set_prefill_only(inst->role == Instance::Role::prefill);
@@ -595,6 +693,26 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
     result.serving.recompute_emissions += st.recompute_emissions;
     result.serving.prefix_hit_tokens += st.prefix_hit_tokens;
     result.serving.rebalances += inst->planner.rebalances();
+    const PolicyTotals& p = inst->policy;
+    PolicyTotals& t = result.policy;
+    t.assignments += p.assignments;
+    t.computed += p.computed;
+    t.dropped += p.dropped;
+    t.rerouted += p.rerouted;
+    t.changed += p.changed;
+    t.migrations += p.migrations;
+    t.migration_bytes += p.migration_bytes;
+    t.migration_seconds += p.migration_seconds;
+    t.migration_energy_j += p.migration_energy_j;
+    t.migration_analytic_seconds += p.migration_analytic_seconds;
+    t.layer_gpu_mom_before.resize(p.layer_gpu_mom_before.size(), 0.0);
+    t.layer_gpu_mom_after.resize(p.layer_gpu_mom_after.size(), 0.0);
+    for (std::size_t l = 0; l < p.layer_gpu_mom_after.size(); ++l) {
+      t.layer_gpu_mom_before[l] += p.layer_gpu_mom_before[l];
+      t.layer_gpu_mom_after[l] += p.layer_gpu_mom_after[l];
+    }
+    t.ep_steps += p.ep_steps;
+    t.policy_wall_s += inst->planner.policy_wall_s();
   }
   result.serving.kv_blocks_per_rank = sp.kv_capacity_blocks;
   result.serving.kv_transfers = shared.kv_transfers;

@@ -45,6 +45,19 @@ struct ServingTotals {
   int rebalances = 0;  ///< EPLB placements recomputed (all instances)
 };
 
+/// What the routing policy did over the run (all instances).
+struct PolicyTotals {
+  double assignments = 0, computed = 0, dropped = 0, rerouted = 0, changed = 0;  ///< token-expert assignments
+  std::int64_t migrations = 0;        ///< rebalances whose weights moved on the links
+  double migration_bytes = 0;
+  double migration_seconds = 0;       ///< stall: serving stopped this long; overlap: copies in flight this long
+  double migration_energy_j = 0;      ///< stall: the instance's GPUs during the copies; overlap: inside the steps
+  double migration_analytic_seconds = 0;  ///< the same copies in closed form on idle links
+  std::vector<double> layer_gpu_mom_before, layer_gpu_mom_after;  ///< per MoE layer, mean over EP steps
+  std::int64_t ep_steps = 0;
+  double policy_wall_s = 0;           ///< host time spent planning MoE layers' routing (not an output: varies)
+};
+
 struct RunResult {
   RunRecorder recorder;
   std::unique_ptr<ExpertProfiler> profiler;
@@ -53,6 +66,7 @@ struct RunResult {
   std::vector<GpuPowerState> gpus;       ///< one per cluster GPU
   EnergyAccount energy;
   ServingTotals serving;
+  PolicyTotals policy;
 };
 
 /// Runs the scenario to completion. Throws std::runtime_error when an invariant breaks (a request

@@ -213,7 +213,8 @@ int cmd_eplb(const std::string& weights_file, int replicas, int groups, int node
   return kExitOk;
 }
 
-void print_run_table(const Scenario& sc, const nlohmann::ordered_json& s, const std::filesystem::path& out, double wall_s) {
+void print_run_table(const Scenario& sc, const nlohmann::ordered_json& s, const std::filesystem::path& out, double wall_s,
+                     double policy_wall_s) {
   const auto& run = s["run"];
   std::cout << fmt::format("moesim: {} | {} on {} x {} | mode {} (tp {}, ep {}, dp {}) | {} steps\n",
                            run["scenario"].get<std::string>(), run["model"].get<std::string>(), run["num_gpus"].get<int>(),
@@ -223,6 +224,8 @@ void print_run_table(const Scenario& sc, const nlohmann::ordered_json& s, const 
                            s["serving"]["kv_blocks_per_attention_rank"].get<long>(), s["serving"]["kv_block_size"].get<int>(),
                            s["serving"]["kv_tokens_per_attention_rank"].get<long>(), s["serving"]["preemptions"].get<long>());
   std::cout << fmt::format("  {:<28}{:>12}\n", "requests completed", s["completed"].get<std::size_t>());
+  for (const auto& [reason, count] : s["rejected_reasons"].items())
+    std::cout << fmt::format("  {:<28}{:>12}  ({})\n", "requests rejected", count.get<std::size_t>(), reason);
   std::cout << fmt::format("  {:<28}{:>12.3f}\n", "duration (s)", s["duration"].get<double>());
   std::cout << fmt::format("  {:<28}{:>12}{:>12}{:>12}\n", "", "mean", "median", "p99");
   for (const char* m : {"ttft", "tpot", "itl", "e2el"}) {
@@ -242,7 +245,7 @@ void print_run_table(const Scenario& sc, const nlohmann::ordered_json& s, const 
   if (sc.outputs.expert_profiler) files += ", moe_expert_tracking/";
   if (sc.outputs.trace) files += ", trace.json";
   std::cout << fmt::format("  outputs: {} ({}, config.resolved.yaml)\n", out.string(), files);
-  std::cout << fmt::format("  wall time: {:.3f} s\n", wall_s);
+  std::cout << fmt::format("  wall time: {:.3f} s (routing policy {:.3f} s)\n", wall_s, policy_wall_s);
 }
 
 int cmd_run(const std::string& file, const std::vector<std::string>& sets, std::string out, bool quiet,
@@ -256,12 +259,21 @@ int cmd_run(const std::string& file, const std::vector<std::string>& sets, std::
     return kExitConfig;
   }
   if (out.empty()) out = "results/" + sc.name;
+  {
+    // An output folder that cannot be made fails now, not after the simulation.
+    std::error_code ec;
+    std::filesystem::create_directories(out, ec);
+    if (ec) {
+      std::cerr << "error: cannot create output directory " << out << ": " << ec.message() << "\nnothing was run\n";
+      return kExitRun;
+    }
+  }
   try {
     const RunResult result = run_simulation(sc, opts);
     check_invariants(sc, result);
     write_run_outputs(out, sc, result);
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (!quiet) print_run_table(sc, make_summary(sc, result), out, wall);
+    if (!quiet) print_run_table(sc, make_summary(sc, result), out, wall, result.policy.policy_wall_s);
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\nno outputs were written\n";
     return kExitRun;

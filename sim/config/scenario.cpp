@@ -28,6 +28,14 @@ void describe(Schema<ClusterConfig>& s) {
   card_field(s, "gpu", &C::gpu, "GPU card, e.g. h100-sxm").required = true;
   s.field("nodes", &C::nodes).min(1).max(4096).doc("servers");
   s.field("gpus_per_node", &C::gpus_per_node).min(1).max(72).doc("GPUs per server, joined by the intra-node fabric");
+  s.check([](const C& c, Checker& chk) {
+    // The platform declares a route between every pair of GPUs: memory grows as GPUs^2 (about
+    // 0.5 GB at 2048 GPUs), so the total is bounded before anything is built.
+    if (c.num_gpus() > kMaxGpus)
+      chk.context().error_at(chk.path(), "nodes x gpus_per_node = " + std::to_string(c.nodes) + " x " + std::to_string(c.gpus_per_node) + " = " +
+                        std::to_string(c.num_gpus()) + " GPUs, more than the limit of " + std::to_string(kMaxGpus) +
+                        " GPUs (the platform's routes grow as GPUs squared)");
+  });
   card_field(s, "intra_node", &C::intra_node, "scale-up fabric card (default: the GPU card's default_intra_node)");
   card_field(s, "inter_node", &C::inter_node, "scale-out fabric card, one NIC per GPU");
 }
@@ -36,14 +44,14 @@ void describe(Schema<ParallelConfig>& s) {
   using P = ParallelConfig;
   s.field("mode", &P::mode).doc("tp: tensor-parallel experts, two all-reduces per layer (vLLM Triton fused MoE); "
                                 "ep: whole experts per GPU, all-to-all dispatch and combine");
-  s.field("tp", &P::tp).min(0).doc("tensor-parallel size; 0 derives it (GPUs per instance in mode tp, 1 in mode ep)");
-  s.field("ep", &P::ep).min(0).doc("expert-parallel size; 0 derives it (GPUs per instance in mode ep, 1 in mode tp)");
-  s.field("dp", &P::dp).min(1).doc("independent serving instances");
+  s.field("tp", &P::tp).min(0).max(kMaxGpus).doc("tensor-parallel size; 0 derives it (GPUs per instance in mode tp, 1 in mode ep)");
+  s.field("ep", &P::ep).min(0).max(kMaxGpus).doc("expert-parallel size; 0 derives it (GPUs per instance in mode ep, 1 in mode tp)");
+  s.field("dp", &P::dp).min(1).max(kMaxGpus).doc("independent serving instances");
   s.field("dp_router", &P::dp_router)
       .one_of([] { return std::vector<std::string>{"least_kv", "least_outstanding", "round_robin"}; })
       .doc("which instance gets a request: round_robin, least_outstanding (fewest unfinished requests), least_kv (lowest "
            "KV-cache use; ties to the lowest index)");
-  s.field("prefill_instances", &P::prefill_instances).min(0)
+  s.field("prefill_instances", &P::prefill_instances).min(0).max(kMaxGpus)
       .doc("prefill/decode disaggregation: the first N of the dp instances only prefill, then move each sequence's KV "
            "cache over the network to a decode instance (least outstanding); 0: every instance does both");
   s.check([](const P& p, Checker& c) {
@@ -57,12 +65,12 @@ void describe(Schema<ParallelConfig>& s) {
 
 void describe(Schema<ServingConfig>& s) {
   using S = ServingConfig;
-  s.field("max_num_batched_tokens", &S::max_num_batched_tokens).min(1).unit("tokens").doc("token budget of one step");
-  s.field("max_num_seqs", &S::max_num_seqs).min(1).unit("sequences").doc("most sequences in one step");
-  s.field("max_model_len", &S::max_model_len).min(0).unit("tokens").doc("prompt + output limit; 0: the model's maximum");
+  s.field("max_num_batched_tokens", &S::max_num_batched_tokens).min(1).max(kMaxBatchedTokens).unit("tokens").doc("token budget of one step");
+  s.field("max_num_seqs", &S::max_num_seqs).min(1).max(kMaxNumSeqs).unit("sequences").doc("most sequences in one step");
+  s.field("max_model_len", &S::max_model_len).min(0).max(kMaxModelLen).unit("tokens").doc("prompt + output limit; 0: the model's maximum");
   s.field("gpu_memory_utilization", &S::gpu_memory_utilization).greater_than(0).max(1)
       .doc("fraction of GPU memory for weights, activations and KV cache (vLLM default 0.9)");
-  s.field("activation_reserve_gb", &S::activation_reserve_gb).min(0).unit("GB")
+  s.field("activation_reserve_gb", &S::activation_reserve_gb).min(0).max(1e6).unit("GB")
       .doc("memory held back for activations (estimate of vLLM's profiled peak)");
   s.field("chunked_prefill", &S::chunked_prefill).doc("split long prompts over steps to fit the token budget");
   s.field("block_size", &S::block_size).min(1).max(1024).unit("tokens").doc("tokens per paged KV-cache block (vLLM default 16)");
@@ -94,14 +102,46 @@ void describe(Schema<PowerConfig>& s) {
   s.field("cluster_budget_w", &P::cluster_budget_w).min(0).unit("W").doc("power budget of the cluster, split evenly; 0: none");
 }
 
+void describe(Schema<CapacityParams>& s) {
+  using C = CapacityParams;
+  s.field("factor", &C::factor).greater_than(0).max(1000).doc("tokens per slot and layer = ceil(factor x assignments / slots)");
+  s.field("overflow", &C::overflow).one_of([] { return std::vector<std::string>{"drop", "next_replica"}; })
+      .doc("what happens to an assignment whose slot is full: dropped (counted), or the expert's next replica with room");
+}
+
+void describe(Schema<NectarParams>& s) {
+  using N = NectarParams;
+  s.field("mode", &N::mode).one_of([] { return std::vector<std::string>{"gate_bias", "replica"}; })
+      .doc("replica: steer among replicas, selection kept; gate_bias: bias the gate before top-k (changes selection)");
+  s.field("strength", &N::strength).min(0).max(100).doc("bias = strength x (target - current)");
+  s.field("history_steps", &N::history_steps).min(1).max(100000).unit("steps").doc("sliding window of distributions");
+  s.field("trend_steps", &N::trend_steps).min(2).max(100000).unit("steps").doc("the linear trend uses the last this many");
+  s.field("imbalance_threshold", &N::imbalance_threshold).min(0)
+      .doc("bias only when the predicted imbalance score (KL/E + variance) exceeds this, or under pressure");
+  s.field("power_budget_w", &N::power_budget_w).min(0).unit("W").doc("per-GPU budget of the power pressure; 0: the effective cap");
+}
+
 void describe(Schema<RoutingPolicyConfig>& s) {
   using R = RoutingPolicyConfig;
-  s.field("policy", &R::policy).one_of([] { return std::vector<std::string>{"eplb", "static"}; })
-      .doc("static: contiguous experts, no replicas; eplb: DeepSeek's EPLB with replicas, rebalanced periodically (mode ep)");
-  s.field("num_redundant_experts", &R::num_redundant_experts).min(0).doc("extra physical expert slots per MoE layer");
+  s.field("policy", &R::policy).one_of([] { return routing_policies().names(); })
+      .doc("how tokens reach expert replicas; `moesim list policies` (all but static need parallel.mode ep)");
+  s.field("placement", &R::placement).one_of([] { return std::vector<std::string>{"auto", "contiguous", "eplb"}; })
+      .doc("contiguous: expert e on GPU e*N/E; eplb: DeepSeek's EPLB with replicas; auto: contiguous for static, else eplb");
+  s.field("num_redundant_experts", &R::num_redundant_experts).min(0).max(100000).doc("extra physical expert slots per MoE layer");
   s.field("interval_steps", &R::interval_steps).min(1).unit("steps").doc("rebalance every this many steps");
-  s.field("window_steps", &R::window_steps).min(1).unit("steps").doc("rebalance from the loads of this many recent steps");
+  s.field("window_steps", &R::window_steps).min(1).max(1000000).unit("steps").doc("rebalance from the loads of this many recent steps");
   s.field("num_groups", &R::num_groups).min(0).doc("expert groups for the hierarchical policy; 0: the model's n_group or 1");
+  s.field("replica_selection", &R::replica_selection)
+      .one_of([] { return std::vector<std::string>{"even", "nearest", "position", "random"}; })
+      .doc("default replica of a token: position (vLLM), random (SGLang dynamic), nearest (SGLang static), even (round robin)");
+  s.field("migration", &R::migration).one_of([] { return std::vector<std::string>{"none", "overlap", "stall"}; })
+      .doc("moved expert weights: stall (serving waits for the copy), overlap (copy beside serving; new map when done), none (free)");
+  s.field("least_loaded_choices", &R::least_loaded_choices).min(0).max(2)
+      .doc("least_loaded: 0 compares every replica, 2 the lesser of two random ones");
+  s.section("capacity", &R::capacity, "capacity policy");
+  s.section("nectar", &R::nectar, "nectar dynamic rerouting");
+  s.field("aux_free_update_speed", &R::aux_free_update_speed).min(0).max(10)
+      .doc("aux_free_bias: gate-bias step per step and layer (log-probability units)");
 }
 
 void describe(Schema<SloConfig>& s) {
@@ -127,14 +167,14 @@ void describe(Schema<OutputsConfig>& s) {
   using O = OutputsConfig;
   s.field("expert_profiler", &O::expert_profiler).doc("write moe_expert_tracking/ (the MoE expert profiler's files)");
   s.field("gate_logs", &O::gate_logs).doc("write gate_logs/gate_logs_<k>.json (per-step per-layer expert counts)");
-  s.field("profiler_log_interval_tokens", &O::profiler_log_interval_tokens).min(1).unit("tokens")
+  s.field("profiler_log_interval_tokens", &O::profiler_log_interval_tokens).min(1).max(1'000'000'000).unit("tokens")
       .doc("log the routing weights of every n-th token");
-  s.field("gate_log_steps_per_file", &O::gate_log_steps_per_file).min(1).unit("steps");
+  s.field("gate_log_steps_per_file", &O::gate_log_steps_per_file).min(1).max(1'000'000).unit("steps");
   s.field("imbalance_filter_max_tokens", &O::imbalance_filter_max_tokens).min(1).unit("tokens")
       .doc("aggregated imbalance counts only steps with at most this many tokens");
-  s.field("trend_window_steps", &O::trend_window_steps).min(2).unit("steps").doc("window of the load-variance trend");
+  s.field("trend_window_steps", &O::trend_window_steps).min(2).max(1'000'000).unit("steps").doc("window of the load-variance trend");
   s.field("trace", &O::trace).doc("write trace.json (Chrome / Perfetto trace of GPU kernels, collectives and steps)");
-  s.field("trace_max_steps", &O::trace_max_steps).min(0).unit("steps")
+  s.field("trace_max_steps", &O::trace_max_steps).min(0).max(1'000'000).unit("steps")
       .doc("steps per instance whose GPU spans go into the trace; 0 for all");
   s.field("gpus_csv_interval_s", &O::gpus_csv_interval_s).min(0).unit("s")
       .doc("gpus.csv: at most one row per GPU per interval (throttle changes always); 0: every power change");
@@ -143,11 +183,11 @@ void describe(Schema<OutputsConfig>& s) {
 void describe(Schema<LengthDistParams>& s) {
   using L = LengthDistParams;
   s.field("dist", &L::dist).one_of(names_of_lengths).doc("length distribution");
-  s.field("value", &L::value).min(1).unit("tokens").doc("fixed: the length");
-  s.field("mean", &L::mean).greater_than(0).unit("tokens").doc("lognormal, normal: the mean");
-  s.field("sigma", &L::sigma).min(0).doc("lognormal: sigma of the log; normal: standard deviation in tokens");
-  s.field("min", &L::min).min(1).unit("tokens").doc("lower clamp (uniform: lower bound)");
-  s.field("max", &L::max).min(0).unit("tokens").doc("upper clamp, 0 for none (uniform: upper bound)");
+  s.field("value", &L::value).min(1).max(kMaxModelLen).unit("tokens").doc("fixed: the length");
+  s.field("mean", &L::mean).greater_than(0).max(kMaxModelLen).unit("tokens").doc("lognormal, normal: the mean");
+  s.field("sigma", &L::sigma).min(0).max(kMaxModelLen).doc("lognormal: sigma of the log; normal: standard deviation in tokens");
+  s.field("min", &L::min).min(1).max(kMaxModelLen).unit("tokens").doc("lower clamp (uniform: lower bound)");
+  s.field("max", &L::max).min(0).max(kMaxModelLen).unit("tokens").doc("upper clamp, 0 for none (uniform: upper bound)");
   s.check([](const L& p, Checker& c) {
     if (auto issue = length_distributions().get(p.dist).check(p)) c.error(issue->key, issue->message);
   });
@@ -158,7 +198,7 @@ void describe(Schema<ArrivalParams>& s) {
   s.field("process", &A::process).one_of(names_of_arrivals).doc("arrival process");
   s.field("rate_per_s", &A::rate_per_s).greater_than(0).unit("requests/s").doc("mean arrival rate (poisson, gamma, constant)");
   s.field("cv", &A::cv).greater_than(0).max(100).doc("gamma: coefficient of variation of the gaps (1 = poisson)");
-  s.field("max_concurrency", &A::max_concurrency).min(0).unit("requests").doc("closed_loop: requests in flight");
+  s.field("max_concurrency", &A::max_concurrency).min(0).max(kMaxRequests).unit("requests").doc("closed_loop: requests in flight");
   s.check([](const A& a, Checker& c) {
     if (a.process == "closed_loop" && a.max_concurrency < 1) c.error("max_concurrency", "closed_loop needs max_concurrency >= 1");
   });
@@ -190,7 +230,7 @@ void describe(Schema<RoutingModelParams>& s) {
 
 void describe(Schema<WorkloadParams>& s) {
   using W = WorkloadParams;
-  s.field("requests", &W::requests).min(1).max(10'000'000).doc("number of requests (a dataset is reused in order if shorter)");
+  s.field("requests", &W::requests).min(1).max(kMaxRequests).doc("number of requests (a dataset is reused in order if shorter)");
   s.field("dataset", &W::dataset).doc("JSONL requests (moesim gen-datasets); lengths and domains come from its lines");
   s.field("domains", &W::domains).doc("domain mix of synthetic requests, name: weight; empty: uniform over the corpus");
   s.section("routing", &W::routing, "token-to-expert routing model");
@@ -329,19 +369,31 @@ void check_consistency(const Scenario& sc, ParseContext& ctx) {
     ctx.error_at("serving.max_num_batched_tokens", "must be >= max_num_seqs (" + std::to_string(sc.serving.max_num_seqs) +
                                                        ") (got " + std::to_string(sc.serving.max_num_batched_tokens) + ")");
   const auto& rp = sc.routing;
-  if (rp.policy == "eplb") {
-    if (par.mode != ParallelMode::ep) ctx.error_at("routing.policy", "eplb places experts on an EP group: needs parallel.mode ep");
-    else if ((m.num_experts + rp.num_redundant_experts) % par.ep != 0)
+  if (rp.policy != "static" && par.mode != ParallelMode::ep)
+    ctx.error_at("routing.policy", rp.policy + " places experts on an EP group: needs parallel.mode ep");
+  if (rp.eplb_placement()) {
+    if (par.mode != ParallelMode::ep) {
+      if (rp.policy == "static") ctx.error_at("routing.placement", "eplb places experts on an EP group: needs parallel.mode ep");
+    } else if ((m.num_experts + rp.num_redundant_experts) % par.ep != 0)
       ctx.error_at("routing.num_redundant_experts", "experts + redundant experts (" + std::to_string(m.num_experts) + " + " +
                                                         std::to_string(rp.num_redundant_experts) + ") must divide evenly over ep = " +
                                                         std::to_string(par.ep) + " GPUs");
+    else if (rp.num_redundant_experts > m.num_experts * (par.ep - 1))
+      ctx.error_at("routing.num_redundant_experts", "more replicas than slots: at most " + std::to_string(m.num_experts * (par.ep - 1)) +
+                                                        " (every expert on every GPU) (got " + std::to_string(rp.num_redundant_experts) + ")");
     const int groups = rp.num_groups > 0 ? rp.num_groups : std::max(1, m.n_group);
     if (m.num_experts % groups != 0)
       ctx.error_at("routing.num_groups", "must divide the model's " + std::to_string(m.num_experts) + " experts (got " +
                                              std::to_string(groups) + ")");
   } else if (rp.num_redundant_experts > 0) {
-    ctx.error_at("routing.num_redundant_experts", "redundant experts need routing.policy: eplb");
+    ctx.error_at("routing.num_redundant_experts", "redundant experts need the eplb placement (routing.placement: eplb, or a policy other than static)");
   }
+  if (rp.policy == "nectar" && rp.nectar.mode == "replica" && rp.num_redundant_experts == 0 && par.mode == ParallelMode::ep)
+    ctx.error_at("routing.nectar.mode", "replica mode steers among replicas: needs routing.num_redundant_experts > 0 (or mode gate_bias)");
+  if (rp.least_loaded_choices == 1)
+    ctx.error_at("routing.least_loaded_choices", "must be 0 (every replica) or 2 (two random replicas) (got 1)");
+  if (rp.policy == "least_loaded" && rp.num_redundant_experts == 0 && par.mode == ParallelMode::ep)
+    ctx.error_at("routing.num_redundant_experts", "least_loaded chooses among replicas: needs num_redundant_experts > 0");
   const auto& g = sc.cluster.gpu.spec;
   if (sc.power.cap_w > 0 && (sc.power.cap_w < g.power_limit_min_w || sc.power.cap_w > g.tdp_w))
     ctx.error_at("power.cap_w", "must be in [" + Rules<double>::num(g.power_limit_min_w) + ", " + Rules<double>::num(g.tdp_w) +
@@ -383,6 +435,10 @@ std::filesystem::path resolve_input(const std::string& given, const std::filesys
 std::shared_ptr<const WorkloadInputs> load_inputs(Scenario& sc, const std::filesystem::path& file, const Catalog& catalog,
                                                   ParseContext& ctx, std::vector<Diagnostic>& diags) {
   auto inputs = std::make_shared<WorkloadInputs>();
+  if (auto problem = input_file_problem(domain_corpus_path(catalog), kMaxScenarioFileBytes, "domain corpora"); !problem.empty()) {
+    diags.push_back({domain_corpus_path(catalog).string(), 0, "", problem});
+    return inputs;
+  }
   try {
     inputs->corpus = DomainCorpus::load(domain_corpus_path(catalog));
   } catch (const InputError& e) {
@@ -405,22 +461,21 @@ std::shared_ptr<const WorkloadInputs> load_inputs(Scenario& sc, const std::files
   if (!sc.workload.dataset.empty()) {
     const auto path = resolve_input(sc.workload.dataset, file);
     sc.workload.dataset = path.string();
+    if (auto problem = input_file_problem(path, kMaxInputFileBytes, "datasets and traces"); !problem.empty()) {
+      ctx.error_at("workload.dataset", path.string() + " " + problem);
+      return inputs;
+    }
     try {
       inputs->dataset = load_dataset(path, inputs->corpus);
     } catch (const InputError& e) {
       add_input_issues(e, diags);
       return inputs;
     }
+    // Lines longer than serving.max_model_len are not an error: the server rejects those requests
+    // at arrival, as vLLM does, and summary.json counts them (rejected_reasons).
     int line = 0;
     for (const auto& r : inputs->dataset) {
       ++line;
-      if (r.prompt_tokens + r.output_tokens > sc.serving.max_model_len) {
-        diags.push_back({path.string(), line, "prompt_tokens", "prompt_tokens + output_tokens = " +
-                                                                   std::to_string(r.prompt_tokens + r.output_tokens) +
-                                                                   " exceeds serving.max_model_len (" +
-                                                                   std::to_string(sc.serving.max_model_len) + ")"});
-        break;
-      }
       if (arrival.from_dataset && !r.arrival_s) {
         diags.push_back({path.string(), line, "arrival_s", "missing; arrival.process: dataset needs it on every line"});
         break;
@@ -437,6 +492,10 @@ std::shared_ptr<const WorkloadInputs> load_inputs(Scenario& sc, const std::files
   if (sc.workload.routing.model == "trace") {
     const auto path = resolve_input(sc.workload.routing.trace, file);
     sc.workload.routing.trace = path.string();
+    if (auto problem = input_file_problem(path, kMaxInputFileBytes, "datasets and traces"); !problem.empty()) {
+      ctx.error_at("workload.routing.trace", path.string() + " " + problem);
+      return inputs;
+    }
     try {
       (void)load_routing_trace(path, m.num_moe_layers(), m.num_experts);
     } catch (const InputError& e) {
@@ -450,6 +509,8 @@ std::shared_ptr<const WorkloadInputs> load_inputs(Scenario& sc, const std::files
 
 Scenario load_scenario(const std::filesystem::path& file, const std::vector<std::string>& set_args, const Catalog& catalog) {
   std::vector<Diagnostic> diags;
+  if (auto problem = input_file_problem(file, kMaxScenarioFileBytes, "scenario files"); !problem.empty())
+    throw ConfigError({{file.string(), 0, "", problem}});
   std::ifstream in(file);
   if (!in) throw ConfigError({{file.string(), 0, "", "cannot open scenario file"}});
   std::stringstream text;

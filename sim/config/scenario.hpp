@@ -8,11 +8,21 @@
 
 #include <memory>
 
+#include "models/routing/policy.hpp"
 #include "models/workload/dataset.hpp"
 #include "models/workload/request_generator.hpp"
 #include "sim/config/catalog.hpp"
 
 namespace moesim {
+
+// Limits beyond which a scenario is rejected at validation rather than run out of memory or
+// time (README, "Security and limits").
+inline constexpr int kMaxGpus = 4096;                  ///< nodes x gpus_per_node; also tp, ep, dp
+inline constexpr int kMaxRequests = 10'000'000;        ///< workload.requests
+inline constexpr int kMaxBatchedTokens = 1 << 20;      ///< serving.max_num_batched_tokens
+inline constexpr int kMaxNumSeqs = 1 << 16;            ///< serving.max_num_seqs
+inline constexpr int kMaxModelLen = 1 << 24;           ///< serving.max_model_len and token lengths
+// File size limits: kMaxScenarioFileBytes, kMaxInputFileBytes (sim/config/diagnostics.hpp).
 
 enum class ParallelMode { tp, ep };
 enum class EpAttention { tp, dp };
@@ -58,14 +68,6 @@ struct ParallelConfig {
   [[nodiscard]] int gpus_per_instance() const { return mode == ParallelMode::tp ? tp : ep; }
 };
 
-/// Placement of experts on the EP group and its rebalancing (models/routing/eplb.hpp).
-struct RoutingPolicyConfig {
-  std::string policy = "static";   ///< static: contiguous, no replicas; eplb: DeepSeek's EPLB
-  int num_redundant_experts = 0;   ///< extra physical expert slots per MoE layer (eplb)
-  int interval_steps = 3000;       ///< rebalance every this many steps (vLLM default)
-  int window_steps = 1000;         ///< from the loads of this many recent steps (vLLM default)
-  int num_groups = 0;              ///< expert groups for the hierarchical policy; 0: the model's n_group (or 1)
-};
 
 struct SloConfig {
   double ttft_ms = 0;  ///< 0: no TTFT objective

@@ -21,7 +21,7 @@ ParallelLayout make_layout(const Scenario& sc) {
   const double eb = bytes_per_element(m.expert_weight_dtype);
   const double non_expert = (m.num_layers * m.attention_params_per_layer() + m.num_dense_layers * m.dense_ffn_params() +
                              m.num_moe_layers() * (m.shared_expert_params() + m.router_params()) + m.embedding_params()) * wb;
-  const int physical_experts = m.num_experts + (sc.routing.policy == "eplb" ? sc.routing.num_redundant_experts : 0);
+  const int physical_experts = m.num_experts + (sc.routing.eplb_placement() ? sc.routing.num_redundant_experts : 0);
   const double experts = static_cast<double>(m.num_moe_layers()) * physical_experts * m.expert_params() * eb;
   lay.weight_bytes_per_gpu = non_expert / lay.attention_shards + experts / n;
 

@@ -1,8 +1,10 @@
 #include "sim/exec/step_plan.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <numeric>
+#include <stdexcept>
 
 #include "models/common/stats.hpp"
 #include "models/llm/layer_work.hpp"
@@ -76,7 +78,16 @@ StepPlanner::StepPlanner(const Scenario& scenario, const ParallelLayout& layout,
       count_level_(scenario.workload.routing.sampling == "count") {
   const int E = model_.num_experts;
   layers_.resize(static_cast<std::size_t>(model_.num_moe_layers()));
-  if (policy_.policy == "eplb" && layout_.mode == ParallelMode::ep) {
+  PolicyContext pc;
+  pc.num_experts = E;
+  pc.top_k = model_.top_k;
+  pc.num_moe_layers = model_.num_moe_layers();
+  pc.gpus = layout_.mode == ParallelMode::ep ? n_ : 1;
+  pc.gpus_per_node = gpus_per_node_ = std::max(1, scenario.cluster.gpus_per_node);
+  pc.seed = scenario.seed;
+  pc.power_budget_w = policy_.nectar.power_budget_w > 0 ? policy_.nectar.power_budget_w : effective_cap_w(scenario);
+  policy_impl_ = routing_policies().get(policy_.policy)(pc, policy_);
+  if (policy_.eplb_placement() && layout_.mode == ParallelMode::ep) {
     eplb_groups_ = policy_.num_groups > 0 ? policy_.num_groups : std::max(1, model_.n_group);
     eplb_nodes_ = std::max(1, n_ / std::max(1, scenario.cluster.gpus_per_node));
     // Before any load is known: EPLB on equal loads (replicas go to the lowest expert ids).
@@ -91,7 +102,7 @@ StepPlanner::StepPlanner(const Scenario& scenario, const ParallelLayout& layout,
 }
 
 void StepPlanner::set_layer_placement(std::size_t layer, std::vector<int> phy2log) {
-  LayerPlacement& p = layers_[layer];
+  LayerSlots& p = layers_[layer];
   p.slots_of.assign(static_cast<std::size_t>(model_.num_experts), {});
   for (std::size_t s = 0; s < phy2log.size(); ++s) p.slots_of[static_cast<std::size_t>(phy2log[s])].push_back(static_cast<int>(s));
   const int gpus = layout_.mode == ParallelMode::ep ? n_ : 1;
@@ -100,20 +111,74 @@ void StepPlanner::set_layer_placement(std::size_t layer, std::vector<int> phy2lo
 }
 
 /// EPLB: every interval_steps steps, re-place experts from the loads of the last window_steps.
-/// (Weights move instantly here: the migration's time and traffic are not simulated.)
+/// With routing.migration none the weights move instantly; otherwise the move is a Migration the
+/// simulation carries out on the platform's links before the new placement takes effect.
 void StepPlanner::maybe_rebalance(const StepPlan& finished) {
-  if (policy_.policy != "eplb" || layout_.mode != ParallelMode::ep) return;
+  if (!policy_.eplb_placement() || layout_.mode != ParallelMode::ep) return;
   window_.push_back(finished.load.layer_expert_counts);
   if (static_cast<int>(window_.size()) > policy_.window_steps) window_.erase(window_.begin());
   if (++steps_ % policy_.interval_steps != 0) return;
+  if (pending_ || migrating_) return;  // the previous move has not finished
   const auto E = static_cast<std::size_t>(model_.num_experts);
   std::vector<std::vector<double>> weight(layers_.size(), std::vector<double>(E, 0.0));
   for (const auto& step : window_)
     for (std::size_t l = 0; l < layers_.size(); ++l)
       for (std::size_t e = 0; e < E; ++e) weight[l][e] += step[l * E + e];
-  const EplbResult r = rebalance_experts(weight, model_.num_experts + policy_.num_redundant_experts, eplb_groups_, eplb_nodes_, n_);
-  for (std::size_t l = 0; l < layers_.size(); ++l) set_layer_placement(l, r.phy2log[l]);
+  EplbResult r = rebalance_experts(weight, model_.num_experts + policy_.num_redundant_experts, eplb_groups_, eplb_nodes_, n_);
   ++rebalances_;
+  if (policy_.migration == "none") {
+    for (std::size_t l = 0; l < layers_.size(); ++l) set_layer_placement(l, r.phy2log[l]);
+    return;
+  }
+  Migration m = migration_to(std::move(r.phy2log));
+  if (m.bytes <= 0) apply_migration(m);
+  else pending_ = std::move(m);
+}
+
+Migration StepPlanner::migration_to(std::vector<std::vector<int>> phy2log) const {
+  Migration m;
+  m.traffic = TrafficMatrix(n_);
+  const double expert_bytes = model_.expert_params() * bytes_per_element(model_.expert_weight_dtype);
+  const int per_node = gpus_per_node_;
+  for (std::size_t l = 0; l < layers_.size(); ++l) {
+    const LayerSlots& old = layers_[l];
+    const auto& next = phy2log[l];
+    const int spg = static_cast<int>(next.size()) / n_;
+    for (int g = 0; g < n_; ++g) {
+      std::vector<int> have, need;
+      for (int s = g * old.slots_per_gpu; s < (g + 1) * old.slots_per_gpu; ++s) have.push_back(old.phy2log[static_cast<std::size_t>(s)]);
+      for (int s = g * spg; s < (g + 1) * spg; ++s) {
+        const int e = next[static_cast<std::size_t>(s)];
+        if (std::find(have.begin(), have.end(), e) == have.end() && std::find(need.begin(), need.end(), e) == need.end())
+          need.push_back(e);
+      }
+      for (int e : need) {
+        // From a GPU that holds the expert now: on the same node if one does, else the first.
+        int src = -1;
+        for (int slot : old.slots_of[static_cast<std::size_t>(e)]) {
+          const int h = old.gpu_of(slot);
+          if (src < 0 || (h / per_node == g / per_node && src / per_node != g / per_node)) src = h;
+        }
+        m.traffic.at(src, g) += expert_bytes;
+        m.bytes += expert_bytes;
+      }
+    }
+  }
+  m.phy2log = std::move(phy2log);
+  return m;
+}
+
+std::optional<Migration> StepPlanner::take_migration() {
+  if (!pending_) return std::nullopt;
+  std::optional<Migration> m = std::move(pending_);
+  pending_.reset();
+  migrating_ = true;
+  return m;
+}
+
+void StepPlanner::apply_migration(const Migration& m) {
+  for (std::size_t l = 0; l < layers_.size(); ++l) set_layer_placement(l, m.phy2log[l]);
+  migrating_ = false;
 }
 
 Phase Phase::compute(PhaseKind kind, int gpus) {
@@ -168,7 +233,7 @@ RankWork grouped_kernel(const RooflineModel& rf, const std::vector<KernelWork>& 
 }
 }  // namespace
 
-StepPlan StepPlanner::plan(const Batch& batch, double now_s) {
+StepPlan StepPlanner::plan(const Batch& batch, double now_s, std::span<const GpuSignal> gpus) {
   StepPlan plan;
   plan.gpus = n_;
   plan.phases.reserve(static_cast<std::size_t>(model_.num_layers) * 6 + 1);
@@ -176,6 +241,7 @@ StepPlan StepPlanner::plan(const Batch& batch, double now_s) {
   plan.load.gpu_max_over_mean = 0;
   plan.load.layer_expert_counts.assign(static_cast<std::size_t>(model_.num_moe_layers() * model_.num_experts), 0.0);
   router_->begin_step(now_s);
+  policy_impl_->begin_step(gpus);
 
   // Tokens of the step and the GPU each one lives on between layers.
   tokens_.clear();
@@ -231,6 +297,9 @@ StepPlan StepPlanner::plan(const Batch& batch, double now_s) {
     plan.load.expert_cv_mean /= moe_layers;
     plan.load.expert_max_over_mean /= moe_layers;
     plan.load.gpu_max_over_mean /= moe_layers;
+    if (!plan.load.layer_gpu_mom_before.empty())
+      plan.load.gpu_max_over_mean_before =
+          std::accumulate(plan.load.layer_gpu_mom_before.begin(), plan.load.layer_gpu_mom_before.end(), 0.0) / moe_layers;
   }
   maybe_rebalance(plan);
   return plan;
@@ -277,26 +346,44 @@ void StepPlanner::add_dense(StepPlan& plan) const {
 void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
   const auto k = static_cast<std::size_t>(model_.top_k);
   const auto e_count = static_cast<std::size_t>(model_.num_experts);
-  std::vector<double> per_expert(e_count, 0.0);
+  const bool ep = layout_.mode == ParallelMode::ep;
+  auto expert_loads = [&](std::vector<double>& per_expert) {
+    per_expert.assign(e_count, 0.0);
+    if (count_level_) {
+      for (std::size_t g = 0; g < groups_.size(); ++g)
+        for (std::size_t e = 0; e < e_count; ++e) per_expert[e] += group_counts_[g * e_count + e];
+    } else {
+      for (std::int32_t e : experts_) per_expert[static_cast<std::size_t>(e)] += 1.0;
+    }
+  };
+  // The gate's own selection, then whatever a selection-changing policy makes of it.
+  PolicyCounters counters;
   if (count_level_) {
     group_counts_.assign(groups_.size() * e_count, 0.0);
     router_->route_counts(moe_layer, groups_, group_counts_);
-    for (std::size_t g = 0; g < groups_.size(); ++g)
-      for (std::size_t e = 0; e < e_count; ++e) per_expert[e] += group_counts_[g * e_count + e];
   } else {
     experts_.resize(tokens_.size() * k);
     weights_.resize(observer_ != nullptr ? tokens_.size() * k : 0);
     router_->route(moe_layer, tokens_, experts_, weights_);
-    if (observer_ != nullptr) observer_->on_layer_routed(moe_layer, tokens_, experts_, weights_);
-    for (std::int32_t e : experts_) per_expert[static_cast<std::size_t>(e)] += 1.0;
   }
+  std::vector<double> gate_load, per_expert;
+  expert_loads(gate_load);
+  const auto policy_t0 = std::chrono::steady_clock::now();
+  if (ep && policy_impl_->changes_selection()) {
+    if (count_level_) policy_impl_->reselect_counts(moe_layer, groups_, group_counts_, counters);
+    else policy_impl_->reselect(moe_layer, experts_, counters);
+    expert_loads(per_expert);
+  } else {
+    per_expert = gate_load;
+  }
+  if (!count_level_ && observer_ != nullptr) observer_->on_layer_routed(moe_layer, tokens_, experts_, weights_);
   std::copy(per_expert.begin(), per_expert.end(),
             plan.load.layer_expert_counts.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(moe_layer) * e_count));
   plan.load.expert_cv_mean += coefficient_of_variation(per_expert);
   plan.load.expert_max_over_mean += max_over_mean(per_expert);
 
   Phase ph = Phase::compute(PhaseKind::moe, n_);
-  if (layout_.mode == ParallelMode::tp) {
+  if (!ep) {
     std::vector<KernelWork> parts;
     for (std::size_t e = 0; e < e_count; ++e) parts.push_back(expert_ffn_work(model_, per_expert[e], n_));
     parts.push_back(shared_expert_work(model_, static_cast<double>(tokens_.size()), n_));
@@ -308,71 +395,89 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
     return;
   }
 
-  // Expert parallelism: dispatch to the GPUs holding the selected experts, compute, combine.
+  // Expert parallelism: the policy sends every assignment to a replica (or drops it); dispatch to
+  // the GPUs holding them, compute, combine.
   const double dispatch_elem = model_.weight_dtype == DType::fp8 ? 1.0 : kActivationBytes;
   Collective dispatch{CollectiveKind::dispatch, TrafficMatrix(n_), 1};
   Collective combine{CollectiveKind::combine, TrafficMatrix(n_), 1};
   const double hidden = model_.hidden_size;
-  // Tokens go to a replica of each selected expert: by the token's position in the step (vLLM's
-  // rule), or, for counts, split evenly over the replicas.
-  const LayerPlacement& place = layers_[static_cast<std::size_t>(moe_layer)];
-  std::vector<double> per_slot(place.phy2log.size(), 0.0);
-  auto gpu_of = [&](int slot) { return slot / place.slots_per_gpu; };
+  const LayerSlots& place = layers_[static_cast<std::size_t>(moe_layer)];
+  const std::size_t S = place.phy2log.size();
+  std::vector<double> per_slot(S, 0.0);
   if (count_level_) {
     // Counts carry no token identity: every remote (token, expert) pair moves one hidden state,
     // an upper bound on the per-destination-GPU deduplicated traffic of the token level.
+    slot_counts_.assign(groups_.size() * S, 0.0);
+    policy_impl_->assign_counts(moe_layer, place, groups_, group_counts_, slot_counts_, counters);
     for (std::size_t g = 0; g < groups_.size(); ++g) {
       const int src = groups_[g].source;
-      for (std::size_t e = 0; e < e_count; ++e) {
-        const auto& slots = place.slots_of[e];
-        const double c = group_counts_[g * e_count + e];
-        const double share = std::floor(c / static_cast<double>(slots.size()));
-        double left = c - share * static_cast<double>(slots.size());
-        for (int slot : slots) {
-          const double n = share + (left > 0 ? 1.0 : 0.0);
-          left -= 1.0;
-          per_slot[static_cast<std::size_t>(slot)] += n;
-          const int d = gpu_of(slot);
-          if (d == src || n <= 0) continue;
-          dispatch.traffic.at(src, d) += n * hidden * dispatch_elem;
-          combine.traffic.at(d, src) += n * hidden * kActivationBytes;
-        }
+      for (std::size_t s = 0; s < S; ++s) {
+        const double n = slot_counts_[g * S + s];
+        if (n <= 0) continue;
+        per_slot[s] += n;
+        const int d = place.gpu_of(static_cast<int>(s));
+        if (d == src) continue;
+        dispatch.traffic.at(src, d) += n * hidden * dispatch_elem;
+        combine.traffic.at(d, src) += n * hidden * kActivationBytes;
+      }
+    }
+  } else {
+    slot_of_.assign(experts_.size(), -1);
+    policy_impl_->assign(moe_layer, place, token_owner_, experts_, slot_of_, counters);
+    std::vector<int> dests;
+    for (std::size_t t = 0; t < tokens_.size(); ++t) {
+      const int src = token_owner_[t];
+      dests.clear();
+      for (std::size_t j = 0; j < k; ++j) {
+        const int slot = slot_of_[t * k + j];
+        if (slot < 0) continue;  // dropped: the token skips this expert
+        per_slot[static_cast<std::size_t>(slot)] += 1.0;
+        const int d = place.gpu_of(slot);
+        if (d != src && std::find(dests.begin(), dests.end(), d) == dests.end()) dests.push_back(d);
+      }
+      for (int d : dests) {
+        dispatch.traffic.at(src, d) += hidden * dispatch_elem;
+        combine.traffic.at(d, src) += hidden * kActivationBytes;
       }
     }
   }
-  std::vector<int> dests;
-  for (std::size_t t = 0; t < (count_level_ ? 0 : tokens_.size()); ++t) {
-    const int src = token_owner_[t];
-    dests.clear();
-    for (std::size_t j = 0; j < k; ++j) {
-      const auto& slots = place.slots_of[static_cast<std::size_t>(experts_[t * k + j])];
-      const int slot = slots[t % slots.size()];
-      per_slot[static_cast<std::size_t>(slot)] += 1.0;
-      const int d = gpu_of(slot);
-      if (d != src && std::find(dests.begin(), dests.end(), d) == dests.end()) dests.push_back(d);
-    }
-    for (int d : dests) {
-      dispatch.traffic.at(src, d) += hidden * dispatch_elem;
-      combine.traffic.at(d, src) += hidden * kActivationBytes;
-    }
-  }
+  policy_wall_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - policy_t0).count();
+  // Tokens routed = computed + dropped, and what was computed is what the slots got.
+  const double computed = std::accumulate(per_slot.begin(), per_slot.end(), 0.0);
+  const double routed = static_cast<double>(tokens_.size() * k);
+  if (std::abs(counters.assignments - routed) > 0.5 || std::abs(counters.computed + counters.dropped - routed) > 0.5 ||
+      std::abs(computed - counters.computed) > 0.5)
+    throw std::logic_error("internal error: MoE layer " + std::to_string(moe_layer) + " routed " + std::to_string(routed) +
+                           " token-expert assignments but the policy '" + policy_.policy + "' accounts for " +
+                           std::to_string(counters.assignments) + " (computed " + std::to_string(computed) + ", dropped " +
+                           std::to_string(counters.dropped) + ")");
   plan.load.dispatch_bytes += dispatch.traffic.total();
   plan.load.combine_bytes += combine.traffic.total();
 
-  std::vector<double> per_gpu(static_cast<std::size_t>(n_), 0.0);
+  std::vector<double> per_gpu(static_cast<std::size_t>(n_), 0.0), before(static_cast<std::size_t>(n_), 0.0);
   std::vector<std::vector<KernelWork>> parts(static_cast<std::size_t>(n_));
-  for (std::size_t slot = 0; slot < per_slot.size(); ++slot) {
-    const auto r = static_cast<std::size_t>(gpu_of(static_cast<int>(slot)));
+  for (std::size_t slot = 0; slot < S; ++slot) {
+    const auto r = static_cast<std::size_t>(place.gpu_of(static_cast<int>(slot)));
     per_gpu[r] += per_slot[slot];
     parts[r].push_back(expert_ffn_work(model_, per_slot[slot], 1));
   }
+  for (std::size_t e = 0; e < e_count; ++e) before[e * static_cast<std::size_t>(n_) / e_count] += gate_load[e];
   const bool shared_sharded = layout_.attention_shards > 1;
   for (int r = 0; r < n_; ++r) {
     const double shared_tokens = shared_sharded ? static_cast<double>(tokens_.size()) : tokens_per_rank_[static_cast<std::size_t>(r)];
     parts[static_cast<std::size_t>(r)].push_back(shared_expert_work(model_, shared_tokens, shared_sharded ? n_ : 1));
     ph.set(r, grouped_kernel(roofline_, parts[static_cast<std::size_t>(r)]));
   }
-  plan.load.gpu_max_over_mean += max_over_mean(per_gpu);
+  const double after_mom = max_over_mean(per_gpu);
+  plan.load.gpu_max_over_mean += after_mom;
+  plan.load.layer_gpu_mom_before.push_back(max_over_mean(before));
+  plan.load.layer_gpu_mom_after.push_back(after_mom);
+  plan.load.policy.assignments += counters.assignments;
+  plan.load.policy.computed += counters.computed;
+  plan.load.policy.dropped += counters.dropped;
+  plan.load.policy.rerouted += counters.rerouted;
+  plan.load.policy.changed += counters.changed;
+  policy_impl_->observe_layer(moe_layer, gate_load, per_expert, per_gpu);
 
   add_comm(plan, std::move(dispatch));
   plan.phases.push_back(std::move(ph));

@@ -19,6 +19,7 @@
 // model's weights are FP8 (DeepSeek-V3), else BF16; combine is BF16.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -27,6 +28,7 @@
 #include "models/network/collectives.hpp"
 #include "models/routing/eplb.hpp"
 #include "models/routing/placement.hpp"
+#include "models/routing/policy.hpp"
 #include "models/routing/router.hpp"
 #include "models/serving/scheduler.hpp"
 #include "sim/exec/layout.hpp"
@@ -71,6 +73,18 @@ struct StepLoadStats {
   std::vector<double> layer_expert_counts;  ///< tokens per expert, layer-major: [moe_layer * E + expert]
   double dispatch_bytes = 0;            ///< all MoE layers, all GPUs
   double combine_bytes = 0;
+  /// Mode ep: GPU load max/mean per MoE layer with the gate's own selection on the contiguous map
+  /// (no placement, no policy), and as the policy sent it.
+  std::vector<double> layer_gpu_mom_before, layer_gpu_mom_after;
+  double gpu_max_over_mean_before = 1;  ///< mean over MoE layers of layer_gpu_mom_before
+  PolicyCounters policy;                ///< summed over MoE layers
+};
+
+/// Expert weights moving to a new placement: bytes per (source, destination) GPU of the instance.
+struct Migration {
+  TrafficMatrix traffic;
+  double bytes = 0;
+  std::vector<std::vector<int>> phy2log;  ///< per MoE layer, the placement after the move
 };
 
 /// Sees every routing decision (the expert profiler subscribes here).
@@ -106,12 +120,19 @@ class StepPlanner {
  public:
   StepPlanner(const Scenario& scenario, const ParallelLayout& layout, std::unique_ptr<TokenRouter> router);
 
-  /// Plans one step at simulated time now_s (the router may drift with time).
-  [[nodiscard]] StepPlan plan(const Batch& batch, double now_s = 0.0);
+  /// Plans one step at simulated time now_s (the router may drift with time); `gpus` is the state
+  /// of the instance's GPUs the policy may use (empty: nominal).
+  [[nodiscard]] StepPlan plan(const Batch& batch, double now_s = 0.0, std::span<const GpuSignal> gpus = {});
+  /// A rebalance whose weights must move (routing.migration stall or overlap): taken once, applied
+  /// with apply_migration when the copy has finished. No new rebalance starts meanwhile.
+  [[nodiscard]] std::optional<Migration> take_migration();
+  void apply_migration(const Migration& m);
   void set_observer(RoutingObserver* observer) { observer_ = observer; }
   [[nodiscard]] TokenRouter& router() { return *router_; }
   [[nodiscard]] const ExpertPlacement& placement() const { return placement_; }
   [[nodiscard]] int rebalances() const { return rebalances_; }
+  /// Host seconds spent in the routing policy (replica choice, selection changes): for benchmarks.
+  [[nodiscard]] double policy_wall_s() const { return policy_wall_s_; }
   /// Physical slot -> logical expert of one MoE layer (EP); slots [g*S/N, (g+1)*S/N) on GPU g.
   [[nodiscard]] const std::vector<int>& phy2log(int moe_layer) const { return layers_[static_cast<std::size_t>(moe_layer)].phy2log; }
 
@@ -134,21 +155,23 @@ class StepPlanner {
   std::vector<double> tokens_per_rank_;
   std::vector<std::int32_t> experts_;
   std::vector<float> weights_;
-  /// Where one MoE layer's experts live (mode ep): physical slots and each expert's replicas.
-  struct LayerPlacement {
-    std::vector<int> phy2log;
-    std::vector<std::vector<int>> slots_of;  ///< logical expert -> its slots
-    int slots_per_gpu = 1;
-  };
   void set_layer_placement(std::size_t layer, std::vector<int> phy2log);
   void maybe_rebalance(const StepPlan& finished);
+  [[nodiscard]] Migration migration_to(std::vector<std::vector<int>> phy2log) const;
 
-  std::vector<LayerPlacement> layers_;
+  std::vector<LayerSlots> layers_;  ///< where each MoE layer's experts live (mode ep)
   RoutingPolicyConfig policy_;
+  std::unique_ptr<RoutingPolicy> policy_impl_;
+  std::optional<Migration> pending_;  ///< computed, not yet taken
+  bool migrating_ = false;            ///< taken, not yet applied
+  std::vector<int> slot_of_;          ///< token level: slot of each assignment
+  std::vector<double> slot_counts_;   ///< count level: [group * slots + slot]
   std::vector<std::vector<double>> window_;  ///< per step: layer-major expert counts (eplb)
   std::int64_t steps_ = 0;
   int rebalances_ = 0;
+  double policy_wall_s_ = 0;
   int eplb_groups_ = 1, eplb_nodes_ = 1;
+  int gpus_per_node_ = 1;
   bool count_level_ = false;          ///< workload.routing.sampling: count
   std::vector<TokenGroup> groups_;    ///< count level: tokens per (source GPU, domain)
   std::vector<double> group_counts_;  ///< count level: [group * E + expert]

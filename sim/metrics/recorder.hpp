@@ -19,8 +19,10 @@ struct RequestRecord {
   int tokens_emitted = 0;
   double prefill_energy_j = 0;
   double decode_energy_j = 0;
+  std::string rejected_reason{};  ///< why the server refused the request at arrival; empty when admitted
 
   [[nodiscard]] bool finished() const { return finish_s >= 0; }
+  [[nodiscard]] bool rejected() const { return !rejected_reason.empty(); }
 };
 
 struct StepRecord {
@@ -39,6 +41,10 @@ struct StepRecord {
   double expert_load_cv = 0;
   double expert_load_max_over_mean = 1;
   double gpu_load_max_over_mean = 1;
+  double gpu_load_max_over_mean_before = 1;  ///< the gate's selection on the contiguous map, no policy
+  double rerouted_fraction = 0;     ///< assignments sent to another replica than the default rule
+  double selection_divergence = 0;  ///< assignments whose expert the policy changed
+  double dropped_assignments = 0;   ///< capacity overflow
   double attention_rank_max_over_mean = 1;
   double dispatch_bytes = 0;
   double combine_bytes = 0;
@@ -57,6 +63,10 @@ class RunRecorder {
   void on_scheduled(std::int64_t request_id, double now);
   void on_token(std::int64_t request_id, double now);
   void on_finished(std::int64_t request_id, double now);
+  /// The request is refused at arrival and never reaches an engine; `reason` is a short name.
+  void on_rejected(std::int64_t request_id, std::string reason) {
+    requests_.at(static_cast<std::size_t>(request_id)).rejected_reason = std::move(reason);
+  }
   void on_step(const StepRecord& step) { steps_.push_back(step); }
   void on_energy(std::int64_t request_id, double joules, bool prefill) {
     auto& r = requests_.at(static_cast<std::size_t>(request_id));

@@ -1,9 +1,12 @@
 #include "sim/metrics/report.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <numeric>
@@ -18,6 +21,13 @@ void check_invariants(const Scenario& sc, const RunResult& result) {
   std::int64_t prompt_sum = 0, decode_expected = 0;
   for (const auto& r : rec.requests()) {
     const auto& q = r.request;
+    // Requests in = finished + rejected: a rejected request has its reason and was never served.
+    if (r.rejected()) {
+      if (r.first_scheduled_s >= 0 || r.tokens_emitted > 0 || r.finished())
+        throw std::runtime_error(fmt::format("invariant broken: request {} was rejected ({}) but was also served", q.id,
+                                             r.rejected_reason));
+      continue;
+    }
     if (!r.finished())
       throw std::runtime_error(fmt::format("invariant broken: request {} arrived at {:.6f} s but never finished", q.id, q.arrival_s));
     if (r.tokens_emitted != q.output_tokens)
@@ -43,12 +53,20 @@ void check_invariants(const Scenario& sc, const RunResult& result) {
   if (decode != decode_expected - sv.recompute_emissions)
     throw std::runtime_error(fmt::format("invariant broken: {} decode tokens expected but {} were computed", decode_expected - sv.recompute_emissions,
                                          decode));
-  // Energy: what the GPUs consumed equals what steps, idle gaps and the tail account for.
+  // Token-expert assignments: every routed one was computed or dropped.
+  {
+    const PolicyTotals& p = result.policy;
+    if (std::fabs(p.assignments - p.computed - p.dropped) > 0.5)
+      throw std::runtime_error(fmt::format("invariant broken: {:.0f} token-expert assignments were routed but {:.0f} were computed "
+                                           "and {:.0f} dropped", p.assignments, p.computed, p.dropped));
+  }
+  // Energy: what the GPUs consumed equals what steps, idle gaps, weight migrations and the tail account for.
   double gpu_energy = 0, step_energy = 0, request_energy = 0;
   for (const auto& g : result.gpus) gpu_energy += g.energy_j();
   for (const auto& st : rec.steps()) step_energy += st.energy_j;
   for (const auto& r : rec.requests()) request_energy += r.prefill_energy_j + r.decode_energy_j;
-  const double accounted = step_energy + result.energy.idle_between_steps_j + result.energy.idle_after_last_step_j;
+  const double accounted = step_energy + result.energy.idle_between_steps_j + result.energy.idle_after_last_step_j +
+                           result.policy.migration_energy_j;
   if (std::fabs(accounted - gpu_energy) > 1e-9 * std::max(1.0, gpu_energy))
     throw std::runtime_error(fmt::format("invariant broken: GPUs consumed {:.9g} J but steps and idle time account for {:.9g} J",
                                          gpu_energy, accounted));
@@ -140,7 +158,14 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   std::vector<double> ttft, tpot, e2el, itl, queue;
   std::int64_t input_tokens = 0, output_tokens = 0;
   double first_arrival = 1e300, last_finish = 0;
+  std::size_t finished = 0;
+  std::map<std::string, std::size_t> rejected;
   for (const auto& r : rec.requests()) {
+    if (r.rejected()) {
+      rejected[r.rejected_reason] += 1;
+      continue;
+    }
+    ++finished;
     ttft.push_back((r.first_token_s - r.request.arrival_s) * 1e3);
     if (r.request.output_tokens > 1) tpot.push_back(tpot_ms(r));
     e2el.push_back((r.finish_s - r.request.arrival_s) * 1e3);
@@ -152,12 +177,21 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   }
   for (double s : rec.inter_token_latencies_s()) itl.push_back(s * 1e3);
   // vLLM's benchmark measures from sending the first request to the last completion.
-  const double duration = rec.requests().empty() ? 0.0 : last_finish - first_arrival;
-  const auto completed = static_cast<double>(rec.requests().size());
+  const double duration = finished == 0 ? 0.0 : last_finish - first_arrival;
+  const auto completed = static_cast<double>(finished);
 
   nlohmann::ordered_json j;
   j["duration"] = duration;
-  j["completed"] = rec.requests().size();
+  j["completed"] = finished;
+  // Every request that arrived either completed or was rejected for a reason counted here.
+  std::size_t rejected_total = 0;
+  nlohmann::ordered_json reasons = nlohmann::ordered_json::object();
+  for (const auto& [reason, count] : rejected) {
+    reasons[reason] = count;
+    rejected_total += count;
+  }
+  j["rejected"] = rejected_total;
+  j["rejected_reasons"] = std::move(reasons);
   j["total_input_tokens"] = input_tokens;
   j["total_output_tokens"] = output_tokens;
   j["request_throughput"] = duration > 0 ? completed / duration : 0.0;
@@ -167,6 +201,7 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   if (sc.slo.ttft_ms > 0 || sc.slo.tpot_ms > 0) {
     std::size_t good = 0;
     for (const auto& r : rec.requests()) {
+      if (r.rejected()) continue;
       const bool ttft_ok = sc.slo.ttft_ms <= 0 || (r.first_token_s - r.request.arrival_s) * 1e3 <= sc.slo.ttft_ms;
       const bool tpot_ok = sc.slo.tpot_ms <= 0 || tpot_ms(r) <= sc.slo.tpot_ms;
       good += ttft_ok && tpot_ok;
@@ -212,8 +247,41 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   j["serving"] = serving;
   nlohmann::ordered_json routing;
   routing["policy"] = sc.routing.policy;
-  routing["num_redundant_experts"] = sc.routing.policy == "eplb" ? sc.routing.num_redundant_experts : 0;
-  routing["rebalances"] = result.serving.rebalances;
+  routing["placement"] = sc.routing.eplb_placement() ? "eplb" : "contiguous";
+  routing["replica_selection"] = sc.routing.replica_selection;
+  routing["num_redundant_experts"] = sc.routing.eplb_placement() ? sc.routing.num_redundant_experts : 0;
+  {
+    const PolicyTotals& p = result.policy;
+    const double a = p.assignments;
+    routing["token_expert_assignments"] = a;
+    routing["computed_assignments"] = p.computed;
+    routing["dropped_assignments"] = p.dropped;
+    routing["dropped_fraction"] = a > 0 ? p.dropped / a : 0.0;
+    routing["rerouted_fraction"] = a > 0 ? p.rerouted / a : 0.0;
+    routing["selection_divergence"] = a > 0 ? p.changed / a : 0.0;
+    nlohmann::ordered_json reb;
+    reb["count"] = result.serving.rebalances;
+    reb["migration"] = sc.routing.migration;
+    reb["weight_moves"] = p.migrations;
+    reb["bytes_moved"] = p.migration_bytes;
+    reb["seconds"] = p.migration_seconds;
+    reb["analytic_seconds"] = p.migration_analytic_seconds;
+    reb["energy_j"] = p.migration_energy_j;
+    routing["rebalances"] = reb;
+    nlohmann::ordered_json before = nlohmann::ordered_json::array(), after = nlohmann::ordered_json::array();
+    double mb = 0, ma = 0;
+    for (std::size_t l = 0; l < p.layer_gpu_mom_after.size(); ++l) {
+      const double b = p.layer_gpu_mom_before[l] / static_cast<double>(p.ep_steps), x = p.layer_gpu_mom_after[l] / static_cast<double>(p.ep_steps);
+      before.push_back(std::round(b * 1e6) / 1e6);
+      after.push_back(std::round(x * 1e6) / 1e6);
+      mb += b;
+      ma += x;
+    }
+    const auto layers = static_cast<double>(p.layer_gpu_mom_after.size());
+    routing["gpu_load_max_over_mean_before"] = layers > 0 ? mb / layers : 1.0;
+    routing["gpu_load_max_over_mean_after"] = layers > 0 ? ma / layers : 1.0;
+    routing["per_layer_gpu_load_max_over_mean"] = {{"before", before}, {"after", after}};
+  }
   j["routing"] = routing;
   j["imbalance"] = imbalance_json(result.profiler->tracker().result(), sc.outputs.imbalance_filter_max_tokens, step_mm, step_gpu_mm);
 
@@ -265,6 +333,7 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
     e["power_cap_w"] = effective_cap_w(sc);
     e["step_energy_j"] = prefill_j + decode_j;
     e["idle_energy_j"] = result.energy.idle_between_steps_j + result.energy.idle_after_last_step_j;
+    e["migration_energy_j"] = result.policy.migration_energy_j;
     e["sync_wait_energy_j"] = result.energy.sync_wait_j;
     e["imbalance_energy_j"] = result.energy.imbalance_j;
     e["per_gpu"] = std::move(per_gpu);
@@ -293,6 +362,7 @@ std::string requests_csv(const RunResult& result) {
       "request_id,instance,arrival_s,first_scheduled_s,first_token_s,finish_s,prompt_tokens,output_tokens,"
       "queue_ms,ttft_ms,tpot_ms,e2e_ms,energy_j,prefill_energy_j,decode_energy_j\n";
   for (const auto& r : result.recorder.requests()) {
+    if (r.rejected()) continue;  // counted by reason in summary.json
     const auto& q = r.request;
     out += fmt::format("{},{},{:.9f},{:.9f},{:.9f},{:.9f},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f}\n", q.id,
                        r.instance, q.arrival_s, r.first_scheduled_s, r.first_token_s, r.finish_s, q.prompt_tokens, q.output_tokens,
@@ -307,14 +377,16 @@ std::string steps_csv(const RunResult& result) {
   std::string out =
       "step,instance,start_s,duration_ms,prefill_tokens,decode_tokens,batch_size,attention_ms,dense_ffn_ms,moe_ms,"
       "lm_head_ms,comm_ms,expert_load_cv,expert_load_max_over_mean,gpu_load_max_over_mean,dispatch_bytes,combine_bytes,energy_j,"
-      "max_temp_c,running,waiting,kv_blocks_used,preempted,attention_rank_max_over_mean\n";
+      "max_temp_c,running,waiting,kv_blocks_used,preempted,attention_rank_max_over_mean,gpu_load_max_over_mean_before,"
+      "rerouted_fraction,selection_divergence,dropped_assignments\n";
   for (const auto& s : result.recorder.steps()) {
-    out += fmt::format("{},{},{:.9f},{:.6f},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.0f},{:.0f},{:.6f},{:.3f},{},{},{},{},{:.6f}\n",
+    out += fmt::format("{},{},{:.9f},{:.6f},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.0f},{:.0f},{:.6f},{:.3f},{},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.0f}\n",
                        s.step, s.instance, s.start_s, (s.end_s - s.start_s) * 1e3, s.prefill_tokens, s.decode_tokens,
                        s.num_seqs, s.attention_s * 1e3, s.dense_s * 1e3, s.moe_s * 1e3, s.lm_head_s * 1e3, s.comm_s * 1e3,
                        s.expert_load_cv, s.expert_load_max_over_mean, s.gpu_load_max_over_mean, s.dispatch_bytes,
                        s.combine_bytes, s.energy_j, s.max_die_c, s.running, s.waiting, s.kv_blocks_used, s.preempted,
-                       s.attention_rank_max_over_mean);
+                       s.attention_rank_max_over_mean, s.gpu_load_max_over_mean_before, s.rerouted_fraction,
+                       s.selection_divergence, s.dropped_assignments);
   }
   return out;
 }
@@ -346,26 +418,41 @@ std::string gpus_csv(const RunResult& result) {
 }
 
 void write_file_atomically(const std::filesystem::path& path, const std::string& content) {
+  // Write a hidden temporary in the same directory, flush it to disk, then rename: readers (and a
+  // resumed sweep) see either the old file or the whole new one, never a prefix of it.
   const auto tmp = path.parent_path() / (".tmp-" + path.filename().string() + "-" + std::to_string(::getpid()));
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw std::runtime_error("cannot write " + tmp.string());
-    f << content;
-    f.flush();
-    if (!f) throw std::runtime_error("failed writing " + tmp.string());
+  auto fail = [&](const char* what, int err, bool remove_tmp) {
+    if (remove_tmp) ::unlink(tmp.c_str());
+    throw std::runtime_error(fmt::format("cannot write {}: {}{}", path.string(), what, std::strerror(err)));
+  };
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail("", errno, false);
+  for (std::size_t done = 0; done < content.size();) {
+    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;
+      ::close(fd);
+      fail("", err, true);
+    }
+    done += static_cast<std::size_t>(n);
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp);
-    throw std::runtime_error("cannot move " + tmp.string() + " to " + path.string() + ": " + ec.message());
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    fail("", err, true);
   }
+  if (::close(fd) != 0) fail("", errno, true);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("rename failed: ", errno, true);
 }
 
 void write_run_outputs(const std::filesystem::path& dir, const Scenario& sc, const RunResult& result) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw std::runtime_error("cannot create output directory " + dir.string() + ": " + ec.message());
+  // summary.json marks a complete set: a previous run's must not vouch for files half replaced.
+  if (!std::filesystem::remove(dir / "summary.json", ec) && ec)
+    throw std::runtime_error("cannot remove the previous " + (dir / "summary.json").string() + ": " + ec.message());
   // Render everything first, so that a failure leaves no half-written set.
   const std::string requests = requests_csv(result);
   const std::string steps = steps_csv(result);

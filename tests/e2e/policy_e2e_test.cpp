@@ -23,8 +23,8 @@ TEST(Policies, eplb_replicas_lower_the_gpu_load_imbalance_of_hot_experts) {
   const auto eplb = run("--set routing.policy=eplb --set routing.num_redundant_experts=8 --set routing.interval_steps=20 "
                         "--set routing.window_steps=20",
                         "eplb");
-  EXPECT_EQ(stat["routing"]["rebalances"].get<int>(), 0);
-  EXPECT_GT(eplb["routing"]["rebalances"].get<int>(), 10);
+  EXPECT_EQ(stat["routing"]["rebalances"]["count"].get<int>(), 0);
+  EXPECT_GT(eplb["routing"]["rebalances"]["count"].get<int>(), 10);
   EXPECT_LT(eplb["imbalance"]["gpu_max_over_mean_per_step_mean"].get<double>(),
             0.7 * stat["imbalance"]["gpu_max_over_mean_per_step_mean"].get<double>());
   EXPECT_EQ(eplb["completed"].get<int>(), 30);
@@ -41,6 +41,120 @@ TEST(Policies, eplb_needs_expert_parallelism_and_slots_that_divide) {
   EXPECT_NE(slots.err.find("routing.num_redundant_experts: experts + redundant experts (8 + 3) must divide evenly over ep = 4 GPUs"),
             std::string::npos)
       << slots.err;
+}
+
+
+nlohmann::json hot(const std::string& policy, const std::string& extra, const std::string& tag) {
+  return run("--set routing.policy=" + policy + " --set routing.num_redundant_experts=4 --set routing.interval_steps=50 "
+             "--set routing.window_steps=50 " + extra, tag);
+}
+
+TEST(Policies, a_weight_migration_over_idle_links_takes_bytes_over_bandwidth_plus_latency) {
+  // Stalled serving: the copies have the links to themselves, so SimGrid's flow time equals the
+  // closed form max over ports of bytes / bandwidth + latency.
+  const auto s = hot("eplb", "--set routing.migration=stall --set network.fidelity=flow", "mig-stall");
+  const auto& r = s["routing"]["rebalances"];
+  EXPECT_GT(r["weight_moves"].get<int>(), 0);
+  EXPECT_GT(r["bytes_moved"].get<double>(), 1e9);
+  EXPECT_NEAR(r["seconds"].get<double>(), r["analytic_seconds"].get<double>(), 1e-6 * r["analytic_seconds"].get<double>());
+  // The GPUs draw power meanwhile: at least idle power x time x GPUs.
+  EXPECT_GT(r["energy_j"].get<double>(), 4 * 60.0 * r["seconds"].get<double>());
+  EXPECT_DOUBLE_EQ(s["energy"]["migration_energy_j"].get<double>(), r["energy_j"].get<double>());
+}
+
+TEST(Policies, overlapped_migration_finishes_the_workload_sooner_than_stalling_serving) {
+  const auto stall = hot("eplb", "--set routing.migration=stall", "mig-stall2");
+  const auto overlap = hot("eplb", "--set routing.migration=overlap", "mig-overlap");
+  const auto none = hot("eplb", "--set routing.migration=none", "mig-none");
+  EXPECT_LT(overlap["duration"].get<double>(), stall["duration"].get<double>());
+  EXPECT_LE(none["duration"].get<double>(), stall["duration"].get<double>());
+  EXPECT_EQ(none["routing"]["rebalances"]["weight_moves"].get<int>(), 0);
+  EXPECT_EQ(overlap["routing"]["rebalances"]["energy_j"].get<double>(), 0.0);
+}
+
+TEST(Policies, replica_steering_policies_lower_the_gpu_load_imbalance_below_the_default_rule) {
+  const auto eplb = hot("eplb", "", "steer-eplb");
+  const auto ll = hot("least_loaded", "", "steer-ll");
+  const auto p2c = hot("least_loaded", "--set routing.least_loaded_choices=2", "steer-p2c");
+  const auto nectar = hot("nectar", "--set routing.nectar.mode=replica", "steer-nectar");
+  const double base = eplb["routing"]["gpu_load_max_over_mean_after"].get<double>();
+  EXPECT_EQ(eplb["routing"]["rerouted_fraction"].get<double>(), 0.0);
+  for (const auto* s : {&ll, &p2c, &nectar}) {
+    EXPECT_LT((*s)["routing"]["gpu_load_max_over_mean_after"].get<double>(), base) << (*s)["routing"].dump();
+    EXPECT_GT((*s)["routing"]["rerouted_fraction"].get<double>(), 0.0);
+    EXPECT_EQ((*s)["routing"]["selection_divergence"].get<double>(), 0.0);
+    EXPECT_EQ((*s)["completed"].get<int>(), 30);
+  }
+  // "before" is the gate's own selection on the contiguous map: the same workload, whatever the policy.
+  EXPECT_NEAR(ll["routing"]["gpu_load_max_over_mean_before"].get<double>(), eplb["routing"]["gpu_load_max_over_mean_before"].get<double>(),
+              0.05);
+  EXPECT_EQ(ll["routing"]["per_layer_gpu_load_max_over_mean"]["after"].size(), 32u);
+}
+
+TEST(Policies, dropped_assignments_are_counted_and_conserved) {
+  const auto out = scratch_dir("capacity") / "run";
+  const CliResult r = run_cli("run scenarios/quickstart.yaml --quiet --set parallel.mode=ep --set workload.routing.model=hot_experts "
+                              "--set 'workload.routing.hot_experts=[0, 1]' --set workload.routing.hot_share=0.6 "
+                              "--set routing.policy=capacity --set routing.capacity.factor=1.0 --out '" + out.string() + "'",
+                              "capacity");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto s = nlohmann::json::parse(read_text(out / "summary.json"));
+  const auto& rt = s["routing"];
+  const double dropped = rt["dropped_assignments"].get<double>();
+  EXPECT_GT(dropped, 0);
+  EXPECT_DOUBLE_EQ(rt["computed_assignments"].get<double>() + dropped, rt["token_expert_assignments"].get<double>());
+  // steps.csv's per-step drops add up to the summary's.
+  const std::string csv = read_text(out / "steps.csv");
+  const auto header_end = csv.find('\n');
+  const std::string header = csv.substr(0, header_end);
+  std::size_t col = 0;
+  for (std::size_t pos = 0, i = 0; pos < header.size(); ++i) {
+    const auto next = header.find(',', pos);
+    if (header.substr(pos, next - pos) == "dropped_assignments") col = i;
+    pos = next == std::string::npos ? header.size() : next + 1;
+  }
+  ASSERT_GT(col, 0u);
+  double sum = 0;
+  for (std::size_t pos = header_end + 1; pos < csv.size();) {
+    const auto eol = csv.find('\n', pos);
+    const std::string line = csv.substr(pos, eol - pos);
+    std::size_t f = 0, i = 0;
+    while (i < col) f = line.find(',', f) + 1, ++i;
+    sum += std::stod(line.substr(f, line.find(',', f) - f));
+    pos = eol + 1;
+  }
+  EXPECT_DOUBLE_EQ(sum, dropped);
+}
+
+TEST(Policies, selection_changing_policies_report_divergence_and_replica_policies_do_not) {
+  const auto gate = hot("nectar", "--set routing.nectar.mode=gate_bias --set routing.nectar.strength=20", "gate-bias");
+  const auto aux = hot("aux_free_bias", "--set routing.aux_free_update_speed=0.01", "aux-free");
+  EXPECT_GT(gate["routing"]["selection_divergence"].get<double>(), 0.0);
+  EXPECT_GT(aux["routing"]["selection_divergence"].get<double>(), 0.0);
+  EXPECT_EQ(gate["routing"]["rerouted_fraction"].get<double>(), 0.0);
+  // Biasing the gate away from the hot experts lowers the expert-level imbalance the experts see.
+  const auto eplb = hot("eplb", "", "gate-eplb");
+  EXPECT_LT(aux["imbalance"]["cv_per_step_mean"].get<double>(), eplb["imbalance"]["cv_per_step_mean"].get<double>());
+}
+
+TEST(Policies, bad_policy_settings_are_validation_errors_naming_the_field) {
+  const CliResult unknown = run_cli("validate scenarios/quickstart.yaml --set parallel.mode=ep --set routing.policy=fastest", "pol-unknown");
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("routing.policy"), std::string::npos) << unknown.err;
+  EXPECT_NE(unknown.err.find("aux_free_bias, capacity, eplb, least_loaded, nectar, static"), std::string::npos) << unknown.err;
+  const CliResult slots = run_cli("validate scenarios/quickstart.yaml --set parallel.mode=ep --set routing.policy=eplb "
+                                  "--set routing.num_redundant_experts=28",
+                                  "pol-slots");
+  EXPECT_EQ(slots.exit_code, 2);
+  EXPECT_NE(slots.err.find("routing.num_redundant_experts: more replicas than slots: at most 24"), std::string::npos) << slots.err;
+  const CliResult replica = run_cli("validate scenarios/quickstart.yaml --set parallel.mode=ep --set routing.policy=nectar", "pol-nectar");
+  EXPECT_EQ(replica.exit_code, 2);
+  EXPECT_NE(replica.err.find("routing.nectar.mode: replica mode steers among replicas"), std::string::npos) << replica.err;
+  const CliResult choices = run_cli("validate scenarios/quickstart.yaml --set parallel.mode=ep --set routing.policy=least_loaded "
+                                    "--set routing.num_redundant_experts=4 --set routing.least_loaded_choices=1",
+                                    "pol-choices");
+  EXPECT_EQ(choices.exit_code, 2);
+  EXPECT_NE(choices.err.find("routing.least_loaded_choices: must be 0"), std::string::npos) << choices.err;
 }
 
 }  // namespace
