@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "models/workload/dataset.hpp"
 
@@ -9,10 +10,12 @@ namespace moesim {
 namespace {
 
 int clamp_length(double x, const LengthDistParams& p) {
-  long v = std::lround(x);
-  v = std::max<long>(v, std::max(p.min, 1));
-  if (p.max > 0) v = std::min<long>(v, p.max);
-  return static_cast<int>(v);
+  // Clamped as a double first: a draw from a heavy tail (or inf) must not overflow the integer.
+  const auto lowest = static_cast<double>(std::max(p.min, 1));
+  double v = x >= lowest ? x : lowest;  // NaN too
+  if (p.max > 0) v = std::min(v, static_cast<double>(p.max));
+  v = std::min(v, static_cast<double>(std::numeric_limits<int>::max()));
+  return static_cast<int>(std::lround(v));
 }
 
 std::optional<ParamIssue> bounds_issue(const LengthDistParams& p) {
@@ -145,8 +148,8 @@ std::vector<Request> generate_requests(const WorkloadParams& params, std::uint64
     r.id = i;
     if (dataset != nullptr && !dataset->empty()) {
       const DatasetRecord& rec = (*dataset)[static_cast<std::size_t>(i) % dataset->size()];
-      r.prompt_tokens = std::min(rec.prompt_tokens, max_model_len - 1);
-      r.output_tokens = std::min(rec.output_tokens, max_model_len - r.prompt_tokens);
+      r.prompt_tokens = rec.prompt_tokens;
+      r.output_tokens = rec.output_tokens;
       r.domain = rec.domain;
       r.prefix_id = rec.prefix_id;
       r.prefix_tokens = rec.prefix_tokens;
@@ -173,6 +176,11 @@ std::vector<Request> generate_requests(const WorkloadParams& params, std::uint64
     requests.push_back(r);
   }
   return requests;
+}
+
+std::optional<std::string> admission_problem(const Request& request, int max_model_len) {
+  if (static_cast<std::int64_t>(request.prompt_tokens) + request.output_tokens > max_model_len) return "exceeds_max_model_len";
+  return std::nullopt;
 }
 
 }  // namespace moesim

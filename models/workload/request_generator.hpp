@@ -97,11 +97,18 @@ struct ArrivalProcess {
 /// Gamma(shape, scale) by Marsaglia & Tsang (2000), boosted for shape < 1.
 [[nodiscard]] double sample_gamma(RngStream& rng, double shape, double scale);
 
-/// Draws `params.requests` requests. Prompts are clamped to max_model_len - 1 and outputs to what
-/// fits in max_model_len after the prompt, so every request is servable. `domain_names` are the
-/// corpus domains the mix refers to; `dataset` (may be null) replaces the synthetic lengths.
+/// Draws `params.requests` requests. Synthetic prompts are clamped to max_model_len - 1 and outputs
+/// to what fits in max_model_len after the prompt, so every synthetic request is servable; dataset
+/// lengths are kept as written (admission_problem tells which a server refuses). `domain_names`
+/// are the corpus domains the mix refers to; `dataset` (may be null) replaces the synthetic lengths.
 [[nodiscard]] std::vector<Request> generate_requests(const WorkloadParams& params, std::uint64_t seed, int max_model_len,
                                                      const std::vector<std::string>& domain_names = {},
                                                      const std::vector<struct DatasetRecord>* dataset = nullptr);
+
+/// Why a server with this max_model_len refuses `request` at arrival, or nullopt when it serves it.
+/// vLLM's OpenAI server answers a request whose prompt plus requested output exceed the context
+/// ("This model's maximum context length is ...") with an error rather than serving part of it:
+/// reason "exceeds_max_model_len".
+[[nodiscard]] std::optional<std::string> admission_problem(const Request& request, int max_model_len);
 
 }  // namespace moesim

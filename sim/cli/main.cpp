@@ -96,6 +96,11 @@ int cmd_describe() {
 
 int cmd_gen_datasets(int count, int prompts, int output_tokens, std::uint64_t seed, const std::string& model_name,
                      const std::string& out_dir, const Catalog& catalog) {
+  if (static_cast<std::int64_t>(count) * prompts > kMaxRequests) {
+    std::cerr << fmt::format("error: --count x --prompts = {} x {} = {} prompts, more than the limit of {}\n", count, prompts,
+                             static_cast<std::int64_t>(count) * prompts, kMaxRequests);
+    return kExitConfig;
+  }
   std::vector<Diagnostic> sink;
   const auto model = catalog.load<ModelSpec>(model_name, sink);
   if (!model) {
@@ -171,6 +176,10 @@ int cmd_sweep(const std::string& file, const std::vector<std::string>& sets, Swe
 }
 
 int cmd_eplb(const std::string& weights_file, int replicas, int groups, int nodes, int gpus) {
+  if (auto problem = input_file_problem(weights_file, kMaxScenarioFileBytes, "weights files"); !problem.empty()) {
+    std::cerr << "error: " << weights_file << ": " << problem << "\n";
+    return kExitConfig;
+  }
   std::ifstream in(weights_file);
   if (!in) {
     std::cerr << "error: " << weights_file << ": cannot open weights file\n";

@@ -28,30 +28,30 @@ void describe(Schema<ModelSpec>& s) {
   s.field("name", &M::name).doc("card name (the file stem)");
   s.field("display_name", &M::display_name).doc("name as published");
   s.field("hf_id", &M::hf_id).doc("Hugging Face repository id");
-  s.field("num_layers", &M::num_layers).min(1).doc("transformer layers (num_hidden_layers)");
-  s.field("hidden_size", &M::hidden_size).min(1).unit("elements");
-  s.field("vocab_size", &M::vocab_size).min(1).unit("tokens");
+  s.field("num_layers", &M::num_layers).min(1).max(1024).doc("transformer layers (num_hidden_layers)");
+  s.field("hidden_size", &M::hidden_size).min(1).max(1 << 20).unit("elements");
+  s.field("vocab_size", &M::vocab_size).min(1).max(1 << 24).unit("tokens");
   s.field("tie_word_embeddings", &M::tie_word_embeddings).doc("LM head shares the embedding matrix");
-  s.field("max_position_embeddings", &M::max_position_embeddings).min(1).unit("tokens");
+  s.field("max_position_embeddings", &M::max_position_embeddings).min(1).max(1 << 24).unit("tokens");
   s.field("attention", &M::attention).doc("gqa: grouped-query attention; mla: multi-head latent attention");
-  s.field("num_attention_heads", &M::num_attention_heads).min(1);
-  s.field("num_kv_heads", &M::num_kv_heads).min(1);
-  s.field("head_dim", &M::head_dim).min(1).unit("elements");
-  s.field("q_lora_rank", &M::q_lora_rank).min(0).doc("MLA query compression rank; 0 for none");
-  s.field("kv_lora_rank", &M::kv_lora_rank).min(0).doc("MLA KV latent rank; 0 for GQA");
-  s.field("qk_nope_head_dim", &M::qk_nope_head_dim).min(0);
-  s.field("qk_rope_head_dim", &M::qk_rope_head_dim).min(0);
-  s.field("v_head_dim", &M::v_head_dim).min(0);
-  s.field("num_experts", &M::num_experts).min(1).doc("routed experts per MoE layer");
+  s.field("num_attention_heads", &M::num_attention_heads).min(1).max(4096);
+  s.field("num_kv_heads", &M::num_kv_heads).min(1).max(4096);
+  s.field("head_dim", &M::head_dim).min(1).max(1 << 16).unit("elements");
+  s.field("q_lora_rank", &M::q_lora_rank).min(0).max(1 << 20).doc("MLA query compression rank; 0 for none");
+  s.field("kv_lora_rank", &M::kv_lora_rank).min(0).max(1 << 20).doc("MLA KV latent rank; 0 for GQA");
+  s.field("qk_nope_head_dim", &M::qk_nope_head_dim).min(0).max(1 << 20);
+  s.field("qk_rope_head_dim", &M::qk_rope_head_dim).min(0).max(1 << 20);
+  s.field("v_head_dim", &M::v_head_dim).min(0).max(1 << 20);
+  s.field("num_experts", &M::num_experts).min(1).max(16384).doc("routed experts per MoE layer");
   s.field("top_k", &M::top_k).min(1).max(64).doc("routed experts per token");
-  s.field("moe_intermediate_size", &M::moe_intermediate_size).min(1).unit("elements").doc("FFN width of one routed expert");
-  s.field("num_shared_experts", &M::num_shared_experts).min(0);
-  s.field("shared_expert_intermediate_size", &M::shared_expert_intermediate_size).min(0).unit("elements")
+  s.field("moe_intermediate_size", &M::moe_intermediate_size).min(1).max(1 << 20).unit("elements").doc("FFN width of one routed expert");
+  s.field("num_shared_experts", &M::num_shared_experts).min(0).max(1024);
+  s.field("shared_expert_intermediate_size", &M::shared_expert_intermediate_size).min(0).max(1 << 20).unit("elements")
       .doc("FFN width of all shared experts together");
   s.field("num_dense_layers", &M::num_dense_layers).min(0).doc("leading layers with a dense FFN instead of MoE");
-  s.field("dense_intermediate_size", &M::dense_intermediate_size).min(0).unit("elements");
-  s.field("n_group", &M::n_group).min(0).doc("expert groups for group-limited routing; 0 for none");
-  s.field("topk_group", &M::topk_group).min(0).doc("groups a token may use; 0 for none");
+  s.field("dense_intermediate_size", &M::dense_intermediate_size).min(0).max(1 << 20).unit("elements");
+  s.field("n_group", &M::n_group).min(0).max(16384).doc("expert groups for group-limited routing; 0 for none");
+  s.field("topk_group", &M::topk_group).min(0).max(16384).doc("groups a token may use; 0 for none");
   s.field("weight_dtype", &M::weight_dtype).doc("attention, dense and embedding weights");
   s.field("expert_weight_dtype", &M::expert_weight_dtype).doc("routed and shared expert weights");
   s.field("kv_cache_dtype", &M::kv_cache_dtype);
@@ -157,6 +157,10 @@ std::vector<std::string> Catalog::card_names(const std::filesystem::path& dir) {
 }
 
 std::optional<YAML::Node> Catalog::read_yaml(const std::filesystem::path& file, std::vector<Diagnostic>& sink) {
+  if (auto problem = input_file_problem(file, kMaxScenarioFileBytes, "catalog cards"); !problem.empty()) {
+    sink.push_back({file.string(), 0, "", problem});
+    return std::nullopt;
+  }
   std::ifstream in(file);
   if (!in) {
     sink.push_back({file.string(), 0, "", "cannot open file"});

@@ -5,6 +5,33 @@
 
 namespace moesim {
 
+namespace {
+std::string size_text(std::uintmax_t bytes) {
+  if (bytes >= (1ULL << 30) && bytes % (1ULL << 30) == 0) return std::to_string(bytes >> 30) + " GiB";
+  if (bytes >= (1ULL << 20) && bytes % (1ULL << 20) == 0) return std::to_string(bytes >> 20) + " MiB";
+  return std::to_string(bytes) + " bytes";
+}
+}  // namespace
+
+std::string input_file_problem(const std::filesystem::path& path, std::uintmax_t max_bytes, const std::string& what) {
+  std::error_code ec;
+  std::uintmax_t bytes = 0;
+  if (std::filesystem::is_directory(path, ec)) {
+    for (auto it = std::filesystem::directory_iterator(path, ec); !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+      if (it->is_regular_file(ec))
+        if (const auto n = it->file_size(ec); !ec) bytes += n;
+  } else {
+    const auto status = std::filesystem::status(path, ec);
+    if (ec || !std::filesystem::exists(status)) return {};
+    if (!std::filesystem::is_regular_file(status)) return "is not a regular file; " + what + " are read from regular files";
+    bytes = std::filesystem::file_size(path, ec);
+    if (ec) return {};
+  }
+  if (bytes <= max_bytes) return {};
+  return "is " + std::to_string(bytes) + " bytes, more than the limit of " + size_text(max_bytes) + " (" +
+         std::to_string(max_bytes) + " bytes) for " + what + "; nothing was read";
+}
+
 std::string Diagnostic::format() const {
   std::string out = origin;
   if (line > 0) {

@@ -1,6 +1,8 @@
 #pragma once
 // Configuration errors: every problem names where it is (file:line, or the --set option that
 // introduced it), the key path, and what is wrong. Loading collects them all before failing.
+#include <cstdint>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -24,6 +26,18 @@ class ConfigError : public std::runtime_error {
  private:
   std::vector<Diagnostic> diagnostics_;
 };
+
+// Size limits of the files a scenario reads, checked before a byte is read (README, "Security and
+// limits"): every input is loaded into memory whole.
+inline constexpr std::uintmax_t kMaxScenarioFileBytes = 16ULL << 20;  ///< scenario YAML, catalog cards, domain corpus
+inline constexpr std::uintmax_t kMaxInputFileBytes = 1ULL << 30;      ///< a dataset, a trace file, a gate-log folder
+
+/// Empty when `path` is a regular file (or a folder whose files together) of at most `max_bytes`;
+/// else what is wrong, naming the limit: "is 1099511627776 bytes, more than the limit of 1 GiB
+/// (1073741824 bytes) for datasets and traces", or "is not a regular file" (a FIFO or a device
+/// such as /dev/zero would be read without end). `what` names the kind of input. Missing paths
+/// pass: their readers report them.
+[[nodiscard]] std::string input_file_problem(const std::filesystem::path& path, std::uintmax_t max_bytes, const std::string& what);
 
 /// Closest candidate by edit distance, or "" when none is close enough to suggest.
 [[nodiscard]] std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);

@@ -160,20 +160,9 @@ struct Rules {
   /// Empty when v is valid, else the message.
   [[nodiscard]] std::string check(const V& v) const {
     if constexpr (std::is_arithmetic_v<V> && !std::is_same_v<V, bool>) {
-      const auto x = static_cast<double>(v);
       std::ostringstream got;
       got << v;
-      if (greater_than && max && !(x > *greater_than && x <= *max))
-        return "must be in (" + num(*greater_than) + ", " + num(*max) + "] (got " + got.str() + ")";
-      if (greater_than && !(x > *greater_than)) return "must be > " + num(*greater_than) + " (got " + got.str() + ")";
-      if (min && !(x >= *min)) {
-        if (max) return "must be in [" + num(*min) + ", " + num(*max) + "] (got " + got.str() + ")";
-        return "must be >= " + num(*min) + " (got " + got.str() + ")";
-      }
-      if (max && !(x <= *max)) {
-        if (min) return "must be in [" + num(*min) + ", " + num(*max) + "] (got " + got.str() + ")";
-        return "must be <= " + num(*max) + " (got " + got.str() + ")";
-      }
+      return check_number(static_cast<double>(v), got.str());
     }
     if constexpr (std::is_same_v<V, std::string>) {
       if (allowed) {
@@ -187,7 +176,24 @@ struct Rules {
     }
     return {};
   }
+  /// The range rules applied to a number; `got` is how the value was written.
+  [[nodiscard]] std::string check_number(double x, const std::string& got) const {
+    if (greater_than && max && !(x > *greater_than && x <= *max))
+      return "must be in (" + num(*greater_than) + ", " + num(*max) + "] (got " + got + ")";
+    if (greater_than && !(x > *greater_than)) return "must be > " + num(*greater_than) + " (got " + got + ")";
+    if (min && !(x >= *min)) {
+      if (max) return "must be in [" + num(*min) + ", " + num(*max) + "] (got " + got + ")";
+      return "must be >= " + num(*min) + " (got " + got + ")";
+    }
+    if (max && !(x <= *max)) {
+      if (min) return "must be in [" + num(*min) + ", " + num(*max) + "] (got " + got + ")";
+      return "must be <= " + num(*max) + " (got " + got + ")";
+    }
+    return {};
+  }
   static std::string num(double x) {
+    // Limits read as written: 10000000, not 1e+07.
+    if (std::fabs(x) < 1e15 && x == std::trunc(x)) return std::to_string(static_cast<long long>(x));
     std::ostringstream s;
     s << x;
     return s.str();
@@ -276,6 +282,14 @@ class Schema {
       V value{};
       std::string err;
       if (!Codec<V>::decode(node, value, err)) {
+        // An integer too large for its type, or written as 1e12, is reported against the field's
+        // limit when it has one: "must be in [1, 10000000] (got 1e12)".
+        if constexpr (std::is_integral_v<V> && !std::is_same_v<V, bool>) {
+          double x = 0;
+          std::string ignored;
+          if ((rules->min || rules->max) && Codec<double>::decode(node, x, ignored) && x == std::trunc(x))
+            if (auto msg = rules->check_number(x, node.Scalar()); !msg.empty()) err = msg;
+        }
         ctx.error(node, path, err);
         return;
       }

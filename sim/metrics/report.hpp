@@ -1,13 +1,16 @@
 #pragma once
 // Turning a run's records into checked results and files.
 //
-// check_invariants: every request arrived finished with all its tokens, every prompt token was
-// prefilled once, every output token after the first came from one decode step, every routed
-// token reached top_k experts in every MoE layer. A run that breaks one produces no output.
+// check_invariants: every request that arrived either finished with all its tokens or was
+// rejected at arrival with a reason (and never served), every prompt token was prefilled once,
+// every output token after the first came from one decode step, every routed token reached top_k
+// experts in every MoE layer, the GPUs' energy equals what steps and idle time account for (and
+// the integral of their power). A run that breaks one produces no output.
 //
 // Files (tidy CSV, units in column names; JSON with the key names of vLLM's benchmark results):
 //   requests.csv, steps.csv, summary.json, config.resolved.yaml. Each is written to a temporary
-//   name and renamed into place.
+//   name, flushed to disk and renamed into place; summary.json last, after any previous one was
+//   removed, so its presence means the set is complete.
 #include <filesystem>
 #include <string>
 

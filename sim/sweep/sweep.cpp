@@ -83,8 +83,9 @@ SweepSpec load_sweep(const std::filesystem::path& scenario, const std::vector<st
     const std::string key = it->first.Scalar();
     if (key == "seeds") {
       std::string err;
-      if (!Codec<int>::decode(it->second, seeds, err) || seeds < 1 || seeds > 100000)
-        diags.push_back({file, line_of(it->second), "sweep.seeds", "must be an integer in [1, 100000] (got " + describe_node(it->second) + ")"});
+      if (!Codec<int>::decode(it->second, seeds, err) || seeds < 1 || seeds > kMaxSweepPoints)
+        diags.push_back({file, line_of(it->second), "sweep.seeds",
+                         fmt::format("must be an integer in [1, {}] (got {})", kMaxSweepPoints, describe_node(it->second))});
       continue;
     }
     if (key != "grid" && key != "zip") {
@@ -126,6 +127,25 @@ SweepSpec load_sweep(const std::filesystem::path& scenario, const std::vector<st
   if (grid.empty() && zip.empty() && seeds == 1 && diags.empty())
     diags.push_back({file, line_of(sweep), "sweep", "sweeps nothing: give grid, zip or seeds > 1"});
   if (!diags.empty()) throw ConfigError(diags);
+  {
+    // Counted before expanding: a grid of absurd size must fail here, not exhaust memory.
+    double points = seeds;
+    std::string factors;
+    for (const auto& [k, v] : grid) {
+      points *= static_cast<double>(v.size());
+      factors += fmt::format("{}{} values of {}", factors.empty() ? "" : " x ", v.size(), k);
+    }
+    if (!zip.empty()) {
+      points *= static_cast<double>(zip.front().second.size());
+      factors += fmt::format("{}{} zipped values", factors.empty() ? "" : " x ", zip.front().second.size());
+    }
+    if (seeds > 1) factors += fmt::format("{}{} seeds", factors.empty() ? "" : " x ", seeds);
+    if (points > kMaxSweepPoints)
+      throw ConfigError({{file, line_of(sweep), "sweep",
+                          fmt::format("expands to {:.0f} points ({}), more than the limit of {} points per sweep; split it into "
+                                      "several sweep files",
+                                      points, factors, kMaxSweepPoints)}});
+  }
 
   SweepSpec spec;
   spec.scenario = scenario;
@@ -252,6 +272,18 @@ pid_t spawn_point(const SweepPoint& p, const SweepSpec& spec, const SweepOptions
   return pid;
 }
 
+/// Removes the temporaries a killed run left under `dir` (write_file_atomically's ".tmp-*" files),
+/// so that a resumed point starts from a directory holding only complete files.
+void remove_stale_temporaries(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) return;
+  std::vector<std::filesystem::path> stale;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec); !ec && it != std::filesystem::recursive_directory_iterator();
+       it.increment(ec))
+    if (it->is_regular_file(ec) && it->path().filename().string().rfind(".tmp-", 0) == 0) stale.push_back(it->path());
+  for (const auto& p : stale) std::filesystem::remove(p, ec);
+}
+
 class Progress {
  public:
   Progress(int total) : total_(total), tty_(::isatty(STDERR_FILENO) != 0), start_(std::chrono::steady_clock::now()) {}
@@ -280,7 +312,9 @@ class Progress {
 }  // namespace
 
 int run_sweep(const SweepSpec& spec, const SweepOptions& opt) {
-  std::filesystem::create_directories(opt.out);
+  std::error_code ec;
+  std::filesystem::create_directories(opt.out, ec);
+  if (ec) throw std::runtime_error("cannot create sweep directory " + opt.out.string() + ": " + ec.message() + "; nothing was run");
   std::vector<const SweepPoint*> todo;
   int mine = 0;
   for (const auto& p : spec.points) {
@@ -301,6 +335,7 @@ int run_sweep(const SweepSpec& spec, const SweepOptions& opt) {
       const auto dir = opt.out / p.dir_name();
       std::filesystem::create_directories(dir);
       std::filesystem::remove(dir / "done.json");
+      remove_stale_temporaries(dir);
       running[spawn_point(p, spec, opt, dir)] = {&p, std::chrono::steady_clock::now()};
     }
     int status = 0;

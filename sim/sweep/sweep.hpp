@@ -28,6 +28,10 @@
 
 namespace moesim {
 
+/// The most points one sweep may expand to: every point is validated (datasets loaded) before
+/// anything runs and gets its own directory, so larger studies are split into several sweeps.
+inline constexpr int kMaxSweepPoints = 10'000;
+
 struct SweepPoint {
   int index = 0;
   std::vector<std::pair<std::string, std::string>> overrides;  ///< key path, value as YAML text

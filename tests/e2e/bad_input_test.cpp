@@ -74,7 +74,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadInputCase{"duplicate_key.yaml", ":4: seed: duplicate key"},
         BadInputCase{"not_a_mapping.yaml", ":1: a scenario must be a mapping of keys (got a list)"},
         BadInputCase{"uniform_without_max.yaml", ":4: workload.output_tokens.max: uniform needs max >= min >= 1 (got max 0)"},
-        BadInputCase{"does_not_exist.yaml", ": cannot open scenario file"}),
+        BadInputCase{"does_not_exist.yaml", ": cannot open scenario file"},
+        BadInputCase{"too_many_requests.yaml", ":4: workload.requests: must be in [1, 10000000] (got 1000000000000)"},
+        BadInputCase{"too_many_gpus.yaml",
+                     ":2: cluster: nodes x gpus_per_node = 1024 x 8 = 8192 GPUs, more than the limit of 4096 GPUs (the "
+                     "platform's routes grow as GPUs squared)"},
+        BadInputCase{"batch_too_large.yaml", ":4: serving.max_num_batched_tokens: must be in [1, 1048576] (got 100000000)"},
+        BadInputCase{"absurd_max_model_len.yaml", ":4: serving.max_model_len: must be in [0, 16777216] (got 1e12)"}),
     [](const ::testing::TestParamInfo<BadInputCase>& param_info) {
       std::string name = param_info.param.file;
       return name.substr(0, name.find('.'));
@@ -84,7 +90,7 @@ TEST(BadInputReporting, all_errors_of_a_file_are_reported_together) {
   const CliResult r = run_cli("validate tests/bad_input/several_errors.yaml", "several");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err,
-            "error: tests/bad_input/several_errors.yaml:4: serving.max_num_seqs: must be >= 1 (got 0)\n"
+            "error: tests/bad_input/several_errors.yaml:4: serving.max_num_seqs: must be in [1, 65536] (got 0)\n"
             "error: tests/bad_input/several_errors.yaml:5: serving.gpu_memory_utilization: must be in (0, 1] (got 1.5)\n"
             "error: tests/bad_input/several_errors.yaml:7: workload.requests: expected an integer (got \"ten\")\n"
             "1 of 1 scenario invalid\n");

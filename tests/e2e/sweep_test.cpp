@@ -46,12 +46,6 @@ std::vector<std::vector<std::string>> read_csv(const std::filesystem::path& p) {
   return rows;
 }
 
-std::string point_dir(int p) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "point-%04d", p);
-  return buf;
-}
-
 std::size_t column(const std::vector<std::string>& header, const std::string& name) {
   return static_cast<std::size_t>(std::find(header.begin(), header.end(), name) - header.begin());
 }
@@ -93,18 +87,6 @@ TEST(Sweep, every_point_runs_once_and_a_rerun_skips_completed_points) {
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_NE(again.err.find("4 of 4 points already complete, skipped"), std::string::npos) << again.err;
   EXPECT_EQ(read_csv(out / "sweep.csv").size(), 5u);
-}
-
-TEST(Sweep, points_are_identical_at_j1_and_j2) {
-  const auto dir = scratch_dir("sweep-det");
-  const auto file = write_sweep(dir, kTwoByTwo);
-  ASSERT_EQ(run_cli("sweep '" + file.string() + "' -j 1 --out '" + (dir / "a").string() + "'", "det-a").exit_code, 0);
-  ASSERT_EQ(run_cli("sweep '" + file.string() + "' -j 2 --out '" + (dir / "b").string() + "'", "det-b").exit_code, 0);
-  for (int p = 0; p < 4; ++p)
-    for (const char* f : {"summary.json", "requests.csv", "steps.csv"}) {
-      const auto rel = std::filesystem::path(point_dir(p)) / "run" / f;
-      EXPECT_EQ(read_text(dir / "a" / rel), read_text(dir / "b" / rel)) << rel;
-    }
 }
 
 TEST(Sweep, shards_run_with_gnu_parallel_then_merge_into_one_table) {
