@@ -268,9 +268,12 @@ void sample_counts(RngStream& rng, std::span<const double> inclusion, int n, int
 
 void draw_group_counts(RngStream& rng, const ExpertDistribution& dist, std::span<const double> inclusion, int n, int k,
                        std::span<double> out) {
-  // Token by token costs about k draws per token; the binomials cost E draws (each a pow or a
-  // normal): tokens win while n * k is below a few E.
-  if (static_cast<std::size_t>(n) * static_cast<std::size_t>(k) <= 4 * inclusion.size()) {
+  // Token by token costs about k draws per token (2E logarithms under group-limited routing); the
+  // binomials cost E draws (each a pow or a normal): tokens win while n * k is below a few E, and
+  // only for a single token under group-limited routing.
+  const bool by_token = dist.group_limited() ? n <= 1
+                                             : static_cast<std::size_t>(n) * static_cast<std::size_t>(k) <= 4 * inclusion.size();
+  if (by_token) {
     std::fill(out.begin(), out.end(), 0.0);
     std::int32_t pick[64];
     const std::span<std::int32_t> top(pick, static_cast<std::size_t>(k));

@@ -43,6 +43,8 @@ class ExpertDistribution {
   ExpertDistribution(std::vector<double> weights, int n_group, int topk_group);
 
   [[nodiscard]] const std::vector<double>& probabilities() const { return p_; }
+  /// Group-limited routing: a token's draw scores every expert (Gumbel form), O(E) per token.
+  [[nodiscard]] bool group_limited() const { return n_group_ > 0; }
   /// Ordered top-k without replacement. `forced_first` >= 0 makes that expert the first choice;
   /// `banned_first` >= 0 forbids it as first choice (it may still come later).
   void sample_top_k(RngStream& rng, std::span<std::int32_t> out, int forced_first, int banned_first) const;

@@ -1,6 +1,7 @@
 #include "models/routing/placement.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <stdexcept>
 
 namespace moesim {
@@ -10,13 +11,12 @@ int ExpertPlacement::experts_on_rank(int rank) const {
 }
 
 ExpertPlacement contiguous_placement(int num_experts, int num_ranks) {
-  if (num_ranks < 1 || num_experts % num_ranks != 0)
-    throw std::invalid_argument("contiguous placement needs experts divisible by ranks");
+  if (num_ranks < 1 || num_experts < 1) throw std::invalid_argument("contiguous placement needs experts and ranks");
   ExpertPlacement p;
   p.num_ranks = num_ranks;
   p.rank_of_expert.resize(static_cast<std::size_t>(num_experts));
-  const int per_rank = num_experts / num_ranks;
-  for (int e = 0; e < num_experts; ++e) p.rank_of_expert[static_cast<std::size_t>(e)] = e / per_rank;
+  for (int e = 0; e < num_experts; ++e)
+    p.rank_of_expert[static_cast<std::size_t>(e)] = static_cast<int>(static_cast<std::int64_t>(e) * num_ranks / num_experts);
   return p;
 }
 

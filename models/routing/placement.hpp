@@ -13,7 +13,7 @@ struct ExpertPlacement {
   [[nodiscard]] int experts_on_rank(int rank) const;
 };
 
-/// Requires num_experts % num_ranks == 0 (checked when the scenario is validated).
+/// Rank of expert e is floor(e * ranks / experts): equal blocks when the ranks divide the experts.
 [[nodiscard]] ExpertPlacement contiguous_placement(int num_experts, int num_ranks);
 
 }  // namespace moesim

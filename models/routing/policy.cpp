@@ -333,6 +333,7 @@ void RoutingPolicy::assign_counts(int, const LayerSlots& slots, std::span<const 
   for (std::size_t g = 0; g < groups.size(); ++g)
     for (std::size_t e = 0; e < E; ++e) {
       const double n = counts[g * E + e];
+      if (n <= 0) continue;
       default_split(slots.slots_of[e], groups[g].source, n, slots, slot_counts.subspan(g * S, S));
       c.assignments += n;
       c.computed += n;

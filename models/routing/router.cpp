@@ -71,6 +71,11 @@ namespace {
 /// routing respects the group limit exactly.
 constexpr int kInclusionSamples = 0;
 
+/// Drift advances popularity at most this often (simulated seconds): a random walk sampled on a
+/// coarser grid has the same increments' variance, and a count-level redraw of E inclusion
+/// probabilities per (layer, domain) each step would dominate large runs.
+constexpr double kDriftUpdateS = 0.1;
+
 class UniformRouter final : public TokenRouter {
  public:
   explicit UniformRouter(const RouterContext& ctx) : ctx_(ctx), rng_(ctx.seed, "router/uniform") {
@@ -257,7 +262,7 @@ class DomainAffinityRouter final : public TokenRouter {
       slot.dist = ExpertDistribution(softmax(slot.log_p), ctx_.n_group, ctx_.topk_group);
       slot.updated_s = now_s_;
       slot.ready = true;
-    } else if (ctx_.params.drift_per_sqrt_s > 0 && now_s_ > slot.updated_s) {
+    } else if (ctx_.params.drift_per_sqrt_s > 0 && now_s_ >= slot.updated_s + kDriftUpdateS) {
       // Random walk of log popularity: increments N(0, drift² · Δt), from the run's own stream.
       const double sd = ctx_.params.drift_per_sqrt_s * std::sqrt(now_s_ - slot.updated_s);
       for (double& z : slot.log_p) z += sd * rng_.standard_normal();

@@ -593,7 +593,7 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   const ExpertPlacement placement = contiguous_placement(model.num_experts, expert_parallel ? layout.gpus_per_instance : 1);
   RunResult result{RunRecorder(arrivals),
                    std::make_unique<ExpertProfiler>(model, placement.rank_of_expert, expert_parallel, sc.outputs), nullptr,
-                   0.0, {}, {}, {}};
+                   0.0, {}, {}, {}, {}};
   if (sc.outputs.trace) result.trace = std::make_unique<TraceRecorder>(sc.outputs.trace_max_steps);
   // Requests the server refuses at arrival are recorded with their reason and never reach an engine.
   std::vector<Request> requests;

@@ -340,15 +340,18 @@ void check_consistency(const Scenario& sc, ParseContext& ctx) {
   if (par.mode == ParallelMode::ep && par.tp != 1)
     ctx.error_at("parallel.tp", "must be 1 in mode ep (got " + std::to_string(par.tp) +
                                     "); attention inside the EP group is set by parallel.attention");
-  if (par.tp * par.ep * par.dp != gpus)
+  // Each size may reach kMaxGpus: their product needs 64 bits.
+  const std::int64_t tp_ep_dp = static_cast<std::int64_t>(par.tp) * par.ep * par.dp;
+  if (tp_ep_dp != gpus)
     ctx.error_at("parallel", "tp x ep x dp = " + std::to_string(par.tp) + " x " + std::to_string(par.ep) + " x " +
-                                 std::to_string(par.dp) + " = " + std::to_string(par.tp * par.ep * par.dp) +
+                                 std::to_string(par.dp) + " = " + std::to_string(tp_ep_dp) +
                                  " must equal the cluster's GPUs, nodes x gpus_per_node = " +
                                  std::to_string(sc.cluster.nodes) + " x " + std::to_string(sc.cluster.gpus_per_node) +
                                  " = " + std::to_string(gpus));
-  if (par.ep >= 1 && m.num_experts % par.ep != 0)
+  if (par.ep >= 1 && m.num_experts % par.ep != 0 && !(par.mode == ParallelMode::ep && sc.routing.eplb_placement()))
     ctx.error_at("parallel.ep", "the model's " + std::to_string(m.num_experts) + " experts must divide evenly over ep = " +
-                                    std::to_string(par.ep) + " GPUs");
+                                    std::to_string(par.ep) + " GPUs (or use the eplb placement with redundant experts that make "
+                                    "experts + routing.num_redundant_experts divide)");
   const bool sharded_attention = par.mode == ParallelMode::tp || par.attention == EpAttention::tp;
   const int shards = par.mode == ParallelMode::tp ? par.tp : par.ep;
   if (sharded_attention && shards >= 1 && m.num_attention_heads % shards != 0)
@@ -404,7 +407,7 @@ void check_consistency(const Scenario& sc, ParseContext& ctx) {
   if (sc.thermal.inlet_c >= g.temp_shutdown_c)
     ctx.error_at("thermal.inlet_c", "must be below the " + g.name + "'s shutdown temperature " +
                                         Rules<double>::num(g.temp_shutdown_c) + " degC (got " + Rules<double>::num(sc.thermal.inlet_c) + ")");
-  if (par.tp * par.ep * par.dp != gpus || par.tp < 1 || par.ep < 1) return;  // layout meaningless
+  if (tp_ep_dp != gpus || par.tp < 1 || par.ep < 1) return;  // layout meaningless
   const ParallelLayout lay = make_layout(sc);
   const double kv_min = lay.kv_bytes_for(sc.serving.max_model_len);
   if (lay.weight_bytes_per_gpu + kv_min > lay.usable_bytes_per_gpu) {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <unordered_map>
 #include <stdexcept>
 
 #include "models/common/stats.hpp"
@@ -75,7 +76,8 @@ StepPlanner::StepPlanner(const Scenario& scenario, const ParallelLayout& layout,
                                       layout.mode == ParallelMode::ep ? layout.gpus_per_instance : 1)),
       n_(layout.gpus_per_instance),
       policy_(scenario.routing),
-      count_level_(scenario.workload.routing.sampling == "count") {
+      count_level_(scenario.workload.routing.sampling == "count"),
+      split_rng_(scenario.seed, "planner/domain_split") {
   const int E = model_.num_experts;
   layers_.resize(static_cast<std::size_t>(model_.num_moe_layers()));
   PolicyContext pc;
@@ -267,12 +269,49 @@ StepPlan StepPlanner::plan(const Batch& batch, double now_s, std::span<const Gpu
     // Group tokens only by what changes the draw or the traffic: the source GPU matters for
     // dispatch (mode ep), the domain only to routers that use it.
     groups_.clear();
+    group_index_.clear();
     const bool by_source = layout_.mode == ParallelMode::ep, by_domain = router_->uses_domains();
     for (std::size_t t = 0; t < tokens_.size(); ++t) {
       const int src = by_source ? token_owner_[t] : 0, dom = by_domain ? tokens_[t].domain : -1;
-      auto it = std::find_if(groups_.begin(), groups_.end(), [&](const TokenGroup& g) { return g.source == src && g.domain == dom; });
-      if (it == groups_.end()) groups_.push_back({src, dom, 1});
-      else it->tokens += 1;
+      const auto key = (static_cast<std::int64_t>(src) << 32) | static_cast<std::uint32_t>(dom + 1);
+      const auto [it, fresh] = group_index_.try_emplace(key, groups_.size());
+      if (fresh) groups_.push_back({src, dom, 1});
+      else groups_[it->second].tokens += 1;
+    }
+    source_groups_.clear();
+    group_source_.resize(groups_.size());
+    {
+      std::unordered_map<int, std::size_t> index;
+      for (std::size_t g = 0; g < groups_.size(); ++g) {
+        const auto [it, fresh] = index.try_emplace(groups_[g].source, source_groups_.size());
+        if (fresh) source_groups_.push_back({groups_[g].source, -1, 0});
+        source_groups_[it->second].tokens += groups_[g].tokens;
+        group_source_[g] = it->second;
+      }
+    }
+    // Many small (source, domain) groups: draw per domain, then deal each domain's assignments to
+    // its groups at random (exact per-group totals, tokens x top_k). Cost O(tokens x top_k) per
+    // layer instead of E draws per group.
+    domain_groups_.clear();
+    domain_pool_.clear();
+    split_by_domain_ = false;
+    if (by_source && by_domain) {
+      std::unordered_map<int, std::size_t> index;
+      group_domain_.resize(groups_.size());
+      for (std::size_t g = 0; g < groups_.size(); ++g) {
+        const auto [it, fresh] = index.try_emplace(groups_[g].domain, domain_groups_.size());
+        if (fresh) domain_groups_.push_back({-1, groups_[g].domain, 0});
+        domain_groups_[it->second].tokens += groups_[g].tokens;
+        group_domain_[g] = it->second;
+      }
+      split_by_domain_ = groups_.size() > 2 * domain_groups_.size();
+      if (split_by_domain_) {
+        domain_pool_.assign(domain_groups_.size(), {});
+        for (std::size_t g = 0; g < groups_.size(); ++g)
+          domain_pool_[group_domain_[g]].insert(domain_pool_[group_domain_[g]].end(),
+                                                static_cast<std::size_t>(groups_[g].tokens) * static_cast<std::size_t>(model_.top_k),
+                                                static_cast<int>(g));
+      }
     }
   }
 
@@ -360,7 +399,20 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
   PolicyCounters counters;
   if (count_level_) {
     group_counts_.assign(groups_.size() * e_count, 0.0);
-    router_->route_counts(moe_layer, groups_, group_counts_);
+    if (split_by_domain_) {
+      domain_counts_.assign(domain_groups_.size() * e_count, 0.0);
+      router_->route_counts(moe_layer, domain_groups_, domain_counts_);
+      for (std::size_t d = 0; d < domain_groups_.size(); ++d) {
+        auto& pool = domain_pool_[d];
+        for (std::size_t i = pool.size(); i > 1; --i) std::swap(pool[i - 1], pool[split_rng_.uniform_index(i)]);
+        std::size_t next = 0;
+        for (std::size_t e = 0; e < e_count; ++e)
+          for (auto c = static_cast<std::int64_t>(domain_counts_[d * e_count + e]); c > 0 && next < pool.size(); --c)
+            group_counts_[static_cast<std::size_t>(pool[next++]) * e_count + e] += 1.0;
+      }
+    } else {
+      router_->route_counts(moe_layer, groups_, group_counts_);
+    }
   } else {
     experts_.resize(tokens_.size() * k);
     weights_.resize(observer_ != nullptr ? tokens_.size() * k : 0);
@@ -407,10 +459,17 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
   if (count_level_) {
     // Counts carry no token identity: every remote (token, expert) pair moves one hidden state,
     // an upper bound on the per-destination-GPU deduplicated traffic of the token level.
-    slot_counts_.assign(groups_.size() * S, 0.0);
-    policy_impl_->assign_counts(moe_layer, place, groups_, group_counts_, slot_counts_, counters);
+    // Past the gate only the source GPU matters: merge each source's groups.
+    source_counts_.assign(source_groups_.size() * e_count, 0.0);
     for (std::size_t g = 0; g < groups_.size(); ++g) {
-      const int src = groups_[g].source;
+      double* row = source_counts_.data() + group_source_[g] * e_count;
+      const double* from = group_counts_.data() + g * e_count;
+      for (std::size_t e = 0; e < e_count; ++e) row[e] += from[e];
+    }
+    slot_counts_.assign(source_groups_.size() * S, 0.0);
+    policy_impl_->assign_counts(moe_layer, place, source_groups_, source_counts_, slot_counts_, counters);
+    for (std::size_t g = 0; g < source_groups_.size(); ++g) {
+      const int src = source_groups_[g].source;
       for (std::size_t s = 0; s < S; ++s) {
         const double n = slot_counts_[g * S + s];
         if (n <= 0) continue;

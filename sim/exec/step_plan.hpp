@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 #include <span>
 #include <string>
 #include <vector>
@@ -175,6 +176,16 @@ class StepPlanner {
   bool count_level_ = false;          ///< workload.routing.sampling: count
   std::vector<TokenGroup> groups_;    ///< count level: tokens per (source GPU, domain)
   std::vector<double> group_counts_;  ///< count level: [group * E + expert]
+  RngStream split_rng_;
+  std::unordered_map<std::int64_t, std::size_t> group_index_;  ///< (source, domain) -> group
+  bool split_by_domain_ = false;          ///< count level: draw per domain, deal to groups
+  std::vector<TokenGroup> domain_groups_;
+  std::vector<std::size_t> group_domain_;
+  std::vector<std::vector<int>> domain_pool_;  ///< per domain: a group id per assignment of its tokens
+  std::vector<double> domain_counts_;
+  std::vector<TokenGroup> source_groups_;  ///< count level: tokens per source GPU (after the gate)
+  std::vector<std::size_t> group_source_;
+  std::vector<double> source_counts_;
   RoutingObserver* observer_ = nullptr;
 };
 

@@ -58,7 +58,7 @@ INSTANTIATE_TEST_SUITE_P(
                      ":3: cluster.gpu: unknown gpu card \"h100-pcie\"; available in <home>/models/gpu/cards: "
                      "a100-sxm4-80gb, b200, h100-sxm, h200, h800, mi300x"},
         BadInputCase{"malformed.yaml", ":3: malformed YAML: end of sequence flow not found"},
-        BadInputCase{"experts_not_divisible.yaml", ":3: parallel.ep: the model's 8 experts must divide evenly over ep = 3 GPUs"},
+        BadInputCase{"experts_not_divisible.yaml", ":3: parallel.ep: the model's 8 experts must divide evenly over ep = 3 GPUs (or use the eplb placement with redundant experts that make experts + routing.num_redundant_experts divide)"},
         BadInputCase{"top_k_over_experts.yaml", ":3: model.top_k: must be <= num_experts (8) (got 9)"},
         BadInputCase{"unknown_mode.yaml", ":4: parallel.mode: must be one of: tp, ep (got \"xp\")"},
         BadInputCase{"missing_model.yaml", ":1: missing required key \"model\""},
