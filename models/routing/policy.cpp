@@ -141,7 +141,7 @@ void apply_coupling_counts(RngStream& rng, const GateBiasCoupling& cpl, std::spa
       if (arrive[e] <= 0) continue;
       const double n = mass <= arrive[e] ? rest : sample_binomial(rng, static_cast<int>(rest), std::min(1.0, arrive[e] / mass));
       mass -= arrive[e];
-      const double take = std::min(n, cap - row[e]);
+      const double take = std::max(0.0, std::min(n, cap - row[e]));
       row[e] += take;
       rest -= take;
       c.changed += take;

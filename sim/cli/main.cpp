@@ -55,10 +55,11 @@ int cmd_list(const std::string& kind, const Catalog& catalog) {
   else if (kind == "gpus") print_cards(GpuSpec{});
   else if (kind == "interconnects") print_cards(InterconnectSpec{});
   else if (kind == "routers") print_registry(token_routers());
+  else if (kind == "policies") print_registry(routing_policies());
   else if (kind == "arrivals") print_registry(arrival_processes());
   else if (kind == "lengths") print_registry(length_distributions());
   else {
-    std::cerr << "error: unknown list \"" << kind << "\"; valid: models, gpus, interconnects, routers, arrivals, lengths\n";
+    std::cerr << "error: unknown list \"" << kind << "\"; valid: models, gpus, interconnects, routers, policies, arrivals, lengths\n";
     return kExitConfig;
   }
   return kExitOk;
@@ -359,7 +360,7 @@ int main(int argc, char** argv) {
 
   auto* list = app.add_subcommand("list", "list catalog cards or registered components");
   std::string kind;
-  list->add_option("kind", kind, "models | gpus | interconnects | routers | arrivals | lengths")->required();
+  list->add_option("kind", kind, "models | gpus | interconnects | routers | policies | arrivals | lengths")->required();
 
   std::vector<const char*> cargv{argv[0]};
   for (const auto& a : args) cargv.push_back(a.c_str());

@@ -308,6 +308,40 @@ TEST(GateBias, aux_free_bias_counts_changed_assignments_and_keeps_experts_distin
   EXPECT_LT(last_hot[0] + last_hot[1], first_hot[0] + first_hot[1]);
 }
 
+TEST(GateBias, count_level_reselection_keeps_every_rows_sum_even_when_a_row_exceeds_its_tokens) {
+  // Dealing a domain's counts to (source, domain) groups can give a group more of one expert than
+  // it has tokens; moving assignments must still conserve every row.
+  RoutingPolicyConfig cfg;
+  cfg.aux_free_update_speed = 2.0;
+  auto p = make("aux_free_bias", cfg);
+  std::vector<double> gate(kExperts, 1.0);
+  gate[0] = gate[1] = 40.0;
+  for (int step = 0; step < 3; ++step) p->observe_layer(0, gate, gate, {});
+  std::vector<TokenGroup> groups{{0, 1, 1}, {1, 1, 3}};
+  std::vector<double> counts(groups.size() * kExperts, 0.0);
+  // Group 0 (one token) holds 5 of cold expert 2 and one of every other cold expert: no room left.
+  counts[0] = 3;
+  counts[2] = 5;
+  for (int e = 3; e < kExperts; ++e) counts[static_cast<std::size_t>(e)] = 1;
+  counts[kExperts + 0] = 5;
+  counts[kExperts + 1] = 5;
+  counts[kExperts + 2] = 2;
+  for (int rep = 0; rep < 50; ++rep) {
+    auto c = counts;
+    PolicyCounters pc;
+    p->reselect_counts(0, groups, c, pc);
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+      double before = 0, after = 0;
+      for (int e = 0; e < kExperts; ++e) {
+        before += counts[g * kExperts + static_cast<std::size_t>(e)];
+        after += c[g * kExperts + static_cast<std::size_t>(e)];
+        EXPECT_GE(c[g * kExperts + static_cast<std::size_t>(e)], 0.0);
+      }
+      EXPECT_EQ(after, before) << "group " << g << " repetition " << rep;
+    }
+  }
+}
+
 TEST(Nectar, replica_mode_steers_replicated_load_away_from_a_hot_gpu) {
   const LayerSlots layer = replicated_layer();
   RoutingPolicyConfig cfg;
