@@ -3,10 +3,13 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <istream>
 #include <map>
 #include <sstream>
+
+#include "models/common/json_text.hpp"
 
 namespace moesim {
 namespace {
@@ -50,14 +53,17 @@ void read_gate_log(std::istream& in, const std::string& file, RoutingTrace& t) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number beyond a double
     throw InputError({{file, 0, "", std::string("malformed JSON: ") + e.what()}});
   }
   if (!j.is_object() || !j.contains("steps") || !j["steps"].is_array())
     throw InputError({{file, 0, "steps", "expected an object with a \"steps\" list"}});
   if (j.contains("num_experts") && j["num_experts"] != experts)
-    throw InputError({{file, 0, "num_experts", "the trace has " + j["num_experts"].dump() +
-                                                   " experts but the model has " + std::to_string(experts)}});
+    throw InputError({{file, 0, "num_experts",
+                       j["num_experts"].is_number_integer()
+                           ? "the trace has " + json_value_text(j["num_experts"]) + " experts but the model has " +
+                                 std::to_string(experts)
+                           : "must be an integer (got " + json_value_text(j["num_experts"]) + ")"}});
   std::size_t si = 0;
   for (const auto& step : j["steps"]) {
     const std::string where = "steps[" + std::to_string(si++) + "].expert_counts";
@@ -71,10 +77,13 @@ void read_gate_log(std::istream& in, const std::string& file, RoutingTrace& t) {
       if (!layer.is_array() || static_cast<int>(layer.size()) != experts)
         throw InputError({{file, 0, where, "every layer needs " + std::to_string(experts) + " expert counts"}});
       std::vector<double> row;
+      double total = 0;
       for (const auto& c : layer) {
         if (!c.is_number() || c.get<double>() < 0) throw InputError({{file, 0, where, "counts must be numbers >= 0"}});
         row.push_back(c.get<double>());
+        total += row.back();
       }
+      if (!std::isfinite(total)) throw InputError({{file, 0, where, "the counts of a layer add up to more than a double holds"}});
       s.push_back(std::move(row));
     }
     t.steps.push_back(std::move(s));
@@ -108,10 +117,18 @@ RoutingTrace read_activations_csv(std::istream& in, const std::string& file, int
     if (expert < 0 || expert >= experts)
       throw InputError({{file, lineno, "expert_id", "must be in [0, " + std::to_string(experts - 1) +
                                                        "] for this model (got " + std::to_string(expert) + ")"}});
-    if (count < 0) throw InputError({{file, lineno, "activation_count", "must be >= 0"}});
+    if (!std::isfinite(count) || count < 0)
+      throw InputError({{file, lineno, "activation_count", "must be a finite number >= 0 (got " + c + ")"}});
     auto& row = by_layer[layer];
     row.resize(static_cast<std::size_t>(experts), 0.0);
     row[static_cast<std::size_t>(expert)] += count;
+  }
+  for (const auto& [layer, row] : by_layer) {
+    double total = 0;
+    for (double x : row) total += x;
+    if (!std::isfinite(total))
+      throw InputError({{file, 0, "activation_count", "the counts of layer " + std::to_string(layer) +
+                                                          " add up to more than a double holds"}});
   }
   if (static_cast<int>(by_layer.size()) != layers)
     throw InputError({{file, 0, "layer_idx", "the profile has " + std::to_string(by_layer.size()) +

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "models/common/json_text.hpp"
 #include "models/common/rng.hpp"
 
 namespace moesim {
@@ -22,7 +23,7 @@ DomainCorpus DomainCorpus::load(const std::filesystem::path& file) {
   nlohmann::ordered_json j;
   try {
     j = nlohmann::ordered_json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number beyond a double
     throw InputError({{file.string(), 0, "", std::string("malformed JSON: ") + e.what()}});
   }
   if (!j.is_object() || !j.contains("domains") || !j["domains"].is_object())
@@ -74,7 +75,7 @@ std::vector<DatasetRecord> load_dataset(std::istream& in, const std::string& nam
     }
     const auto& v = j[key];
     if (!v.is_number_integer() || v.get<long long>() < 1 || v.get<long long>() > 10'000'000) {
-      issue(key, "must be an integer >= 1 (got " + v.dump() + ")");
+      issue(key, "must be an integer >= 1 (got " + json_value_text(v) + ")");
       return;
     }
     dst = v.get<int>();
@@ -87,6 +88,9 @@ std::vector<DatasetRecord> load_dataset(std::istream& in, const std::string& nam
       j = nlohmann::json::parse(line);
     } catch (const nlohmann::json::parse_error&) {
       issue("", "not valid JSON");
+      continue;
+    } catch (const nlohmann::json::exception& e) {  // out_of_range: a number beyond a double, e.g. 1e400
+      issue("", std::string("not valid JSON: ") + e.what());
       continue;
     }
     if (!j.is_object()) {
@@ -115,16 +119,17 @@ std::vector<DatasetRecord> load_dataset(std::istream& in, const std::string& nam
     if (j.contains("prefix_id")) {
       if (!j["prefix_id"].is_string()) issue("prefix_id", "must be a string");
       else r.prefix_id = static_cast<std::int64_t>(fnv1a64(j["prefix_id"].get<std::string>()) >> 1);
-      if (!j.contains("prefix_tokens") || !j["prefix_tokens"].is_number_integer() || j["prefix_tokens"].get<long long>() < 0)
-        issue("prefix_tokens", "must be an integer >= 0 when prefix_id is given");
+      if (!j.contains("prefix_tokens") || !j["prefix_tokens"].is_number_integer() || j["prefix_tokens"].get<long long>() < 0 ||
+          j["prefix_tokens"].get<long long>() > 10'000'000)
+        issue("prefix_tokens", "must be an integer in [0, 10000000] when prefix_id is given");
       else r.prefix_tokens = j["prefix_tokens"].get<int>();
     }
     if (j.contains("arrival_s")) {
       const auto& v = j["arrival_s"];
       if (!v.is_number() || v.get<double>() < 0 || !std::isfinite(v.get<double>())) {
-        issue("arrival_s", "must be a number >= 0 (got " + v.dump() + ")");
+        issue("arrival_s", "must be a number >= 0 (got " + json_value_text(v) + ")");
       } else if (v.get<double>() < last_arrival) {
-        issue("arrival_s", "must not decrease (previous " + std::to_string(last_arrival) + ", got " + v.dump() + ")");
+        issue("arrival_s", "must not decrease (previous " + std::to_string(last_arrival) + ", got " + json_value_text(v) + ")");
       } else {
         r.arrival_s = v.get<double>();
         last_arrival = *r.arrival_s;
