@@ -26,6 +26,10 @@ namespace sg = simgrid::s4u;
 struct Instance {
   int index = 0;
   std::vector<sg::Host*> hosts;
+  std::vector<sg::Host*> rdma_ports;  ///< each GPU's RDMA port host (same-node traffic over the NICs)
+  bool port_granularity = false;      ///< collectives as port totals through switch hosts
+  std::vector<sg::Host*> nvswitches;  ///< the NVSwitch hosts of the instance's nodes, first node first
+  sg::Host* fabric_switch = nullptr;
   FabricView fabric;
   NetworkFidelity fidelity = NetworkFidelity::flow;
   double host_speed = 0;
@@ -81,14 +85,61 @@ struct SharedState {
   sg::ConditionVariablePtr completion = sg::ConditionVariable::create();
 };
 
+/// One collective as one parallel task. Bytes that must take the NICs inside a node (pure-RDMA
+/// pairs, loopback staging) go to the destination's RDMA port host (sim/platform/platform.hpp), so
+/// the task then spans the GPUs and their RDMA ports.
+void run_collective_task(Instance& inst, const Collective& c, const PortLoad& load) {
+  if (inst.port_granularity) {
+    // Each GPU port's total through the switch hosts (sim/platform/platform.hpp).
+    std::vector<double> ports;
+    (void)port_load(c, inst.fabric, &ports);
+    const auto n = inst.hosts.size(), k = inst.nvswitches.size(), m = n + k + 1;
+    std::vector<double> bytes(m * m, 0.0);
+    const std::size_t fabric_switch = n + k;
+    for (std::size_t r = 0; r < n; ++r) {
+      const auto nvswitch = n + static_cast<std::size_t>(inst.fabric.node_of(static_cast<int>(r)) - inst.fabric.node_of(0));
+      bytes[r * m + nvswitch] = ports[4 * r];
+      bytes[nvswitch * m + r] = ports[4 * r + 1];
+      bytes[r * m + fabric_switch] = ports[4 * r + 2];
+      bytes[fabric_switch * m + r] = ports[4 * r + 3];
+    }
+    std::vector<sg::Host*> hosts(inst.hosts);
+    hosts.insert(hosts.end(), inst.nvswitches.begin(), inst.nvswitches.end());
+    hosts.push_back(inst.fabric_switch);
+    sg::this_actor::parallel_execute(hosts, std::vector<double>(m, 0.0), bytes);
+    return;
+  }
+  if (!load.same_node_rdma) {
+    sg::this_actor::parallel_execute(inst.hosts, inst.zero_flops, c.traffic.bytes);
+    return;
+  }
+  const auto n = inst.hosts.size(), n2 = 2 * n;
+  std::vector<double> bytes(n2 * n2, 0.0);
+  const bool rdma = c.transport == Transport::rdma;
+  for (std::size_t s = 0; s < n; ++s)
+    for (std::size_t d = 0; d < n; ++d) {
+      const double b = c.traffic.bytes[s * n + d];
+      if (b <= 0 || s == d) continue;
+      const bool to_port = rdma && inst.fabric.same_node(static_cast<int>(s), static_cast<int>(d));
+      bytes[s * n2 + (to_port ? n + d : d)] = b;
+    }
+  for (std::size_t r = 0; r < c.rdma_loopback.size() && r < n; ++r) bytes[r * n2 + n + r] += c.rdma_loopback[r];
+  std::vector<sg::Host*> hosts(inst.hosts);
+  hosts.insert(hosts.end(), inst.rdma_ports.begin(), inst.rdma_ports.end());
+  sg::this_actor::parallel_execute(hosts, std::vector<double>(n2, 0.0), bytes);
+}
+
 /// Runs consecutive collectives (no compute between them, so nobody needs to synchronise in
 /// between) and returns when the last one ends. The fixed per-collective overheads are paid in
 /// one sleep after the transfers.
 void run_collectives(Instance& inst, std::span<const Phase> comms) {
   double overhead = 0;
   for (const Phase& ph : comms) {
-    sg::this_actor::parallel_execute(inst.hosts, inst.zero_flops, ph.collective.traffic.bytes);
-    overhead += collective_overhead_seconds(ph.collective, inst.fabric);
+    const PortLoad load = port_load(ph.collective, inst.fabric);
+    run_collective_task(inst, ph.collective, load);
+    overhead += collective_overhead_seconds(ph.collective, inst.fabric, load);
+    // Routes through the switch hosts are one port long: the other half of the route latency.
+    if (inst.port_granularity) overhead += 0.5 * load.route_latency_s;
   }
   if (overhead > 0) sg::this_actor::sleep_for(overhead);
 }
@@ -630,9 +681,17 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
     const RouterContext rc = router_context(model, sc.workload.routing, sc.seed ^ (0x9E3779B97F4A7C15ULL * static_cast<std::uint64_t>(i + 1)),
                                             static_cast<int>(inputs.corpus.names.size()));
     auto router = token_routers().get(sc.workload.routing.model)(rc);
-    auto inst = std::make_unique<Instance>(i, sp, StepPlanner(sc, layout, std::move(router)));
+    auto inst = std::make_unique<Instance>(i, sp, StepPlanner(sc, layout, std::move(router), i * n));
     inst->planner.set_observer(result.profiler.get());
-    for (int g = 0; g < n; ++g) inst->hosts.push_back(platform.gpus[static_cast<std::size_t>(i * n + g)]);
+    for (int g = 0; g < n; ++g) {
+      inst->hosts.push_back(platform.gpus[static_cast<std::size_t>(i * n + g)]);
+      inst->rdma_ports.push_back(platform.rdma_ports[static_cast<std::size_t>(i * n + g)]);
+    }
+    const std::string& granularity = sc.network.flow_granularity;
+    inst->port_granularity = granularity == "port" || (granularity == "auto" && n > 8);
+    for (int node = (i * n) / sc.cluster.gpus_per_node; node <= (i * n + n - 1) / sc.cluster.gpus_per_node; ++node)
+      inst->nvswitches.push_back(platform.nvswitches[static_cast<std::size_t>(node)]);
+    inst->fabric_switch = platform.fabric_switch;
     if (result.trace) {
       std::vector<std::string> names;
       for (auto* h : inst->hosts) names.push_back(h->get_name());

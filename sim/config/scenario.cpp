@@ -23,6 +23,17 @@ const std::vector<std::pair<std::string, NetworkFidelity>>& EnumNames<NetworkFid
   return names;
 }
 
+const std::vector<std::pair<std::string, EpKernels>>& EnumNames<EpKernels>::get() {
+  static const std::vector<std::pair<std::string, EpKernels>> names{{"normal", EpKernels::normal},
+                                                                     {"low_latency", EpKernels::low_latency}};
+  return names;
+}
+
+double NetworkConfig::dispatch_bytes_per_element(DType model_weights) const {
+  if (dispatch_dtype == "auto") return model_weights == DType::fp8 ? 1.0 : 2.0;
+  return dispatch_dtype == "fp8" ? 1.0 : 2.0;
+}
+
 void describe(Schema<ClusterConfig>& s) {
   using C = ClusterConfig;
   card_field(s, "gpu", &C::gpu, "GPU card, e.g. h100-sxm").required = true;
@@ -81,6 +92,22 @@ void describe(Schema<ServingConfig>& s) {
 void describe(Schema<NetworkConfig>& s) {
   s.field("fidelity", &NetworkConfig::fidelity)
       .doc("flow: collectives as SimGrid parallel tasks on the links (contention); analytic: closed form");
+  s.field("ep_mode", &NetworkConfig::ep_mode)
+      .doc("mode ep's all-to-all, as DeepEP's kernels move it: normal (NVLink inside a node; across nodes once per "
+           "destination node over RDMA, then forwarded over NVLink) or low_latency (pure RDMA, one message per selected "
+           "expert, the inter-node card's collective_latency_us per call)");
+  s.field("dispatch_dtype", &NetworkConfig::dispatch_dtype)
+      .one_of([] { return std::vector<std::string>{"auto", "bf16", "fp8"}; })
+      .doc("dispatched hidden states: fp8 (plus one fp32 scale per 128 channels), bf16, or auto (fp8 when the model's "
+           "weights are fp8)");
+  s.field("combine_dtype", &NetworkConfig::combine_dtype)
+      .one_of([] { return std::vector<std::string>{"bf16", "fp8"}; })
+      .doc("combined expert outputs (DeepEP combines in bf16)");
+  s.field("flow_granularity", &NetworkConfig::flow_granularity)
+      .one_of([] { return std::vector<std::string>{"auto", "pair", "port"}; })
+      .doc("flow fidelity: a collective's parallel task carries every GPU pair's bytes (pair, N^2 entries) or each "
+           "GPU port's total through switch hosts (port, 4N entries; the same bytes on every link); auto: port above 8 "
+           "GPUs per instance");
 }
 
 namespace {

@@ -8,6 +8,7 @@
 
 #include <memory>
 
+#include "models/network/ep_traffic.hpp"
 #include "models/routing/policy.hpp"
 #include "models/workload/dataset.hpp"
 #include "models/workload/request_generator.hpp"
@@ -44,6 +45,10 @@ struct EnumNames<ThermalStart> {
 template <>
 struct EnumNames<NetworkFidelity> {
   static const std::vector<std::pair<std::string, NetworkFidelity>>& get();
+};
+template <>
+struct EnumNames<EpKernels> {
+  static const std::vector<std::pair<std::string, EpKernels>>& get();
 };
 
 struct ClusterConfig {
@@ -87,6 +92,14 @@ struct ServingConfig {
 
 struct NetworkConfig {
   NetworkFidelity fidelity = NetworkFidelity::flow;
+  EpKernels ep_mode = EpKernels::normal;   ///< DeepEP kernels of mode ep's dispatch and combine
+  std::string dispatch_dtype = "auto";     ///< auto (fp8 when the model's weights are fp8) | bf16 | fp8
+  std::string combine_dtype = "bf16";      ///< bf16 | fp8
+  std::string flow_granularity = "auto";   ///< flow fidelity: pair | port | auto (port above 8 GPUs per instance)
+
+  /// Bytes per element of the dispatched and combined hidden states.
+  [[nodiscard]] double dispatch_bytes_per_element(DType model_weights) const;
+  [[nodiscard]] double combine_bytes_per_element() const { return combine_dtype == "fp8" ? 1.0 : 2.0; }
 };
 
 struct PowerConfig {

@@ -67,7 +67,7 @@ StepTimes analytic_step_times(const StepPlan& plan, const FabricView& fabric) {
   return t;
 }
 
-StepPlanner::StepPlanner(const Scenario& scenario, const ParallelLayout& layout, std::unique_ptr<TokenRouter> router)
+StepPlanner::StepPlanner(const Scenario& scenario, const ParallelLayout& layout, std::unique_ptr<TokenRouter> router, int first_gpu)
     : model_(scenario.model.spec),
       layout_(layout),
       roofline_(scenario.cluster.gpu.spec),
@@ -77,7 +77,12 @@ StepPlanner::StepPlanner(const Scenario& scenario, const ParallelLayout& layout,
       n_(layout.gpus_per_instance),
       policy_(scenario.routing),
       count_level_(scenario.workload.routing.sampling == "count"),
-      split_rng_(scenario.seed, "planner/domain_split") {
+      split_rng_(scenario.seed, "planner/domain_split"),
+      fabric_{std::max(1, scenario.cluster.gpus_per_node), first_gpu, scenario.cluster.intra_node.spec, scenario.cluster.inter_node.spec},
+      ep_traffic_(scenario.network.ep_mode, layout.gpus_per_instance, std::max(1, scenario.cluster.gpus_per_node), first_gpu),
+      dispatch_token_bytes_(token_bytes(scenario.model.spec.hidden_size,
+                                        scenario.network.dispatch_bytes_per_element(scenario.model.spec.weight_dtype))),
+      combine_token_bytes_(token_bytes(scenario.model.spec.hidden_size, scenario.network.combine_bytes_per_element())) {
   const int E = model_.num_experts;
   layers_.resize(static_cast<std::size_t>(model_.num_moe_layers()));
   PolicyContext pc;
@@ -368,7 +373,7 @@ void StepPlanner::add_attention(StepPlan& plan, const Batch& batch) const {
     for (int r = 0; r < n_; ++r) ph.set(r, w);
   }
   plan.phases.push_back(std::move(ph));
-  if (shards > 1) add_comm(plan, ring_all_reduce(n_, batch.total_tokens() * model_.hidden_size * kActivationBytes));
+  if (shards > 1) add_comm(plan, all_reduce(n_, batch.total_tokens() * model_.hidden_size * kActivationBytes, fabric_));
 }
 
 void StepPlanner::add_dense(StepPlan& plan) const {
@@ -379,7 +384,7 @@ void StepPlanner::add_dense(StepPlan& plan) const {
     ph.set(r, separate_kernels(roofline_, {dense_ffn_work(model_, tokens, shards)}));
   }
   plan.phases.push_back(std::move(ph));
-  if (shards > 1) add_comm(plan, ring_all_reduce(n_, static_cast<double>(tokens_.size()) * model_.hidden_size * kActivationBytes));
+  if (shards > 1) add_comm(plan, all_reduce(n_, static_cast<double>(tokens_.size()) * model_.hidden_size * kActivationBytes, fabric_));
 }
 
 void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
@@ -443,23 +448,22 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
     for (int r = 0; r < n_; ++r) ph.set(r, w);
     plan.load.gpu_max_over_mean += 1.0;
     plan.phases.push_back(std::move(ph));
-    add_comm(plan, ring_all_reduce(n_, static_cast<double>(tokens_.size()) * model_.hidden_size * kActivationBytes));
+    add_comm(plan, all_reduce(n_, static_cast<double>(tokens_.size()) * model_.hidden_size * kActivationBytes, fabric_));
     return;
   }
 
   // Expert parallelism: the policy sends every assignment to a replica (or drops it); dispatch to
-  // the GPUs holding them, compute, combine.
-  const double dispatch_elem = model_.weight_dtype == DType::fp8 ? 1.0 : kActivationBytes;
-  Collective dispatch{CollectiveKind::dispatch, TrafficMatrix(n_), 1};
-  Collective combine{CollectiveKind::combine, TrafficMatrix(n_), 1};
+  // the GPUs holding them, compute, combine (traffic as DeepEP's kernels move it:
+  // models/network/ep_traffic.hpp).
+  ep_traffic_.reset();
   const double hidden = model_.hidden_size;
   const LayerSlots& place = layers_[static_cast<std::size_t>(moe_layer)];
   const std::size_t S = place.phy2log.size();
   std::vector<double> per_slot(S, 0.0);
   if (count_level_) {
-    // Counts carry no token identity: every remote (token, expert) pair moves one hidden state,
-    // an upper bound on the per-destination-GPU deduplicated traffic of the token level.
-    // Past the gate only the source GPU matters: merge each source's groups.
+    // Counts carry no token identity: the traffic estimates the distinct tokens per destination
+    // from the assignment counts (EpTrafficBuilder::add_counts). Past the gate only the source GPU
+    // matters: merge each source's groups.
     source_counts_.assign(source_groups_.size() * e_count, 0.0);
     for (std::size_t g = 0; g < groups_.size(); ++g) {
       double* row = source_counts_.data() + group_source_[g] * e_count;
@@ -468,36 +472,30 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
     }
     slot_counts_.assign(source_groups_.size() * S, 0.0);
     policy_impl_->assign_counts(moe_layer, place, source_groups_, source_counts_, slot_counts_, counters);
+    std::vector<double> per_rank(static_cast<std::size_t>(n_));
     for (std::size_t g = 0; g < source_groups_.size(); ++g) {
-      const int src = source_groups_[g].source;
+      std::fill(per_rank.begin(), per_rank.end(), 0.0);
       for (std::size_t s = 0; s < S; ++s) {
         const double n = slot_counts_[g * S + s];
         if (n <= 0) continue;
         per_slot[s] += n;
-        const int d = place.gpu_of(static_cast<int>(s));
-        if (d == src) continue;
-        dispatch.traffic.at(src, d) += n * hidden * dispatch_elem;
-        combine.traffic.at(d, src) += n * hidden * kActivationBytes;
+        per_rank[static_cast<std::size_t>(place.gpu_of(static_cast<int>(s)))] += n;
       }
+      ep_traffic_.add_counts(source_groups_[g].source, source_groups_[g].tokens, model_.top_k, per_rank);
     }
   } else {
     slot_of_.assign(experts_.size(), -1);
     policy_impl_->assign(moe_layer, place, token_owner_, experts_, slot_of_, counters);
     std::vector<int> dests;
     for (std::size_t t = 0; t < tokens_.size(); ++t) {
-      const int src = token_owner_[t];
       dests.clear();
       for (std::size_t j = 0; j < k; ++j) {
         const int slot = slot_of_[t * k + j];
         if (slot < 0) continue;  // dropped: the token skips this expert
         per_slot[static_cast<std::size_t>(slot)] += 1.0;
-        const int d = place.gpu_of(slot);
-        if (d != src && std::find(dests.begin(), dests.end(), d) == dests.end()) dests.push_back(d);
+        dests.push_back(place.gpu_of(slot));
       }
-      for (int d : dests) {
-        dispatch.traffic.at(src, d) += hidden * dispatch_elem;
-        combine.traffic.at(d, src) += hidden * kActivationBytes;
-      }
+      ep_traffic_.add_token(token_owner_[t], dests);
     }
   }
   policy_wall_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - policy_t0).count();
@@ -510,8 +508,10 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
                            " token-expert assignments but the policy '" + policy_.policy + "' accounts for " +
                            std::to_string(counters.assignments) + " (computed " + std::to_string(computed) + ", dropped " +
                            std::to_string(counters.dropped) + ")");
-  plan.load.dispatch_bytes += dispatch.traffic.total();
-  plan.load.combine_bytes += combine.traffic.total();
+  Collective dispatch = ep_traffic_.dispatch(dispatch_token_bytes_);
+  Collective combine = ep_traffic_.combine(combine_token_bytes_);
+  plan.load.dispatch_bytes += dispatch.link_bytes();
+  plan.load.combine_bytes += combine.link_bytes();
 
   std::vector<double> per_gpu(static_cast<std::size_t>(n_), 0.0), before(static_cast<std::size_t>(n_), 0.0);
   std::vector<std::vector<KernelWork>> parts(static_cast<std::size_t>(n_));
@@ -543,7 +543,7 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
   add_comm(plan, std::move(combine));
   if (shared_sharded) {
     const double bytes = static_cast<double>(tokens_.size()) * hidden * kActivationBytes;
-    add_comm(plan, model_.shared_expert_intermediate_size > 0 ? ring_all_reduce(n_, bytes) : ring_all_gather(n_, bytes));
+    add_comm(plan, model_.shared_expert_intermediate_size > 0 ? all_reduce(n_, bytes, fabric_) : ring_all_gather(n_, bytes));
   }
 }
 
@@ -565,7 +565,7 @@ void StepPlanner::add_lm_head(StepPlan& plan, const Batch& batch) const {
 }
 
 void StepPlanner::add_comm(StepPlan& plan, Collective c) const {
-  if (n_ < 2 || c.traffic.empty()) return;
+  if (n_ < 2 || c.link_bytes() <= 0) return;
   Phase ph;
   ph.kind = PhaseKind::comm;
   ph.collective = std::move(c);

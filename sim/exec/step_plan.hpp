@@ -14,9 +14,12 @@
 // the LM head over the tokens that emit an output token. A compute phase lasts as long as its
 // slowest GPU: the collective after it waits for everyone, so imbalance shows as time.
 //
-// Dispatch sends a token's hidden state once to each GPU that holds one of its top-k experts
-// (other than its own); combine returns one result per (token, GPU) pair. Dispatch is FP8 when the
-// model's weights are FP8 (DeepSeek-V3), else BF16; combine is BF16.
+// Dispatch and combine move tokens as DeepEP's kernels do (network.ep_mode, see
+// models/network/ep_traffic.hpp): normal kernels send a token once to each GPU that holds one of
+// its top-k experts (across nodes once per node over RDMA, then over NVLink), low-latency kernels
+// once per selected expert over RDMA; combine mirrors dispatch. Token bytes follow
+// network.dispatch_dtype (auto: FP8 when the model's weights are FP8, as DeepSeek-V3 serves) and
+// network.combine_dtype (BF16 by default). All-reduces are ring or tree, whichever is faster.
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -27,6 +30,7 @@
 
 #include "models/gpu/kernel_cost.hpp"
 #include "models/network/collectives.hpp"
+#include "models/network/ep_traffic.hpp"
 #include "models/routing/eplb.hpp"
 #include "models/routing/placement.hpp"
 #include "models/routing/policy.hpp"
@@ -119,7 +123,8 @@ void attribute_segment(StepTimes& times, const std::vector<const Phase*>& segmen
 
 class StepPlanner {
  public:
-  StepPlanner(const Scenario& scenario, const ParallelLayout& layout, std::unique_ptr<TokenRouter> router);
+  /// `first_gpu`: cluster index of the instance's GPU 0 (where its node boundaries fall).
+  StepPlanner(const Scenario& scenario, const ParallelLayout& layout, std::unique_ptr<TokenRouter> router, int first_gpu = 0);
 
   /// Plans one step at simulated time now_s (the router may drift with time); `gpus` is the state
   /// of the instance's GPUs the policy may use (empty: nominal).
@@ -187,6 +192,9 @@ class StepPlanner {
   std::vector<std::size_t> group_source_;
   std::vector<double> source_counts_;
   RoutingObserver* observer_ = nullptr;
+  FabricView fabric_;               ///< the instance's GPUs (all-reduce algorithm choice)
+  EpTrafficBuilder ep_traffic_;     ///< mode ep: dispatch/combine traffic of the layer being planned
+  double dispatch_token_bytes_ = 0, combine_token_bytes_ = 0;
 };
 
 }  // namespace moesim

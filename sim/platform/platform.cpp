@@ -35,6 +35,19 @@ Platform build_platform(const Scenario& sc) {
     nvlink[static_cast<std::size_t>(g)]->set_latency(intra.latency_us * 0.5e-6)->seal();
     nic[static_cast<std::size_t>(g)] = zone->create_split_duplex_link(id + "-nic", inter.effective_bytes_per_s());
     nic[static_cast<std::size_t>(g)]->set_latency(inter.latency_us * 0.5e-6)->seal();
+    p.rdma_ports.push_back(zone->create_host(id + "-rdma", p.host_speed_flops));
+  }
+  for (int node = 0; node * per_node < n; ++node)
+    p.nvswitches.push_back(zone->create_host("node" + std::to_string(node) + "-nvswitch", p.host_speed_flops));
+  p.fabric_switch = zone->create_host("fabric-switch", p.host_speed_flops);
+  for (int g = 0; g < n; ++g) {
+    const auto ug = static_cast<std::size_t>(g);
+    auto* nvswitch = p.nvswitches[static_cast<std::size_t>(g / per_node)]->get_netpoint();
+    auto* host = p.gpus[ug]->get_netpoint();
+    zone->add_route(host, nvswitch, nullptr, nullptr, {sg::LinkInRoute(nvlink[ug], Dir::UP)}, false);
+    zone->add_route(nvswitch, host, nullptr, nullptr, {sg::LinkInRoute(nvlink[ug], Dir::DOWN)}, false);
+    zone->add_route(host, p.fabric_switch->get_netpoint(), nullptr, nullptr, {sg::LinkInRoute(nic[ug], Dir::UP)}, false);
+    zone->add_route(p.fabric_switch->get_netpoint(), host, nullptr, nullptr, {sg::LinkInRoute(nic[ug], Dir::DOWN)}, false);
   }
   for (int a = 0; a < n; ++a) {
     for (int b = 0; b < n; ++b) {
@@ -47,6 +60,14 @@ Platform build_platform(const Scenario& sc) {
                        sg::LinkInRoute(ports[static_cast<std::size_t>(b)], Dir::DOWN)},
                       false);
     }
+    // Same-node pairs through the NICs, GPU a's own loopback included.
+    const int node_first = a / per_node * per_node;
+    for (int b = node_first; b < node_first + per_node && b < n; ++b)
+      zone->add_route(p.gpus[static_cast<std::size_t>(a)]->get_netpoint(), p.rdma_ports[static_cast<std::size_t>(b)]->get_netpoint(),
+                      nullptr, nullptr,
+                      {sg::LinkInRoute(nic[static_cast<std::size_t>(a)], Dir::UP),
+                       sg::LinkInRoute(nic[static_cast<std::size_t>(b)], Dir::DOWN)},
+                      false);
   }
   zone->seal();
   return p;
