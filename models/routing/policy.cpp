@@ -303,13 +303,13 @@ void RoutingPolicy::default_split(const std::vector<int>& slots, int src, double
     for (int s : slots)
       if (layer.gpu_of(s) / ctx_.gpus_per_node == node) pool.push_back(s);
   }
-  if (pool.empty()) pool = slots;
-  const auto n = static_cast<double>(pool.size());
+  const std::vector<int>& use = pool.empty() ? slots : pool;
+  const auto n = static_cast<double>(use.size());
   const double share = std::floor(count / n);
   double left = count - share * n;
-  const std::size_t start = static_cast<std::size_t>(src) % pool.size();
-  for (std::size_t i = 0; i < pool.size(); ++i) {
-    const int s = pool[(start + i) % pool.size()];
+  const std::size_t start = static_cast<std::size_t>(src) % use.size();
+  for (std::size_t i = 0; i < use.size(); ++i) {
+    const int s = use[(start + i) % use.size()];
     out_row[static_cast<std::size_t>(s)] += share + (left > 0 ? 1.0 : 0.0);
     left -= 1.0;
   }
@@ -588,13 +588,17 @@ class NectarPolicy final : public ReplicaPolicy {
     const auto cap = static_cast<std::size_t>(cfg_.nectar.history_steps);
     gate_[l].push(gate_load, cap);
     seen_[l].push(expert_load, cap);
-    gpu_hist_[l].push(gpu_load, cap);
+    (void)gpu_load;
+    if (!natural_.empty()) gpu_hist_[l].push(natural_, cap);  // replica mode: the loads before steering
+    natural_.clear();
   }
 
  protected:
   void choose(int layer, const LayerSlots& slots, std::span<const int>, std::span<const std::int32_t> experts, std::span<int> slot_of,
               PolicyCounters&) override {
     if (cfg_.nectar.mode != "replica") return;
+    natural_.assign(gpus_.size(), 0.0);
+    for (int s : default_) natural_[static_cast<std::size_t>(slots.gpu_of(s))] += 1;
     const auto goal = gpu_goal(layer, static_cast<double>(experts.size()));
     if (goal.empty()) return;
     const std::vector<double> one(gpus_.size(), 1.0);
@@ -603,6 +607,9 @@ class NectarPolicy final : public ReplicaPolicy {
   void choose_counts(int layer, const LayerSlots& slots, std::span<const TokenGroup> groups, std::span<const double> counts,
                      std::span<double> slot_counts, PolicyCounters&) override {
     if (cfg_.nectar.mode != "replica") return;
+    natural_.assign(gpus_.size(), 0.0);
+    const std::size_t S = slots.phy2log.size();
+    for (std::size_t i = 0; i < default_counts_.size(); ++i) natural_[static_cast<std::size_t>(slots.gpu_of(static_cast<int>(i % S)))] += default_counts_[i];
     const auto goal = gpu_goal(layer, std::accumulate(counts.begin(), counts.end(), 0.0));
     if (goal.empty()) return;
     const std::vector<double> one(gpus_.size(), 1.0);
@@ -610,11 +617,13 @@ class NectarPolicy final : public ReplicaPolicy {
   }
 
  private:
-  /// Replica mode: every GPU's goal load for this layer, current share + bias, times the layer's
-  /// assignments; empty when the policy is inactive (no history, or balanced and no pressure).
+  /// Replica mode: every GPU's goal load for this layer: the share the default rule would give it
+  /// now (the current distribution) plus the bias, times the layer's assignments; empty when the
+  /// policy is inactive (no history, or balanced and no pressure). The history holds the loads
+  /// before steering, so the prediction is of the load the policy has to correct.
   std::vector<double> gpu_goal(int layer, double assignments) {
     const auto& hist = gpu_hist_[static_cast<std::size_t>(layer)];
-    if (hist.empty()) return {};
+    if (hist.empty() || natural_.empty()) return {};
     const auto predicted = nectar_predict(hist.recent(static_cast<std::size_t>(cfg_.nectar.trend_steps)));
     const std::size_t n = gpus_.size();
     std::vector<double> pressure(n);
@@ -625,7 +634,10 @@ class NectarPolicy final : public ReplicaPolicy {
       worst = std::max(worst, pressure[g]);
     }
     if (worst <= 0.5 && nectar_imbalance_score(predicted) <= cfg_.nectar.imbalance_threshold) return {};
-    const auto& current = hist.last();
+    std::vector<double> current(natural_);
+    const double total = std::accumulate(current.begin(), current.end(), 0.0);
+    if (total <= 0) return {};
+    for (double& x : current) x /= total;
     std::vector<double> bias = nectar_bias(current, predicted, worst, cfg_.nectar.strength);
     if (worst > 0.5) {
       // Under pressure the target is uniform over GPUs weighted away from the pressed ones.
@@ -660,6 +672,7 @@ class NectarPolicy final : public ReplicaPolicy {
   }
 
   std::vector<DistributionWindow> gate_, seen_, gpu_hist_;
+  std::vector<double> natural_;  ///< replica mode: this layer's GPU loads under the default rule
 };
 
 /// DeepSeek-V3's auxiliary-loss-free balancing, applied online.
