@@ -68,7 +68,7 @@ ImbalanceTracker::ImbalanceTracker(int moe_layers, int num_experts, std::vector<
       agg_all_(static_cast<std::size_t>(moe_layers * num_experts), 0.0),
       utilization_(static_cast<std::size_t>(num_experts), 0.0) {
   if (rank_of_expert_.empty()) rank_of_expert_.assign(static_cast<std::size_t>(num_experts), 0);
-  num_ranks_ = *std::max_element(rank_of_expert_.begin(), rank_of_expert_.end()) + 1;
+  num_ranks_ = rank_of_expert_.empty() ? 1 : *std::max_element(rank_of_expert_.begin(), rank_of_expert_.end()) + 1;  // empty: a dense model
 }
 
 void ImbalanceTracker::add_step(int num_tokens, std::span<const double> counts) {

@@ -11,7 +11,8 @@ int ExpertPlacement::experts_on_rank(int rank) const {
 }
 
 ExpertPlacement contiguous_placement(int num_experts, int num_ranks) {
-  if (num_ranks < 1 || num_experts < 1) throw std::invalid_argument("contiguous placement needs experts and ranks");
+  // A dense model has no experts: an empty placement.
+  if (num_ranks < 1 || num_experts < 0) throw std::invalid_argument("contiguous placement needs ranks and experts >= 0");
   ExpertPlacement p;
   p.num_ranks = num_ranks;
   p.rank_of_expert.resize(static_cast<std::size_t>(num_experts));

@@ -42,9 +42,10 @@ void describe(Schema<ModelSpec>& s) {
   s.field("qk_nope_head_dim", &M::qk_nope_head_dim).min(0).max(1 << 20);
   s.field("qk_rope_head_dim", &M::qk_rope_head_dim).min(0).max(1 << 20);
   s.field("v_head_dim", &M::v_head_dim).min(0).max(1 << 20);
-  s.field("num_experts", &M::num_experts).min(1).max(16384).doc("routed experts per MoE layer");
-  s.field("top_k", &M::top_k).min(1).max(64).doc("routed experts per token");
-  s.field("moe_intermediate_size", &M::moe_intermediate_size).min(1).max(1 << 20).unit("elements").doc("FFN width of one routed expert");
+  s.field("num_experts", &M::num_experts).min(0).max(16384).doc("routed experts per MoE layer; 0: a dense model");
+  s.field("top_k", &M::top_k).min(0).max(64).doc("routed experts per token (0 for a dense model)");
+  s.field("moe_intermediate_size", &M::moe_intermediate_size).min(0).max(1 << 20).unit("elements")
+      .doc("FFN width of one routed expert (0 for a dense model)");
   s.field("num_shared_experts", &M::num_shared_experts).min(0).max(1024);
   s.field("shared_expert_intermediate_size", &M::shared_expert_intermediate_size).min(0).max(1 << 20).unit("elements")
       .doc("FFN width of all shared experts together");
@@ -62,11 +63,22 @@ void describe(Schema<ModelSpec>& s) {
   s.field("routing_locality", &M::routing_locality).min(0).max(1)
       .doc("probability that a token repeats the previous token's first-choice expert");
   s.check([](const M& m, Checker& c) {
-    if (m.top_k > m.num_experts)
-      c.error("top_k", "must be <= num_experts (" + std::to_string(m.num_experts) + ") (got " + std::to_string(m.top_k) + ")");
-    if (m.num_dense_layers >= m.num_layers)
-      c.error("num_dense_layers", "must be < num_layers (" + std::to_string(m.num_layers) + ") (got " +
-                                      std::to_string(m.num_dense_layers) + ")");
+    if (m.num_experts == 0) {
+      // A dense model: every layer has a dense FFN and nothing is routed.
+      if (m.top_k != 0) c.error("top_k", "must be 0 for a dense model (num_experts 0) (got " + std::to_string(m.top_k) + ")");
+      if (m.num_dense_layers != m.num_layers)
+        c.error("num_dense_layers", "must equal num_layers (" + std::to_string(m.num_layers) +
+                                        ") for a dense model (num_experts 0): every layer is dense (got " +
+                                        std::to_string(m.num_dense_layers) + ")");
+    } else {
+      if (m.top_k > m.num_experts)
+        c.error("top_k", "must be <= num_experts (" + std::to_string(m.num_experts) + ") (got " + std::to_string(m.top_k) + ")");
+      if (m.top_k < 1) c.error("top_k", "must be >= 1 when num_experts > 0 (got " + std::to_string(m.top_k) + ")");
+      if (m.moe_intermediate_size < 1) c.error("moe_intermediate_size", "must be >= 1 when num_experts > 0");
+      if (m.num_dense_layers >= m.num_layers)
+        c.error("num_dense_layers", "must be < num_layers (" + std::to_string(m.num_layers) + ") (got " +
+                                        std::to_string(m.num_dense_layers) + "); a dense model has num_experts 0");
+    }
     if (m.num_dense_layers > 0 && m.dense_intermediate_size < 1)
       c.error("dense_intermediate_size", "must be >= 1 when num_dense_layers > 0");
     if (m.attention == AttentionKind::gqa && m.num_attention_heads % m.num_kv_heads != 0)

@@ -425,6 +425,34 @@ void check_consistency(const Scenario& sc, ParseContext& ctx) {
   if (rp.policy == "least_loaded" && rp.num_redundant_experts == 0 && par.mode == ParallelMode::ep)
     ctx.error_at("routing.num_redundant_experts", "least_loaded chooses among replicas: needs num_redundant_experts > 0");
   const auto& g = sc.cluster.gpu.spec;
+  if (m.num_experts == 0 && par.mode == ParallelMode::ep)
+    ctx.error_at("parallel.mode", "ep places routed experts on GPUs, but " + m.name +
+                                      " is a dense model (num_experts 0): use mode tp (tensor parallelism) or dp instances");
+  // The kernel model computes every matmul in its weights' dtype on the tensor cores: a dtype the
+  // GPU has no tensor cores for (a zero peak on its card) is not represented, so it is refused
+  // rather than run at another precision. FP8 weights are W8A8 (DeepSeek-V3, Qwen3-FP8): FP8 tensor
+  // cores. FP4 weights are MXFP4, a weight-only format: without FP4 tensor cores the MoE kernels
+  // dequantise them to BF16 (vLLM's gpt-oss path on Hopper), so BF16 tensor cores do.
+  auto tensor_cores = [&g](DType d) {
+    switch (d) {
+      case DType::bf16: return g.peak_tflops_bf16 > 0;
+      case DType::fp16: return g.peak_tflops_fp16 > 0;
+      case DType::fp8: return g.peak_tflops_fp8 > 0;
+      case DType::fp4: return g.peak_tflops_fp4 > 0;
+    }
+    return false;
+  };
+  for (const auto& [field, dtype] : {std::pair{"model.weight_dtype", m.weight_dtype}, std::pair{"model.expert_weight_dtype", m.expert_weight_dtype}})
+    if (!tensor_cores(dtype) && !(dtype == DType::fp4 && tensor_cores(DType::bf16)))
+      ctx.error_at(field, std::string(to_string(dtype)) + " is not supported by the " + g.name + " (peak_tflops_" + to_string(dtype) +
+                              " 0 on its card: no " + to_string(dtype) + " tensor cores); use a bf16 or fp16 variant of " + m.name +
+                              " or a GPU with " + to_string(dtype) + " support");
+  if (par.mode == ParallelMode::ep && sc.network.dispatch_bytes_per_element(m.weight_dtype) < 2.0 && !tensor_cores(DType::fp8))
+    ctx.error_at("network.dispatch_dtype", "fp8 dispatch casts on the GPU and the " + g.name +
+                                               " has no fp8 support (peak_tflops_fp8 0 on its card); use bf16");
+  if (par.mode == ParallelMode::ep && sc.network.combine_dtype == "fp8" && !tensor_cores(DType::fp8))
+    ctx.error_at("network.combine_dtype", "fp8 combine casts on the GPU and the " + g.name +
+                                              " has no fp8 support (peak_tflops_fp8 0 on its card); use bf16");
   if (sc.power.cap_w > 0 && (sc.power.cap_w < g.power_limit_min_w || sc.power.cap_w > g.tdp_w))
     ctx.error_at("power.cap_w", "must be in [" + Rules<double>::num(g.power_limit_min_w) + ", " + Rules<double>::num(g.tdp_w) +
                                     "] W for a " + g.name + " (got " + Rules<double>::num(sc.power.cap_w) + ")");

@@ -2,6 +2,10 @@
 // with a message naming file:line, key path and what is wrong, and writes nothing.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <utility>
+#include <vector>
+
 #include "tests/e2e/cli_runner.hpp"
 
 namespace moesim::test {
@@ -13,9 +17,20 @@ struct BadInputCase {
   const char* extra_args = "";
 };
 
+/// The model cards of the catalog, comma-separated, as an unknown-card error lists them.
+std::string model_cards() {
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(kSourceDir / "models/llm/cards"))
+    if (entry.path().extension() == ".yaml") names.push_back(entry.path().stem().string());
+  std::sort(names.begin(), names.end());
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
 std::string expand(std::string s) {
-  const std::string key = "<home>";
-  for (auto pos = s.find(key); pos != std::string::npos; pos = s.find(key)) s.replace(pos, key.size(), kSourceDir.string());
+  for (const auto& [key, value] : {std::pair<std::string, std::string>{"<home>", kSourceDir.string()}, {"<model-cards>", model_cards()}})
+    for (auto pos = s.find(key); pos != std::string::npos; pos = s.find(key)) s.replace(pos, key.size(), value);
   return s;
 }
 
@@ -52,14 +67,20 @@ INSTANTIATE_TEST_SUITE_P(
                      "gpu_memory_utilization 0.9 - activation_reserve_gb 2); use more GPUs or a smaller model"},
         BadInputCase{"missing_card.yaml",
                      ":1: model: unknown model card \"mixtral-8x9b\" (did you mean \"mixtral-8x7b\"?); available in "
-                     "<home>/models/llm/cards: deepseek-v2-lite, deepseek-v3, gpt-oss-120b, mixtral-8x22b, mixtral-8x7b, "
-                     "olmoe-1b-7b, qwen1.5-moe-a2.7b, qwen3-235b-a22b, qwen3-30b-a3b"},
+                     "<home>/models/llm/cards: <model-cards>"},
         BadInputCase{"missing_gpu_card.yaml",
                      ":3: cluster.gpu: unknown gpu card \"h100-pcie\"; available in <home>/models/gpu/cards: "
                      "a100-sxm4-80gb, b200, h100-sxm, h200, h800, mi300x"},
         BadInputCase{"malformed.yaml", ":3: malformed YAML: end of sequence flow not found"},
         BadInputCase{"experts_not_divisible.yaml", ":3: parallel.ep: the model's 8 experts must divide evenly over ep = 3 GPUs (or use the eplb placement with redundant experts that make experts + routing.num_redundant_experts divide)"},
         BadInputCase{"top_k_over_experts.yaml", ":3: model.top_k: must be <= num_experts (8) (got 9)"},
+        BadInputCase{"unknown_attention.yaml", ":4: model.attention: must be one of: gqa, mla (got \"sliding_window\")"},
+        BadInputCase{"fp8_on_a100.yaml",
+                     ":2: model.weight_dtype: fp8 is not supported by the a100-sxm4-80gb (peak_tflops_fp8 0 on its card: no fp8 "
+                     "tensor cores); use a bf16 or fp16 variant of mixtral-8x7b or a GPU with fp8 support"},
+        BadInputCase{"ep_on_dense_model.yaml",
+                     ":4: parallel.mode: ep places routed experts on GPUs, but llama-3.1-8b is a dense model (num_experts 0): "
+                     "use mode tp (tensor parallelism) or dp instances"},
         BadInputCase{"unknown_mode.yaml", ":4: parallel.mode: must be one of: tp, ep (got \"xp\")"},
         BadInputCase{"missing_model.yaml", ":1: missing required key \"model\""},
         BadInputCase{"unknown_distribution.yaml",
