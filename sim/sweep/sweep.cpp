@@ -104,7 +104,9 @@ SweepSpec load_sweep(const std::filesystem::path& scenario, const std::vector<st
       const std::string where = "sweep." + key + "." + path;
       Values values;
       if (kv->second.IsSequence()) {
-        for (const auto& v : kv->second) values.push_back(value_text(v));
+        // Not `: kv->second`: operator-> returns a temporary proxy, so that range would dangle.
+        const YAML::Node list = kv->second;
+        for (const auto& v : list) values.push_back(value_text(v));
       } else if (kv->second.IsMap() && kv->second["glob"] && kv->second.size() == 1) {
         const std::string pattern = kv->second["glob"].Scalar();
         values = expand_glob(pattern, scenario);
