@@ -27,9 +27,14 @@ struct GpuSpec {
   double temp_slowdown_hw_c = 0.0;
   double temp_shutdown_c = 0.0;
   double temp_hbm_max_c = 0.0;
+  // Kernel cost model (models/gpu/kernel_cost.hpp).
   double compute_efficiency = 0.7;  ///< fraction of peak FLOPs large GEMMs reach
+  double gemm_m_half_rows = 32;     ///< GEMM rows at which half of compute_efficiency is reached
+  double gemm_tile_m_min = 16;      ///< smallest M tile (rows) a GEMM is padded to
+  double gemm_tile_m_max = 128;     ///< largest M tile
   double memory_efficiency = 0.8;   ///< fraction of HBM bandwidth streaming kernels reach
-  double kernel_launch_us = 4.0;
+  double kernel_launch_us = 4.0;    ///< per kernel launched eagerly
+  double kernel_graph_launch_us = 2.0;  ///< per kernel replayed from a CUDA graph
   // Power and clocks (models/power/power_model.hpp).
   double clock_max_mhz = 1980;
   double clock_min_mhz = 345;

@@ -490,6 +490,10 @@ void engine(Instance& inst, SharedState& shared) {
     inst.step = step;
     inst.step_start->wait();
     inst.step_done->wait();
+    // The engine's CPU work for the step: the GPUs idle meanwhile (async scheduling hides the part
+    // that ran during the GPU time).
+    const double host = plan.host_overlapped ? std::max(0.0, plan.host_s - (sg::Engine::get_clock() - start)) : plan.host_s;
+    if (host > 0) sg::this_actor::sleep_for(host);
     const double end = sg::Engine::get_clock();
     const double step_energy = instance_energy(inst, end) - energy_before;
     inst.step_energy_accounted_j = energy_before + step_energy;
@@ -658,7 +662,9 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   const RcThermal thermal(ThermalParams{gpu.thermal_r_die_sink_k_per_w, gpu.thermal_r_sink_inlet_k_per_w,
                                         gpu.thermal_c_die_j_per_k, gpu.thermal_c_sink_j_per_k});
   const RcThermal::State initial =
-      sc.thermal.initial == ThermalStart::cold ? RcThermal::State{} : thermal.steady(power.power_w({}, gpu.clock_max_mhz, sc.thermal.inlet_c));
+      sc.thermal.initial == ThermalStart::cold           ? RcThermal::State{}
+      : sc.thermal.initial == ThermalStart::steady_power ? thermal.steady(sc.thermal.initial_power_w)
+                                                         : thermal.steady(power.power_w({}, gpu.clock_max_mhz, sc.thermal.inlet_c));
   for (int g = 0; g < sc.cluster.num_gpus(); ++g)
     result.gpus.emplace_back(power, thermal, sc.thermal.inlet_c, initial, sc.outputs.gpus_csv_interval_s);
   SharedState shared;

@@ -115,9 +115,15 @@ void describe(Schema<GpuSpec>& s) {
   s.field("temp_slowdown_hw_c", &G::temp_slowdown_hw_c).greater_than(0).unit("degC");
   s.field("temp_shutdown_c", &G::temp_shutdown_c).greater_than(0).unit("degC");
   s.field("temp_hbm_max_c", &G::temp_hbm_max_c).greater_than(0).unit("degC");
-  s.field("compute_efficiency", &G::compute_efficiency).greater_than(0).max(1).doc("fraction of peak FLOPs GEMMs reach");
+  s.field("compute_efficiency", &G::compute_efficiency).greater_than(0).max(1).doc("fraction of peak FLOPs large GEMMs reach");
+  s.field("gemm_m_half_rows", &G::gemm_m_half_rows).min(0).max(1 << 20).unit("rows")
+      .doc("small-M curve: a GEMM of M rows reaches compute_efficiency * M / (M + this) of peak");
+  s.field("gemm_tile_m_min", &G::gemm_tile_m_min).min(1).max(4096).unit("rows").doc("smallest M tile GEMM rows are padded to");
+  s.field("gemm_tile_m_max", &G::gemm_tile_m_max).min(1).max(4096).unit("rows").doc("largest M tile GEMM rows are padded to");
   s.field("memory_efficiency", &G::memory_efficiency).greater_than(0).max(1).doc("fraction of HBM bandwidth reached");
-  s.field("kernel_launch_us", &G::kernel_launch_us).min(0).unit("us");
+  s.field("kernel_launch_us", &G::kernel_launch_us).min(0).max(1e6).unit("us").doc("fixed cost per kernel launched eagerly");
+  s.field("kernel_graph_launch_us", &G::kernel_graph_launch_us).min(0).max(1e6).unit("us")
+      .doc("fixed cost per kernel replayed from a CUDA graph (serving.cuda_graphs)");
   s.field("clock_max_mhz", &G::clock_max_mhz).greater_than(0).unit("MHz").doc("highest (boost) graphics clock");
   s.field("clock_min_mhz", &G::clock_min_mhz).greater_than(0).unit("MHz").doc("lowest settable graphics clock");
   s.field("clock_step_mhz", &G::clock_step_mhz).greater_than(0).unit("MHz").doc("clock bin width");
@@ -140,6 +146,7 @@ void describe(Schema<GpuSpec>& s) {
     if (g.idle_w >= g.tdp_w) c.error("idle_w", "must be < tdp_w (" + Rules<double>::num(g.tdp_w) + ")");
     if (g.power_limit_min_w > g.tdp_w) c.error("power_limit_min_w", "must be <= tdp_w (" + Rules<double>::num(g.tdp_w) + ")");
     if (g.clock_min_mhz >= g.clock_max_mhz) c.error("clock_min_mhz", "must be < clock_max_mhz");
+    if (g.gemm_tile_m_min > g.gemm_tile_m_max) c.error("gemm_tile_m_min", "must be <= gemm_tile_m_max");
     if (g.voltage_min_v > g.voltage_max_v) c.error("voltage_min_v", "must be <= voltage_max_v");
     if (!(g.temp_slowdown_sw_c <= g.temp_slowdown_hw_c && g.temp_slowdown_hw_c <= g.temp_shutdown_c))
       c.error("temp_slowdown_hw_c", "thresholds must satisfy temp_slowdown_sw_c <= temp_slowdown_hw_c <= temp_shutdown_c");

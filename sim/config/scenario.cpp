@@ -87,6 +87,20 @@ void describe(Schema<ServingConfig>& s) {
   s.field("block_size", &S::block_size).min(1).max(1024).unit("tokens").doc("tokens per paged KV-cache block (vLLM default 16)");
   s.field("prefix_caching", &S::prefix_caching)
       .doc("share the full KV blocks of identical prompt prefixes (dataset lines with prefix_id and prefix_tokens)");
+  s.field("cuda_graph_max_tokens", &S::cuda_graph_max_tokens).min(0).max(kMaxBatchedTokens).unit("tokens")
+      .doc("steps with at most this many tokens replay captured CUDA graphs (the GPU card's kernel_graph_launch_us per "
+           "kernel instead of kernel_launch_us; vLLM's largest default capture size is 512); 0: every step eager");
+  s.field("step_overhead_us", &S::step_overhead_us).min(0).max(1e6).unit("us")
+      .doc("engine CPU time per step (scheduling, input preparation, sampling and output processing) the GPUs wait for");
+  s.field("step_overhead_per_seq_us", &S::step_overhead_per_seq_us).min(0).max(1e5).unit("us")
+      .doc("engine CPU time per sequence of the step");
+  s.field("sampler_bytes_per_logit", &S::sampler_bytes_per_logit).min(0).max(1e6).unit("bytes")
+      .doc("GPU memory traffic of sampling, per vocabulary entry of every sequence that emits a token: vLLM's "
+           "PyTorch top-p/top-k sampler sorts the FP32 logits with int64 indices (many passes); 4 for greedy argmax; "
+           "the default is calibrated (tests/calibration/REPORT.md)");
+  s.field("async_scheduling", &S::async_scheduling)
+      .doc("the engine prepares the next step while the GPUs run the current one: only CPU time beyond the GPU time is exposed "
+           "(vLLM --async-scheduling)");
 }
 
 void describe(Schema<NetworkConfig>& s) {
@@ -118,7 +132,8 @@ std::vector<std::string> names_of_routers() { return token_routers().names(); }
 
 const std::vector<std::pair<std::string, ThermalStart>>& EnumNames<ThermalStart>::get() {
   static const std::vector<std::pair<std::string, ThermalStart>> names{{"cold", ThermalStart::cold},
-                                                                        {"steady_idle", ThermalStart::steady_idle}};
+                                                                        {"steady_idle", ThermalStart::steady_idle},
+                                                                        {"steady_power", ThermalStart::steady_power}};
   return names;
 }
 
@@ -157,6 +172,9 @@ void describe(Schema<RoutingPolicyConfig>& s) {
   s.field("num_redundant_experts", &R::num_redundant_experts).min(0).max(100000).doc("extra physical expert slots per MoE layer");
   s.field("interval_steps", &R::interval_steps).min(1).unit("steps").doc("rebalance every this many steps");
   s.field("window_steps", &R::window_steps).min(1).max(1000000).unit("steps").doc("rebalance from the loads of this many recent steps");
+  s.field("interval_s", &R::interval_s).min(0).unit("s").doc("> 0: rebalance every this many simulated seconds instead of interval_steps");
+  s.field("rebalance_threshold", &R::rebalance_threshold).min(0)
+      .doc("> 0: also rebalance when a step's GPU load max/mean exceeds this (at most once per window_steps)");
   s.field("num_groups", &R::num_groups).min(0).doc("expert groups for the hierarchical policy; 0: the model's n_group or 1");
   s.field("replica_selection", &R::replica_selection)
       .one_of([] { return std::vector<std::string>{"even", "nearest", "position", "random"}; })
@@ -179,7 +197,14 @@ void describe(Schema<SloConfig>& s) {
 void describe(Schema<ThermalConfig>& s) {
   using T = ThermalConfig;
   s.field("inlet_c", &T::inlet_c).min(-20).max(80).unit("degC").doc("inlet air temperature of every GPU");
-  s.field("initial", &T::initial).doc("cold: GPUs start at the inlet temperature; steady_idle: at their idle steady state");
+  s.field("initial", &T::initial)
+      .doc("cold: GPUs start at the inlet temperature; steady_idle: at their idle steady state; steady_power: at the "
+           "steady state of initial_power_w (GPUs that have been serving before the run)");
+  s.field("initial_power_w", &T::initial_power_w).min(0).max(1e5).unit("W").doc("steady_power: the power whose steady state the GPUs start at");
+  s.check([](const T& t, Checker& c) {
+    if (t.initial == ThermalStart::steady_power && t.initial_power_w <= 0)
+      c.error("initial_power_w", "steady_power needs initial_power_w > 0");
+  });
 }
 
 double effective_cap_w(const Scenario& sc) {

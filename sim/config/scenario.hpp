@@ -28,7 +28,7 @@ inline constexpr int kMaxModelLen = 1 << 24;           ///< serving.max_model_le
 enum class ParallelMode { tp, ep };
 enum class EpAttention { tp, dp };
 enum class NetworkFidelity { flow, analytic };
-enum class ThermalStart { cold, steady_idle };
+enum class ThermalStart { cold, steady_idle, steady_power };
 
 template <>
 struct EnumNames<ParallelMode> {
@@ -88,6 +88,11 @@ struct ServingConfig {
   bool chunked_prefill = true;
   int block_size = 16;
   bool prefix_caching = false;
+  int cuda_graph_max_tokens = 512;  ///< steps of at most this many tokens replay CUDA graphs; 0: eager
+  double step_overhead_us = 0;             ///< engine CPU time per step the GPUs wait for
+  double step_overhead_per_seq_us = 0;     ///< engine CPU time per scheduled sequence per step
+  double sampler_bytes_per_logit = 700;    ///< HBM traffic of sampling per vocabulary entry and sequence
+  bool async_scheduling = false;           ///< the engine prepares the next step while the GPUs run
 };
 
 struct NetworkConfig {
@@ -111,6 +116,7 @@ struct PowerConfig {
 struct ThermalConfig {
   double inlet_c = 25;
   ThermalStart initial = ThermalStart::cold;
+  double initial_power_w = 0;  ///< steady_power: the GPUs start at the steady state of this power
 };
 
 struct OutputsConfig {

@@ -71,6 +71,11 @@ StepPlanner::StepPlanner(const Scenario& scenario, const ParallelLayout& layout,
     : model_(scenario.model.spec),
       layout_(layout),
       roofline_(scenario.cluster.gpu.spec),
+      graph_max_tokens_(scenario.serving.cuda_graph_max_tokens),
+      host_fixed_s_(scenario.serving.step_overhead_us * 1e-6),
+      host_per_seq_s_(scenario.serving.step_overhead_per_seq_us * 1e-6),
+      async_scheduling_(scenario.serving.async_scheduling),
+      sampler_bytes_per_logit_(scenario.serving.sampler_bytes_per_logit),
       router_(std::move(router)),
       placement_(contiguous_placement(scenario.model.spec.num_experts,
                                       layout.mode == ParallelMode::ep ? layout.gpus_per_instance : 1)),
@@ -248,6 +253,9 @@ StepPlan StepPlanner::plan(const Batch& batch, double now_s, std::span<const Gpu
   plan.load.gpu_max_over_mean = 0;
   plan.load.layer_expert_counts.assign(static_cast<std::size_t>(model_.num_moe_layers() * model_.num_experts), 0.0);
   router_->begin_step(now_s);
+  roofline_.set_launch_mode(batch.total_tokens() <= graph_max_tokens_ ? LaunchMode::graph : LaunchMode::eager);
+  plan.host_s = host_fixed_s_ + host_per_seq_s_ * static_cast<double>(batch.items.size());
+  plan.host_overlapped = async_scheduling_;
   policy_impl_->begin_step(gpus);
 
   // Tokens of the step and the GPU each one lives on between layers.
@@ -559,7 +567,7 @@ void StepPlanner::add_lm_head(StepPlan& plan, const Batch& batch) const {
   }
   for (int r = 0; r < n_; ++r) {
     const double tokens = shards > 1 ? all : emitting[static_cast<std::size_t>(r)];
-    ph.set(r, separate_kernels(roofline_, {lm_head_work(model_, tokens, shards)}));
+    ph.set(r, separate_kernels(roofline_, {lm_head_work(model_, tokens, shards), sampler_work(model_, tokens, sampler_bytes_per_logit_)}));
   }
   plan.phases.push_back(std::move(ph));
 }

@@ -45,12 +45,8 @@ enum class PhaseKind { attention, dense_ffn, moe, lm_head, comm };
 
 /// One GPU's kernels in a compute phase: their time, how much of it is compute-bound (stretches
 /// as f_max / f under a lower clock) and the utilisations the power model needs.
-struct RankWork {
-  double seconds = 0;
-  double compute_bound_s = 0;
-  double compute_busy_s = 0;  ///< FLOPs / achievable FLOP rate
-  double memory_busy_s = 0;   ///< bytes / achievable bandwidth
-};
+/// (models/gpu/kernel_cost.hpp: seconds, compute_bound_s, compute_busy_s, memory_busy_s.)
+using RankWork = KernelTime;
 
 struct Phase {
   PhaseKind kind = PhaseKind::attention;
@@ -104,6 +100,11 @@ struct StepPlan {
   std::vector<Phase> phases;
   StepLoadStats load;
   int gpus = 1;
+  /// The serving engine's CPU work for the step (scheduling, input preparation, output
+  /// processing): the GPUs idle for it after the kernels, or, with async scheduling, only for the
+  /// part that the GPU time does not hide.
+  double host_s = 0;
+  bool host_overlapped = false;
 };
 
 /// Wall time of each kind of phase in one step.
@@ -152,6 +153,10 @@ class StepPlanner {
   const ModelSpec model_;
   const ParallelLayout layout_;
   RooflineModel roofline_;
+  int graph_max_tokens_ = 0;  ///< serving.cuda_graph_max_tokens: smaller steps replay CUDA graphs
+  double host_fixed_s_ = 0, host_per_seq_s_ = 0;  ///< serving.step_overhead_us, step_overhead_per_seq_us
+  bool async_scheduling_ = false;
+  double sampler_bytes_per_logit_ = 0;  ///< serving.sampler_bytes_per_logit
   std::unique_ptr<TokenRouter> router_;
   ExpertPlacement placement_;
   int n_;  ///< GPUs per instance

@@ -55,7 +55,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadInputCase{"unknown_key.yaml",
                      ":4: serving.max_num_seq: unknown key \"max_num_seq\" (did you mean \"max_num_seqs\"?); allowed keys: "
                      "max_num_batched_tokens, max_num_seqs, max_model_len, gpu_memory_utilization, activation_reserve_gb, "
-                     "chunked_prefill, block_size, prefix_caching"},
+                     "chunked_prefill, block_size, prefix_caching, cuda_graph_max_tokens, step_overhead_us, step_overhead_per_seq_us, "
+                     "sampler_bytes_per_logit, async_scheduling"},
         BadInputCase{"wrong_type.yaml", ":4: serving.max_num_batched_tokens: expected an integer (got \"lots\")"},
         BadInputCase{"negative_bandwidth.yaml", ":7: cluster.inter_node.bw_gbytes_per_s: must be > 0 (got -50)"},
         BadInputCase{"tp_ep_dp_mismatch.yaml",
