@@ -213,36 +213,13 @@ void Phase::set(int rank, const RankWork& w) {
 }
 
 namespace {
-/// Kernels launched one after another (each pays its launch).
+/// Kernels launched one after another (each pays its launches).
 RankWork separate_kernels(const RooflineModel& rf, std::initializer_list<KernelWork> kernels) {
-  RankWork w;
-  for (const auto& k : kernels) {
-    if (k.flops <= 0 && k.bytes <= 0) continue;
-    const double c = rf.compute_seconds(k), m = rf.memory_seconds(k);
-    w.seconds += rf.gpu().kernel_launch_us * 1e-6 + std::max(c, m);
-    if (c >= m) w.compute_bound_s += c;
-    w.compute_busy_s += c;
-    w.memory_busy_s += m;
-  }
-  return w;
+  return rf.sequence(std::span<const KernelWork>(kernels.begin(), kernels.size()));
 }
 
-/// A grouped kernel over several GEMMs: the sum of their rooflines plus one launch.
-RankWork grouped_kernel(const RooflineModel& rf, const std::vector<KernelWork>& parts) {
-  RankWork w;
-  bool any = false;
-  for (const auto& k : parts) {
-    if (k.flops <= 0 && k.bytes <= 0) continue;
-    const double c = rf.compute_seconds(k), m = rf.memory_seconds(k);
-    w.seconds += std::max(c, m);
-    if (c >= m) w.compute_bound_s += c;
-    w.compute_busy_s += c;
-    w.memory_busy_s += m;
-    any = true;
-  }
-  if (any) w.seconds += rf.gpu().kernel_launch_us * 1e-6;
-  return w;
-}
+/// A grouped kernel over several GEMMs (fused MoE): one tile, the sum of their rooflines, one launch.
+RankWork grouped_kernel(const RooflineModel& rf, const std::vector<KernelWork>& parts) { return rf.grouped(parts); }
 }  // namespace
 
 StepPlan StepPlanner::plan(const Batch& batch, double now_s, std::span<const GpuSignal> gpus) {
