@@ -27,7 +27,7 @@ void expect_every_card_loads(const std::vector<std::string>& expected_names) {
 TEST(Catalog, every_model_card_loads_with_provenance) {
   expect_every_card_loads<ModelSpec>({"deepseek-v2-lite", "deepseek-v3", "gpt-oss-120b", "llama-2-7b", "llama-3.1-70b",
                                       "llama-3.1-8b", "mixtral-8x22b", "mixtral-8x7b", "olmoe-1b-7b", "qwen1.5-moe-a2.7b",
-                                      "qwen3-235b-a22b", "qwen3-30b-a3b"});
+                                      "qwen3-235b-a22b", "qwen3-235b-a22b-fp8", "qwen3-30b-a3b"});
 }
 
 TEST(Catalog, every_gpu_card_loads_with_provenance) {
