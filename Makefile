@@ -73,33 +73,3 @@ calibration: build
 
 clean:
 	rm -rf $(BUILD_DIR)
-
-# Fuzzing and sanitizers (README, "Fuzzing and sanitizers"), each in its own build folder.
-#   make fuzz            clang + libFuzzer harnesses of tests/fuzz, FUZZ_SECONDS each, one at a time
-#   make test-sanitize   the whole test suite built with AddressSanitizer and UndefinedBehaviorSanitizer
-FUZZ_DIR ?= build-fuzz
-ASAN_DIR ?= build-asan
-FUZZ_SECONDS ?= 60
-FUZZ_PACKAGES := clang libclang-rt-dev
-SANITIZER_ENV := ASAN_OPTIONS=detect_stack_use_after_return=0:strict_string_checks=1:check_initialization_order=1 \
-  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitizers/lsan.supp:print_suppressions=0
-
-.PHONY: fuzz test-sanitize test-sanitize-unit
-
-fuzz: deps
-	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(FUZZ_PACKAGES)"
-	cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DMOESIM_FUZZ=ON
-	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_scenario fuzz_dataset fuzz_gate_log fuzz_profiler_csv
-	tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS)
-
-$(ASAN_DIR)/CMakeCache.txt: | deps
-	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOESIM_SANITIZE=ON
-
-test-sanitize: deps $(ASAN_DIR)/CMakeCache.txt
-	cmake --build $(ASAN_DIR) -j $(JOBS)
-	cd $(ASAN_DIR) && $(SANITIZER_ENV) ctest -j $(JOBS) --output-on-failure
-
-test-sanitize-unit: deps $(ASAN_DIR)/CMakeCache.txt
-	cmake --build $(ASAN_DIR) -j $(JOBS) --target moesim_unit_tests
-	cd $(ASAN_DIR) && $(SANITIZER_ENV) tests/moesim_unit_tests --gtest_brief=1
