@@ -125,17 +125,33 @@ void StepPlanner::set_layer_placement(std::size_t layer, std::vector<int> phy2lo
 /// EPLB: every interval_steps steps, re-place experts from the loads of the last window_steps.
 /// With routing.migration none the weights move instantly; otherwise the move is a Migration the
 /// simulation carries out on the platform's links before the new placement takes effect.
-void StepPlanner::maybe_rebalance(const StepPlan& finished) {
+void StepPlanner::maybe_rebalance(const StepPlan& finished, double now_s) {
   if (!policy_.eplb_placement() || layout_.mode != ParallelMode::ep) return;
-  window_.push_back(finished.load.layer_expert_counts);
-  if (static_cast<int>(window_.size()) > policy_.window_steps) window_.erase(window_.begin());
-  if (++steps_ % policy_.interval_steps != 0) return;
+  // The window's loads as a running sum (a DeepSeek-V3 window of 1000 steps would otherwise keep
+  // 1000 x 58 x 256 counts).
+  const auto& loads = finished.load.layer_expert_counts;
+  if (window_sum_.empty()) window_sum_.assign(loads.size(), 0.0);
+  for (std::size_t i = 0; i < loads.size(); ++i) window_sum_[i] += loads[i];
+  window_.emplace_back(loads.begin(), loads.end());
+  if (static_cast<int>(window_.size()) > policy_.window_steps) {
+    for (std::size_t i = 0; i < loads.size(); ++i) window_sum_[i] -= window_.front()[i];
+    window_.pop_front();
+  }
+  ++steps_;
+  ++since_rebalance_;
+  const bool by_steps = policy_.interval_s <= 0 && steps_ % policy_.interval_steps == 0;
+  const bool by_time = policy_.interval_s > 0 && now_s - last_rebalance_s_ >= policy_.interval_s;
+  // Early, when the GPUs are out of balance beyond the threshold (at most once per window).
+  const bool by_threshold = policy_.rebalance_threshold > 0 && finished.load.gpu_max_over_mean > policy_.rebalance_threshold &&
+                            since_rebalance_ >= policy_.window_steps;
+  if (!by_steps && !by_time && !by_threshold) return;
   if (pending_ || migrating_) return;  // the previous move has not finished
+  since_rebalance_ = 0;
+  last_rebalance_s_ = now_s;
   const auto E = static_cast<std::size_t>(model_.num_experts);
   std::vector<std::vector<double>> weight(layers_.size(), std::vector<double>(E, 0.0));
-  for (const auto& step : window_)
-    for (std::size_t l = 0; l < layers_.size(); ++l)
-      for (std::size_t e = 0; e < E; ++e) weight[l][e] += step[l * E + e];
+  for (std::size_t l = 0; l < layers_.size(); ++l)
+    for (std::size_t e = 0; e < E; ++e) weight[l][e] = std::max(0.0, window_sum_[l * E + e]);
   EplbResult r = rebalance_experts(weight, model_.num_experts + policy_.num_redundant_experts, eplb_groups_, eplb_nodes_, n_);
   ++rebalances_;
   if (policy_.migration == "none") {
@@ -279,9 +295,8 @@ StepPlan StepPlanner::plan(const Batch& batch, double now_s, std::span<const Gpu
         group_source_[g] = it->second;
       }
     }
-    // Many small (source, domain) groups: draw per domain, then deal each domain's assignments to
-    // its groups at random (exact per-group totals, tokens x top_k). Cost O(tokens x top_k) per
-    // layer instead of E draws per group.
+    // Many small (source, domain) groups: draw per domain (E draws per domain, not per group),
+    // then deal each domain's assignments to its tokens' source GPUs (after the policy).
     domain_groups_.clear();
     domain_pool_.clear();
     split_by_domain_ = false;
@@ -300,7 +315,7 @@ StepPlan StepPlanner::plan(const Batch& batch, double now_s, std::span<const Gpu
         for (std::size_t g = 0; g < groups_.size(); ++g)
           domain_pool_[group_domain_[g]].insert(domain_pool_[group_domain_[g]].end(),
                                                 static_cast<std::size_t>(groups_[g].tokens) * static_cast<std::size_t>(model_.top_k),
-                                                static_cast<int>(g));
+                                                static_cast<int>(group_source_[g]));
       }
     }
   }
@@ -330,7 +345,7 @@ StepPlan StepPlanner::plan(const Batch& batch, double now_s, std::span<const Gpu
       plan.load.gpu_max_over_mean_before =
           std::accumulate(plan.load.layer_gpu_mom_before.begin(), plan.load.layer_gpu_mom_before.end(), 0.0) / moe_layers;
   }
-  maybe_rebalance(plan);
+  maybe_rebalance(plan, now_s);
   return plan;
 }
 
@@ -379,8 +394,9 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
   auto expert_loads = [&](std::vector<double>& per_expert) {
     per_expert.assign(e_count, 0.0);
     if (count_level_) {
-      for (std::size_t g = 0; g < groups_.size(); ++g)
-        for (std::size_t e = 0; e < e_count; ++e) per_expert[e] += group_counts_[g * e_count + e];
+      const auto& counts = split_by_domain_ ? domain_counts_ : group_counts_;
+      for (std::size_t g = 0; g < counts.size() / e_count; ++g)
+        for (std::size_t e = 0; e < e_count; ++e) per_expert[e] += counts[g * e_count + e];
     } else {
       for (std::int32_t e : experts_) per_expert[static_cast<std::size_t>(e)] += 1.0;
     }
@@ -388,19 +404,11 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
   // The gate's own selection, then whatever a selection-changing policy makes of it.
   PolicyCounters counters;
   if (count_level_) {
-    group_counts_.assign(groups_.size() * e_count, 0.0);
     if (split_by_domain_) {
       domain_counts_.assign(domain_groups_.size() * e_count, 0.0);
       router_->route_counts(moe_layer, domain_groups_, domain_counts_);
-      for (std::size_t d = 0; d < domain_groups_.size(); ++d) {
-        auto& pool = domain_pool_[d];
-        for (std::size_t i = pool.size(); i > 1; --i) std::swap(pool[i - 1], pool[split_rng_.uniform_index(i)]);
-        std::size_t next = 0;
-        for (std::size_t e = 0; e < e_count; ++e)
-          for (auto c = static_cast<std::int64_t>(domain_counts_[d * e_count + e]); c > 0 && next < pool.size(); --c)
-            group_counts_[static_cast<std::size_t>(pool[next++]) * e_count + e] += 1.0;
-      }
     } else {
+      group_counts_.assign(groups_.size() * e_count, 0.0);
       router_->route_counts(moe_layer, groups_, group_counts_);
     }
   } else {
@@ -410,14 +418,17 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
   }
   std::vector<double> gate_load, per_expert;
   expert_loads(gate_load);
-  const auto policy_t0 = std::chrono::steady_clock::now();
+  using Clock = std::chrono::steady_clock;
+  auto policy_t0 = Clock::now();
   if (ep && policy_impl_->changes_selection()) {
-    if (count_level_) policy_impl_->reselect_counts(moe_layer, groups_, group_counts_, counters);
+    if (count_level_ && split_by_domain_) policy_impl_->reselect_counts(moe_layer, domain_groups_, domain_counts_, counters);
+    else if (count_level_) policy_impl_->reselect_counts(moe_layer, groups_, group_counts_, counters);
     else policy_impl_->reselect(moe_layer, experts_, counters);
     expert_loads(per_expert);
   } else {
     per_expert = gate_load;
   }
+  policy_wall_s_ += std::chrono::duration<double>(Clock::now() - policy_t0).count();
   if (!count_level_ && observer_ != nullptr) observer_->on_layer_routed(moe_layer, tokens_, experts_, weights_);
   std::copy(per_expert.begin(), per_expert.end(),
             plan.load.layer_expert_counts.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(moe_layer) * e_count));
@@ -450,13 +461,28 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
     // from the assignment counts (EpTrafficBuilder::add_counts). Past the gate only the source GPU
     // matters: merge each source's groups.
     source_counts_.assign(source_groups_.size() * e_count, 0.0);
-    for (std::size_t g = 0; g < groups_.size(); ++g) {
-      double* row = source_counts_.data() + group_source_[g] * e_count;
-      const double* from = group_counts_.data() + g * e_count;
-      for (std::size_t e = 0; e < e_count; ++e) row[e] += from[e];
+    if (split_by_domain_) {
+      // Deal each domain's assignments to its tokens' source GPUs at random (exact per-source
+      // totals: a pool holds each source once per assignment of its tokens of the domain).
+      for (std::size_t d = 0; d < domain_groups_.size(); ++d) {
+        auto& pool = domain_pool_[d];
+        for (std::size_t i = pool.size(); i > 1; --i) std::swap(pool[i - 1], pool[split_rng_.uniform_index(i)]);
+        std::size_t next = 0;
+        for (std::size_t e = 0; e < e_count; ++e)
+          for (auto c = static_cast<std::int64_t>(domain_counts_[d * e_count + e]); c > 0 && next < pool.size(); --c)
+            source_counts_[static_cast<std::size_t>(pool[next++]) * e_count + e] += 1.0;
+      }
+    } else {
+      for (std::size_t g = 0; g < groups_.size(); ++g) {
+        double* row = source_counts_.data() + group_source_[g] * e_count;
+        const double* from = group_counts_.data() + g * e_count;
+        for (std::size_t e = 0; e < e_count; ++e) row[e] += from[e];
+      }
     }
     slot_counts_.assign(source_groups_.size() * S, 0.0);
+    policy_t0 = Clock::now();
     policy_impl_->assign_counts(moe_layer, place, source_groups_, source_counts_, slot_counts_, counters);
+    policy_wall_s_ += std::chrono::duration<double>(Clock::now() - policy_t0).count();
     std::vector<double> per_rank(static_cast<std::size_t>(n_));
     for (std::size_t g = 0; g < source_groups_.size(); ++g) {
       std::fill(per_rank.begin(), per_rank.end(), 0.0);
@@ -470,7 +496,9 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
     }
   } else {
     slot_of_.assign(experts_.size(), -1);
+    policy_t0 = Clock::now();
     policy_impl_->assign(moe_layer, place, token_owner_, experts_, slot_of_, counters);
+    policy_wall_s_ += std::chrono::duration<double>(Clock::now() - policy_t0).count();
     std::vector<int> dests;
     for (std::size_t t = 0; t < tokens_.size(); ++t) {
       dests.clear();
@@ -483,7 +511,6 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
       ep_traffic_.add_token(token_owner_[t], dests);
     }
   }
-  policy_wall_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - policy_t0).count();
   // Tokens routed = computed + dropped, and what was computed is what the slots got.
   const double computed = std::accumulate(per_slot.begin(), per_slot.end(), 0.0);
   const double routed = static_cast<double>(tokens_.size() * k);

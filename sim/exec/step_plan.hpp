@@ -21,6 +21,7 @@
 // network.dispatch_dtype (auto: FP8 when the model's weights are FP8, as DeepSeek-V3 serves) and
 // network.combine_dtype (BF16 by default). All-reduces are ring or tree, whichever is faster.
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <unordered_map>
@@ -167,7 +168,7 @@ class StepPlanner {
   std::vector<std::int32_t> experts_;
   std::vector<float> weights_;
   void set_layer_placement(std::size_t layer, std::vector<int> phy2log);
-  void maybe_rebalance(const StepPlan& finished);
+  void maybe_rebalance(const StepPlan& finished, double now_s);
   [[nodiscard]] Migration migration_to(std::vector<std::vector<int>> phy2log) const;
 
   std::vector<LayerSlots> layers_;  ///< where each MoE layer's experts live (mode ep)
@@ -177,7 +178,10 @@ class StepPlanner {
   bool migrating_ = false;            ///< taken, not yet applied
   std::vector<int> slot_of_;          ///< token level: slot of each assignment
   std::vector<double> slot_counts_;   ///< count level: [group * slots + slot]
-  std::vector<std::vector<double>> window_;  ///< per step: layer-major expert counts (eplb)
+  std::deque<std::vector<float>> window_;  ///< per step: layer-major expert counts (eplb; integers, exact in float)
+  std::vector<double> window_sum_;
+  std::int64_t since_rebalance_ = 0;
+  double last_rebalance_s_ = 0;
   std::int64_t steps_ = 0;
   int rebalances_ = 0;
   double policy_wall_s_ = 0;

@@ -137,6 +137,23 @@ TEST(Policies, selection_changing_policies_report_divergence_and_replica_policie
   EXPECT_LT(aux["imbalance"]["cv_per_step_mean"].get<double>(), eplb["imbalance"]["cv_per_step_mean"].get<double>());
 }
 
+TEST(Policies, rebalancing_follows_interval_s_or_an_imbalance_threshold) {
+  const auto timed = run("--set routing.policy=eplb --set routing.num_redundant_experts=4 --set routing.interval_s=1.0", "interval-s");
+  const double duration = timed["duration"].get<double>();
+  const int by_time = timed["routing"]["rebalances"]["count"].get<int>();
+  // One rebalance per simulated second (the first at >= 1 s), give or take the step in flight.
+  EXPECT_GE(by_time, static_cast<int>(duration) - 1);
+  EXPECT_LE(by_time, static_cast<int>(duration) + 1);
+  const auto never = run("--set routing.policy=eplb --set routing.num_redundant_experts=4 --set routing.interval_steps=100000 "
+                         "--set routing.window_steps=20",
+                         "threshold-off");
+  const auto early = run("--set routing.policy=eplb --set routing.num_redundant_experts=4 --set routing.interval_steps=100000 "
+                         "--set routing.window_steps=20 --set routing.rebalance_threshold=1.05",
+                         "threshold-on");
+  EXPECT_EQ(never["routing"]["rebalances"]["count"].get<int>(), 0);
+  EXPECT_GT(early["routing"]["rebalances"]["count"].get<int>(), 0);
+}
+
 TEST(Policies, bad_policy_settings_are_validation_errors_naming_the_field) {
   const CliResult unknown = run_cli("validate scenarios/quickstart.yaml --set parallel.mode=ep --set routing.policy=fastest", "pol-unknown");
   EXPECT_EQ(unknown.exit_code, 2);
