@@ -17,6 +17,14 @@
 #include <fmt/format.h>
 #include <algorithm>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define MOESIM_ADDRESS_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MOESIM_ADDRESS_SANITIZER 1
+#endif
+#endif
+
 namespace moesim {
 namespace {
 
@@ -631,11 +639,26 @@ void frontend(const std::vector<Request>& requests, std::vector<std::unique_ptr<
 RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   xbt_log_control_set("root.thresh:warning");
   for (const auto& l : options.simgrid_log) xbt_log_control_set(l.c_str());
-  int argc = 1;
-  char name[] = "moesim";
-  char* argv[] = {name, nullptr};
-  sg::Engine e(&argc, argv);
-  configure_simgrid(options.simgrid_cfg);
+  // Context settings (contexts/factory, contexts/stack-size, ...) take effect only when the engine
+  // starts, so they go on its command line; set afterwards, a factory change broke the run.
+  std::vector<std::string> args{"moesim"};
+#if MOESIM_ADDRESS_SANITIZER
+  // AddressSanitizer cannot follow the stack switches of the raw, boost and ucontext factories of a
+  // libsimgrid built without it (an exception leaving an actor gave false stack-buffer-overflow
+  // reports): one thread per actor. A --cfg=contexts/factory:... comes after, and wins.
+  args.emplace_back("--cfg=contexts/factory:thread");
+#endif
+  std::vector<std::string> later;
+  for (const auto& c : options.simgrid_cfg) {
+    if (c.rfind("contexts/", 0) == 0) args.push_back("--cfg=" + c);
+    else later.push_back(c);
+  }
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int argc = static_cast<int>(args.size());
+  sg::Engine e(&argc, argv.data());
+  configure_simgrid(later);
   const Platform platform = build_platform(sc);
 
   const ParallelLayout layout = make_layout(sc);
