@@ -11,6 +11,7 @@
 #include "models/routing/router.hpp"
 #include "models/workload/dataset_generator.hpp"
 #include "sim/actors/simulation.hpp"
+#include "sim/cli/kernels.hpp"
 #include "sim/config/scenario.hpp"
 #include "sim/metrics/report.hpp"
 #include "sim/report/report.hpp"
@@ -358,6 +359,28 @@ int main(int argc, char** argv) {
   eplb->add_option("--nodes", eplb_nodes, "nodes")->check(CLI::Range(1, 1 << 20));
   eplb->add_option("--gpus", eplb_gpus, "GPUs")->required()->check(CLI::Range(1, 1 << 20));
 
+  auto* kernels = app.add_subcommand("kernels", "one step's kernels and collectives per layer: time, bound, step total");
+  KernelsOptions kopt;
+  kernels->add_option("scenario", kopt.scenario, "scenario YAML file (optional: --model and --gpu describe one instead)");
+  kernels->add_option("--set,-s", kopt.sets, "override a field: key.path=value (repeatable)")->allow_extra_args(false);
+  kernels->add_option("--model", kopt.model, "model card (moesim list models)");
+  kernels->add_option("--gpu", kopt.gpu, "GPU card (moesim list gpus)");
+  kernels->add_option("--mode", kopt.mode, "tp or ep");
+  kernels->add_option("--tp", kopt.tp, "tensor-parallel size")->check(CLI::Range(1, kMaxGpus));
+  kernels->add_option("--ep", kopt.ep, "expert-parallel size")->check(CLI::Range(1, kMaxGpus));
+  kernels->add_option("--attention", kopt.attention, "mode ep: tp (sharded) or dp (data-parallel) attention");
+  kernels->add_option("--ep-mode", kopt.ep_mode, "DeepEP kernels: normal or low_latency");
+  kernels->add_option("--routing", kopt.routing, "routing model (moesim list routers)");
+  kernels->add_option("--nodes", kopt.nodes, "nodes (default: the instance's GPUs in nodes of up to 8)")->check(CLI::Range(1, 4096));
+  kernels->add_option("--gpus-per-node", kopt.gpus_per_node, "GPUs per node")->check(CLI::Range(1, 72));
+  kernels->add_option("--batch-tokens", kopt.batch_tokens, "tokens computed in the step")->required()->check(CLI::Range(1, kMaxBatchedTokens));
+  kernels->add_option("--context", kopt.context, "tokens already in each sequence's KV cache")->check(CLI::Range(0, kMaxModelLen));
+  bool decode_step = false;
+  auto* decode_flag = kernels->add_flag("--decode", decode_step, "decode step: one token per sequence (default)");
+  kernels->add_flag("--prefill", kopt.prefill, "prefill step: the tokens are prompt chunks")->excludes(decode_flag);
+  kernels->add_option("--seqs", kopt.seqs, "prefill: sequences the tokens are split over (default 1)")->check(CLI::Range(1, kMaxNumSeqs));
+  kernels->add_option("--csv", kopt.csv, "also write the table to this CSV file");
+
   auto* list = app.add_subcommand("list", "list catalog cards or registered components");
   std::string kind;
   list->add_option("kind", kind, "models | gpus | interconnects | routers | policies | arrivals | lengths")->required();
@@ -372,6 +395,7 @@ int main(int argc, char** argv) {
 
   const Catalog catalog(catalog_dir.empty() ? default_catalog_home() : std::filesystem::path(catalog_dir));
   if (*list) return cmd_list(kind, catalog);
+  if (*kernels) return run_kernels_command(kopt, catalog, std::cout, std::cerr);
   if (*describe_cmd) return cmd_describe();
   if (*eplb) return cmd_eplb(eplb_weights, eplb_replicas, eplb_groups, eplb_nodes, eplb_gpus);
   if (*report) {
