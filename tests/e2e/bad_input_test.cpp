@@ -144,7 +144,7 @@ TEST(BadInputReporting, run_with_bad_input_writes_nothing) {
 TEST(BadInputReporting, unknown_list_kind_names_valid_kinds) {
   const CliResult r = run_cli("list widgets", "list");
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_EQ(r.err, "error: unknown list \"widgets\"; valid: models, gpus, interconnects, routers, arrivals, lengths\n");
+  EXPECT_EQ(r.err, "error: unknown list \"widgets\"; valid: models, gpus, interconnects, routers, policies, arrivals, lengths\n");
 }
 
 }  // namespace

@@ -380,7 +380,7 @@ TEST(Limits, absurd_sizes_given_with_set_are_rejected_naming_the_limit) {
       {"serving.max_num_batched_tokens=1e10", "serving.max_num_batched_tokens: must be in [1, 1048576] (got 1e10)"},
       {"serving.max_num_seqs=10000000", "serving.max_num_seqs: must be in [1, 65536] (got 10000000)"},
       {"serving.max_model_len=4294967296", "serving.max_model_len: must be in [0, 16777216] (got 4294967296)"},
-      {"model.num_experts=1000000000", "model.num_experts: must be in [1, 16384] (got 1000000000)"},
+      {"model.num_experts=1000000000", "model.num_experts: must be in [0, 16384] (got 1000000000)"},
       {"model.num_layers=100000", "model.num_layers: must be in [1, 1024] (got 100000)"},
       {"workload.output_tokens.value=1000000000", "workload.output_tokens.value: must be in [1, 16777216] (got 1000000000)"},
   };
