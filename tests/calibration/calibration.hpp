@@ -110,7 +110,7 @@ inline void record(const Row& row) {
   const auto dir = output_dir();
   std::filesystem::create_directories(dir);
   const auto file = dir / (row.family + ".csv");
-  const int lock = ::open((file.string() + ".lock").c_str(), O_CREAT | O_RDWR, 0644);
+  const int lock = ::open((dir / ("." + row.family + ".csv.lock")).c_str(), O_CREAT | O_RDWR, 0644);
   if (lock >= 0) ::flock(lock, LOCK_EX);
   std::vector<std::string> lines;
   {
@@ -132,7 +132,7 @@ inline void record(const Row& row) {
   lines.push_back(csv_field(row.family) + "," + csv_field(row.anchor) + "," + csv_field(row.source) + "," + csv_field(row.metric) +
                   "," + csv_field(row.unit) + "," + number(row.published) + "," + number(row.simulated) + "," +
                   number(row.error_pct(), 4) + "," + number(row.tolerance_pct) + "," + pass);
-  const auto tmp = file.string() + ".tmp";
+  const auto tmp = (dir / ("." + row.family + ".csv.tmp")).string();
   {
     std::ofstream out(tmp, std::ios::trunc);
     out << kHeader << "\n";

@@ -40,6 +40,32 @@ def read_rows(directory):
     return rows, problems
 
 
+def natural_key(text):
+    """Sorts 'batch 8' before 'batch 32' and 'EP16' before 'EP128'."""
+    key, digits = [], ""
+    for ch in text + "\0":
+        if ch.isdigit():
+            digits += ch
+            continue
+        if digits:
+            key.append((1, int(digits), ""))
+            digits = ""
+        key.append((0, 0, ch))
+    return key
+
+
+def stem(anchor):
+    """The anchor with its numbers blanked: rows of one sweep share it."""
+    out = []
+    for ch in anchor:
+        if ch.isdigit():
+            if not out or out[-1] != "#":
+                out.append("#")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def number(text, digits=4):
     try:
         v = float(text)
@@ -122,6 +148,17 @@ def main():
     ap.add_argument("--command", default="make calibration")
     args = ap.parse_args()
     rows, problems = read_rows(args.csv_dir)
+    metric_order = {}
+    for r in rows:
+        metric_order.setdefault((r["family"], r["metric"]), len(metric_order))
+    # Families in file order; anchors that differ only in their numbers (batch 8, batch 32, ...) together
+    # and in numeric order, groups in order of first appearance; metrics in the order first written.
+    family_order, stem_order = {}, {}
+    for r in rows:
+        family_order.setdefault(r["family"], len(family_order))
+        stem_order.setdefault((r["family"], stem(r["anchor"])), len(stem_order))
+    rows.sort(key=lambda r: (family_order[r["family"]], stem_order[(r["family"], stem(r["anchor"]))], natural_key(r["anchor"]),
+                             metric_order[(r["family"], r["metric"])]))
     if not rows:
         print(f"make_report.py: no calibration rows in {args.csv_dir}", file=sys.stderr)
         return 1
