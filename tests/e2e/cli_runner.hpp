@@ -2,9 +2,11 @@
 // Runs the moesim binary as a user would, from the source tree, and captures what it printed.
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 #include <sys/wait.h>
 
 namespace moesim::test {
@@ -46,6 +48,25 @@ inline CliResult run_cli(const std::string& args, const std::string& tag = "cli"
   r.err = read_text(dir / "err");
   std::filesystem::remove_all(dir);
   return r;
+}
+
+/// A CSV file written by moesim (no quoted commas in the columns read) as rows of column -> text.
+inline std::vector<std::map<std::string, std::string>> read_rows(const std::filesystem::path& p) {
+  std::stringstream in(read_text(p));
+  std::string line;
+  std::getline(in, line);
+  std::vector<std::string> header;
+  std::stringstream hs(line);
+  for (std::string x; std::getline(hs, x, ',');) header.push_back(x);
+  std::vector<std::map<std::string, std::string>> rows;
+  while (std::getline(in, line)) {
+    std::map<std::string, std::string> row;
+    std::stringstream ls(line);
+    std::size_t i = 0;
+    for (std::string x; std::getline(ls, x, ',') && i < header.size(); ++i) row[header[i]] = x;
+    rows.push_back(row);
+  }
+  return rows;
 }
 
 }  // namespace moesim::test

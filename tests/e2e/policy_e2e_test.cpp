@@ -104,25 +104,8 @@ TEST(Policies, dropped_assignments_are_counted_and_conserved) {
   EXPECT_GT(dropped, 0);
   EXPECT_DOUBLE_EQ(rt["computed_assignments"].get<double>() + dropped, rt["token_expert_assignments"].get<double>());
   // steps.csv's per-step drops add up to the summary's.
-  const std::string csv = read_text(out / "steps.csv");
-  const auto header_end = csv.find('\n');
-  const std::string header = csv.substr(0, header_end);
-  std::size_t col = 0;
-  for (std::size_t pos = 0, i = 0; pos < header.size(); ++i) {
-    const auto next = header.find(',', pos);
-    if (header.substr(pos, next - pos) == "dropped_assignments") col = i;
-    pos = next == std::string::npos ? header.size() : next + 1;
-  }
-  ASSERT_GT(col, 0u);
   double sum = 0;
-  for (std::size_t pos = header_end + 1; pos < csv.size();) {
-    const auto eol = csv.find('\n', pos);
-    const std::string line = csv.substr(pos, eol - pos);
-    std::size_t f = 0, i = 0;
-    while (i < col) f = line.find(',', f) + 1, ++i;
-    sum += std::stod(line.substr(f, line.find(',', f) - f));
-    pos = eol + 1;
-  }
+  for (const auto& row : read_rows(out / "steps.csv")) sum += std::stod(row.at("dropped_assignments"));
   EXPECT_DOUBLE_EQ(sum, dropped);
 }
 

@@ -13,24 +13,6 @@
 namespace moesim::test {
 namespace {
 
-std::vector<std::map<std::string, std::string>> read_rows(const std::filesystem::path& p) {
-  std::stringstream in(read_text(p));
-  std::string line;
-  std::getline(in, line);
-  std::vector<std::string> header;
-  std::stringstream hs(line);
-  for (std::string x; std::getline(hs, x, ',');) header.push_back(x);
-  std::vector<std::map<std::string, std::string>> rows;
-  while (std::getline(in, line)) {
-    std::map<std::string, std::string> row;
-    std::stringstream ls(line);
-    std::size_t i = 0;
-    for (std::string x; std::getline(ls, x, ',') && i < header.size(); ++i) row[header[i]] = x;
-    rows.push_back(row);
-  }
-  return rows;
-}
-
 TEST(Serving, a_small_kv_cache_preempts_and_every_request_still_finishes) {
   const auto out = scratch_dir("preempt") / "run";
   const CliResult r = run_cli("run scenarios/quickstart.yaml --quiet --set serving.gpu_memory_utilization=0.32 --out '" +
