@@ -3,7 +3,9 @@
 #include <simgrid/s4u.hpp>
 #include <xbt/log.h>
 
+#include <chrono>
 #include <deque>
+#include <mutex>
 #include <optional>
 #include <memory>
 #include <span>
@@ -53,6 +55,7 @@ struct Instance {
 
   sg::BarrierPtr step_start, step_done, phase_sync;
   const StepPlan* plan = nullptr;
+  StepPlan step_plan;                ///< the engine plans every step into this one (storage reused)
   std::int64_t step = 0;             ///< index of the step being executed
   std::vector<GpuPowerState>* gpus = nullptr;  ///< cluster-wide power/thermal state
   int first_gpu = 0;                 ///< cluster index of this instance's GPU 0
@@ -491,7 +494,8 @@ void engine(Instance& inst, SharedState& shared) {
     inst.idle_energy_j += energy_before - inst.step_energy_accounted_j;
     for (const BatchItem& item : batch.items)
       rec.on_scheduled(item.request_id, start);  // the first time counts
-    StepPlan plan = inst.planner.plan(batch, start, signals);
+    StepPlan& plan = inst.step_plan;
+    inst.planner.plan_into(plan, batch, start, signals);
     inst.times = {};
     if (inst.fidelity == NetworkFidelity::analytic) inst.analytic_times = analytic_step_times(plan, inst.fabric);
     inst.plan = &plan;
@@ -634,6 +638,14 @@ void frontend(const std::vector<Request>& requests, std::vector<std::unique_ptr<
   shared.frontend_finished = true;
 }
 
+/// Activities completed in this process so far (all engines): one signal handler, connected once.
+std::int64_t completed_activities() {
+  static std::int64_t count = 0;
+  static std::once_flag connected;
+  std::call_once(connected, [] { sg::Activity::on_completion_cb([](const sg::Activity&) { ++count; }); });
+  return count;
+}
+
 }  // namespace
 
 RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
@@ -763,7 +775,11 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
 
   bool deadlock = false;
   sg::Engine::on_deadlock_cb([&deadlock] { deadlock = true; });
+  const std::int64_t activities_before = completed_activities();
+  const auto wall0 = std::chrono::steady_clock::now();
   e.run();
+  result.engine_wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+  result.simgrid_activities = completed_activities() - activities_before;
   result.end_time_s = sg::Engine::get_clock();
 
   if (!shared.error.empty()) throw std::runtime_error("simulation failed: " + shared.error);

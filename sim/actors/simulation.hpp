@@ -67,6 +67,10 @@ struct RunResult {
   EnergyAccount energy;
   ServingTotals serving;
   PolicyTotals policy;
+  /// SimGrid activities (executions, parallel tasks, communications) that completed during the run,
+  /// and the host seconds the engine ran for: what benchmarks report.
+  std::int64_t simgrid_activities = 0;
+  double engine_wall_s = 0;
 };
 
 /// Runs the scenario to completion. Throws std::runtime_error when an invariant breaks (a request

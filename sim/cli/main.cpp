@@ -224,7 +224,12 @@ int cmd_eplb(const std::string& weights_file, int replicas, int groups, int node
   return kExitOk;
 }
 
-void print_run_table(const Scenario& sc, const nlohmann::ordered_json& s, const std::filesystem::path& out, double wall_s,
+/// Host seconds of a run's parts (`run --timings`, the benchmarks of tests/perf).
+struct RunTimings {
+  double load_s = 0, simulate_s = 0, engine_s = 0, check_s = 0, outputs_s = 0, total_s = 0;
+};
+
+void print_run_table(const Scenario& sc, const nlohmann::ordered_json& s, const std::filesystem::path& out, const RunTimings& t,
                      double policy_wall_s) {
   const auto& run = s["run"];
   std::cout << fmt::format("moesim: {} | {} on {} x {} | mode {} (tp {}, ep {}, dp {}) | {} steps\n",
@@ -256,12 +261,34 @@ void print_run_table(const Scenario& sc, const nlohmann::ordered_json& s, const 
   if (sc.outputs.expert_profiler) files += ", moe_expert_tracking/";
   if (sc.outputs.trace) files += ", trace.json";
   std::cout << fmt::format("  outputs: {} ({}, config.resolved.yaml)\n", out.string(), files);
-  std::cout << fmt::format("  wall time: {:.3f} s (routing policy {:.3f} s)\n", wall_s, policy_wall_s);
+  std::cout << fmt::format("  wall time: {:.3f} s (load {:.3f}, simulate {:.3f}, check {:.3f}, write {:.3f}; routing policy {:.3f})\n",
+                           t.total_s, t.load_s, t.simulate_s, t.check_s, t.outputs_s, policy_wall_s);
 }
 
-int cmd_run(const std::string& file, const std::vector<std::string>& sets, std::string out, bool quiet,
+void print_timings(const RunTimings& t, const RunResult& r) {
+  std::int64_t tokens = 0;
+  for (const auto& q : r.recorder.requests()) tokens += q.tokens_emitted;
+  nlohmann::ordered_json j;
+  j["total_s"] = t.total_s;
+  j["load_s"] = t.load_s;
+  j["simulate_s"] = t.simulate_s;
+  j["engine_s"] = t.engine_s;
+  j["check_s"] = t.check_s;
+  j["outputs_s"] = t.outputs_s;
+  j["policy_s"] = r.policy.policy_wall_s;
+  j["simulated_s"] = r.end_time_s;
+  j["steps"] = r.recorder.num_steps();
+  j["output_tokens"] = tokens;
+  j["simgrid_activities"] = r.simgrid_activities;
+  std::cout << "timings: " << j.dump() << "\n";
+}
+
+int cmd_run(const std::string& file, const std::vector<std::string>& sets, std::string out, bool quiet, bool timings,
             const RunOptions& opts, const Catalog& catalog) {
-  const auto t0 = std::chrono::steady_clock::now();
+  using clock = std::chrono::steady_clock;
+  const auto seconds_since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
+  const auto t0 = clock::now();
+  RunTimings t;
   Scenario sc;
   try {
     sc = load_scenario(file, sets, catalog);
@@ -279,12 +306,21 @@ int cmd_run(const std::string& file, const std::vector<std::string>& sets, std::
       return kExitRun;
     }
   }
+  t.load_s = seconds_since(t0);
   try {
+    auto mark = clock::now();
     const RunResult result = run_simulation(sc, opts);
+    t.simulate_s = seconds_since(mark);
+    t.engine_s = result.engine_wall_s;
+    mark = clock::now();
     check_invariants(sc, result);
+    t.check_s = seconds_since(mark);
+    mark = clock::now();
     write_run_outputs(out, sc, result);
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (!quiet) print_run_table(sc, make_summary(sc, result), out, wall, result.policy.policy_wall_s);
+    t.outputs_s = seconds_since(mark);
+    t.total_s = seconds_since(t0);
+    if (!quiet) print_run_table(sc, make_summary(sc, result), out, t, result.policy.policy_wall_s);
+    if (timings) print_timings(t, result);
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\nno outputs were written\n";
     return kExitRun;
@@ -313,6 +349,8 @@ int main(int argc, char** argv) {
   run->add_option("--out,-o", out_dir, "output directory (default: results/<scenario name>)");
   run->add_option("--set,-s", sets, "override a field: key.path=value (repeatable)")->allow_extra_args(false);
   run->add_flag("--quiet,-q", quiet, "print nothing on success");
+  bool timings = false;
+  run->add_flag("--timings", timings, "print one line 'timings: {json}' with the host seconds of each part, steps and SimGrid activities");
 
   auto* validate = app.add_subcommand("validate", "check scenarios without running them");
   std::vector<std::string> files;
@@ -421,5 +459,5 @@ int main(int argc, char** argv) {
   }
   if (*gen) return cmd_gen_datasets(gen_count, gen_prompts, gen_output, gen_seed, gen_model, gen_out, catalog);
   if (*validate) return cmd_validate(files, validate_sets, catalog);
-  return cmd_run(scenario_file, sets, out_dir, quiet, run_opts, catalog);
+  return cmd_run(scenario_file, sets, out_dir, quiet, timings, run_opts, catalog);
 }

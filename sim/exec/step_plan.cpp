@@ -240,8 +240,23 @@ RankWork grouped_kernel(const RooflineModel& rf, const std::vector<KernelWork>& 
 
 StepPlan StepPlanner::plan(const Batch& batch, double now_s, std::span<const GpuSignal> gpus) {
   StepPlan plan;
+  plan_into(plan, batch, now_s, gpus);
+  return plan;
+}
+
+void StepPlanner::plan_into(StepPlan& plan, const Batch& batch, double now_s, std::span<const GpuSignal> gpus) {
+  {
+    // A fresh plan that keeps the old one's storage.
+    StepLoadStats fresh;
+    fresh.layer_expert_counts.swap(plan.load.layer_expert_counts);
+    fresh.layer_gpu_mom_before.swap(plan.load.layer_gpu_mom_before);
+    fresh.layer_gpu_mom_after.swap(plan.load.layer_gpu_mom_after);
+    fresh.layer_gpu_mom_before.clear();
+    fresh.layer_gpu_mom_after.clear();
+    plan.load = std::move(fresh);
+    plan.phases.clear();
+  }
   plan.gpus = n_;
-  plan.phases.reserve(static_cast<std::size_t>(model_.num_layers) * 6 + 1);
   plan.load.expert_max_over_mean = 0;
   plan.load.gpu_max_over_mean = 0;
   plan.load.layer_expert_counts.assign(static_cast<std::size_t>(model_.num_moe_layers() * model_.num_experts), 0.0);
@@ -320,15 +335,19 @@ StepPlan StepPlanner::plan(const Batch& batch, double now_s, std::span<const Gpu
     }
   }
 
-  // Every layer's attention is the same for a batch: cost it once, then copy it per layer.
-  StepPlan attention;
-  attention.gpus = n_;
-  add_attention(attention, batch);
+  // Every layer's attention (and dense FFN) is the same for a batch: cost it once, then copy it
+  // per layer.
+  attention_block_.phases.clear();
+  attention_block_.gpus = n_;
+  add_attention(attention_block_, batch);
+  dense_block_.phases.clear();
+  dense_block_.gpus = n_;
+  if (model_.num_dense_layers > 0) add_dense(dense_block_);
   int moe_layers = 0;
   for (int layer = 0; layer < model_.num_layers; ++layer) {
-    plan.phases.insert(plan.phases.end(), attention.phases.begin(), attention.phases.end());
+    plan.phases.insert(plan.phases.end(), attention_block_.phases.begin(), attention_block_.phases.end());
     if (layer < model_.num_dense_layers) {
-      add_dense(plan);
+      plan.phases.insert(plan.phases.end(), dense_block_.phases.begin(), dense_block_.phases.end());
       continue;
     }
     add_moe_layer(plan, moe_layers);
@@ -346,7 +365,6 @@ StepPlan StepPlanner::plan(const Batch& batch, double now_s, std::span<const Gpu
           std::accumulate(plan.load.layer_gpu_mom_before.begin(), plan.load.layer_gpu_mom_before.end(), 0.0) / moe_layers;
   }
   maybe_rebalance(plan, now_s);
-  return plan;
 }
 
 void StepPlanner::add_attention(StepPlan& plan, const Batch& batch) const {

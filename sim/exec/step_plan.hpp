@@ -29,6 +29,8 @@
 #include <string>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
+
 #include "models/gpu/kernel_cost.hpp"
 #include "models/network/collectives.hpp"
 #include "models/network/ep_traffic.hpp"
@@ -49,12 +51,16 @@ enum class PhaseKind { attention, dense_ffn, moe, lm_head, comm };
 /// (models/gpu/kernel_cost.hpp: seconds, compute_bound_s, compute_busy_s, memory_busy_s.)
 using RankWork = KernelTime;
 
+/// One value per GPU of an instance; up to 8 GPUs (a node) inline, so planning a step of a small
+/// instance allocates nothing.
+using PerGpu = boost::container::small_vector<double, 8>;
+
 struct Phase {
   PhaseKind kind = PhaseKind::attention;
-  std::vector<double> compute_s;        ///< per GPU of the instance (compute phases), at f_max
-  std::vector<double> compute_bound_s;  ///< part of compute_s that is compute-bound
-  std::vector<double> compute_util;     ///< u_c per GPU
-  std::vector<double> memory_util;      ///< u_m per GPU
+  PerGpu compute_s;        ///< per GPU of the instance (compute phases), at f_max
+  PerGpu compute_bound_s;  ///< part of compute_s that is compute-bound
+  PerGpu compute_util;     ///< u_c per GPU
+  PerGpu memory_util;      ///< u_m per GPU
   Collective collective;                ///< comm phases
 
   static Phase compute(PhaseKind kind, int gpus);
@@ -131,6 +137,8 @@ class StepPlanner {
   /// Plans one step at simulated time now_s (the router may drift with time); `gpus` is the state
   /// of the instance's GPUs the policy may use (empty: nominal).
   [[nodiscard]] StepPlan plan(const Batch& batch, double now_s = 0.0, std::span<const GpuSignal> gpus = {});
+  /// The same into `plan`, reusing its storage (the engine plans every step into one StepPlan).
+  void plan_into(StepPlan& plan, const Batch& batch, double now_s = 0.0, std::span<const GpuSignal> gpus = {});
   /// A rebalance whose weights must move (routing.migration stall or overlap): taken once, applied
   /// with apply_migration when the copy has finished. No new rebalance starts meanwhile.
   [[nodiscard]] std::optional<Migration> take_migration();
@@ -162,6 +170,7 @@ class StepPlanner {
   ExpertPlacement placement_;
   int n_;  ///< GPUs per instance
   // Per-step scratch, reused between steps.
+  StepPlan attention_block_, dense_block_;  ///< one layer's attention (dense FFN) phases, the same in every layer
   std::vector<TokenInfo> tokens_;
   std::vector<int> token_owner_;  ///< GPU that holds each token's hidden state between layers
   std::vector<double> tokens_per_rank_;

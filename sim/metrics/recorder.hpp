@@ -78,6 +78,7 @@ class RunRecorder {
 
   [[nodiscard]] const std::vector<RequestRecord>& requests() const { return requests_; }
   [[nodiscard]] const std::vector<StepRecord>& steps() const { return steps_; }
+  [[nodiscard]] std::size_t num_steps() const { return steps_.size(); }
   [[nodiscard]] const std::vector<double>& inter_token_latencies_s() const { return itls_; }
 
  private:

@@ -1,6 +1,7 @@
 #include "sim/metrics/report.hpp"
 
 #include <fcntl.h>
+#include <fmt/compile.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <numeric>
 #include <stdexcept>
@@ -364,7 +366,7 @@ std::string requests_csv(const RunResult& result) {
   for (const auto& r : result.recorder.requests()) {
     if (r.rejected()) continue;  // counted by reason in summary.json
     const auto& q = r.request;
-    out += fmt::format("{},{},{:.9f},{:.9f},{:.9f},{:.9f},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f}\n", q.id,
+    fmt::format_to(std::back_inserter(out), "{},{},{:.9f},{:.9f},{:.9f},{:.9f},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f}\n", q.id,
                        r.instance, q.arrival_s, r.first_scheduled_s, r.first_token_s, r.finish_s, q.prompt_tokens, q.output_tokens,
                        (r.first_scheduled_s - q.arrival_s) * 1e3, (r.first_token_s - q.arrival_s) * 1e3, tpot_ms(r),
                        (r.finish_s - q.arrival_s) * 1e3, r.prefill_energy_j + r.decode_energy_j, r.prefill_energy_j,
@@ -380,7 +382,7 @@ std::string steps_csv(const RunResult& result) {
       "max_temp_c,running,waiting,kv_blocks_used,preempted,attention_rank_max_over_mean,gpu_load_max_over_mean_before,"
       "rerouted_fraction,selection_divergence,dropped_assignments\n";
   for (const auto& s : result.recorder.steps()) {
-    out += fmt::format("{},{},{:.9f},{:.6f},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.0f},{:.0f},{:.6f},{:.3f},{},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.0f}\n",
+    fmt::format_to(std::back_inserter(out), "{},{},{:.9f},{:.6f},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.0f},{:.0f},{:.6f},{:.3f},{},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.0f}\n",
                        s.step, s.instance, s.start_s, (s.end_s - s.start_s) * 1e3, s.prefill_tokens, s.decode_tokens,
                        s.num_seqs, s.attention_s * 1e3, s.dense_s * 1e3, s.moe_s * 1e3, s.lm_head_s * 1e3, s.comm_s * 1e3,
                        s.expert_load_cv, s.expert_load_max_over_mean, s.gpu_load_max_over_mean, s.dispatch_bytes,
@@ -403,7 +405,7 @@ std::string gpus_csv(const RunResult& result) {
   std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.t < b.t || (a.t == b.t && a.gpu < b.gpu); });
   std::string out = "time_s,gpu,power_w,temp_die_c,temp_sink_c,clock_mhz,throttle_state,compute_util,mem_util\n";
   for (const auto& r : rows)
-    out += fmt::format("{:.9f},{},{:.4f},{:.4f},{:.4f},{:.0f},{},{:.4f},{:.4f}\n", r.t, r.gpu, r.s->power_w, r.s->temp_die_c,
+    fmt::format_to(std::back_inserter(out), "{:.9f},{},{:.4f},{:.4f},{:.4f},{:.0f},{},{:.4f},{:.4f}\n", r.t, r.gpu, r.s->power_w, r.s->temp_die_c,
                        r.s->temp_sink_c, r.s->clock_mhz, to_string(r.s->state), r.s->compute_util, r.s->memory_util);
   // The last state of every GPU holds until the end of the run.
   for (std::size_t g = 0; g < result.gpus.size(); ++g) {
@@ -411,7 +413,7 @@ std::string gpus_csv(const RunResult& result) {
     if (st.samples().empty()) continue;
     const auto& last = st.samples().back();
     if (last.time_s < st.time_s())
-      out += fmt::format("{:.9f},{},{:.4f},{:.4f},{:.4f},{:.0f},{},{:.4f},{:.4f}\n", st.time_s(), g, st.power_w(), st.die_c(),
+      fmt::format_to(std::back_inserter(out), "{:.9f},{},{:.4f},{:.4f},{:.4f},{:.0f},{},{:.4f},{:.4f}\n", st.time_s(), g, st.power_w(), st.die_c(),
                          last.temp_sink_c, st.clock_mhz(), to_string(st.state()), last.compute_util, last.memory_util);
   }
   return out;
