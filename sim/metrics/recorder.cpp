@@ -22,7 +22,7 @@ void RunRecorder::on_scheduled(std::int64_t id, double now) {
 void RunRecorder::on_token(std::int64_t id, double now) {
   auto& r = requests_.at(static_cast<std::size_t>(id));
   if (r.tokens_emitted == 0) r.first_token_s = now;
-  else itls_.push_back(now - r.last_token_s);
+  else itls_.add(now - r.last_token_s);
   r.last_token_s = now;
   r.tokens_emitted += 1;
 }

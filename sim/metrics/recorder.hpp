@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "models/common/stats.hpp"
 #include "models/workload/request.hpp"
 
 namespace moesim {
@@ -79,12 +80,13 @@ class RunRecorder {
   [[nodiscard]] const std::vector<RequestRecord>& requests() const { return requests_; }
   [[nodiscard]] const std::vector<StepRecord>& steps() const { return steps_; }
   [[nodiscard]] std::size_t num_steps() const { return steps_.size(); }
-  [[nodiscard]] const std::vector<double>& inter_token_latencies_s() const { return itls_; }
+  /// Inter-token latencies in seconds, streamed: exact up to 4M values, a fine histogram beyond.
+  [[nodiscard]] const StreamingSample& inter_token_latencies_s() const { return itls_; }
 
  private:
   std::vector<RequestRecord> requests_;
   std::vector<StepRecord> steps_;
-  std::vector<double> itls_;
+  StreamingSample itls_;
 };
 
 }  // namespace moesim

@@ -55,6 +55,29 @@ TEST(Stats, percentiles_interpolate_like_numpy) {
   EXPECT_DOUBLE_EQ(max_over_mean(std::vector<double>{0, 0, 4, 0}), 4.0);
 }
 
+TEST(Stats, streaming_sample_is_exact_below_its_limit_and_within_a_bin_beyond) {
+  RngStream rng(7, "streaming");
+  std::vector<double> xs;
+  StreamingSample exact(1u << 20), binned(1000);
+  for (int i = 0; i < 200000; ++i) {
+    const double x = i % 1000 == 0 ? 0.0 : 0.005 + 0.03 * rng.uniform01() + (i % 97 == 0 ? 0.2 : 0.0);  // ITL-like, with zeros
+    xs.push_back(x);
+    exact.add(x);
+    binned.add(x);
+  }
+  ASSERT_TRUE(exact.exact());
+  ASSERT_FALSE(binned.exact());
+  EXPECT_EQ(binned.count(), xs.size());
+  EXPECT_TRUE(binned.values().empty());  // nothing kept per value past the limit
+  for (double p : {0.0, 1.0, 50.0, 90.0, 95.0, 99.0, 100.0}) {
+    EXPECT_DOUBLE_EQ(exact.percentile(p), percentile_of(xs, p)) << p;
+    EXPECT_NEAR(binned.percentile(p), percentile_of(xs, p), 1e-5 * percentile_of(xs, p) + 1e-12) << p;
+  }
+  EXPECT_DOUBLE_EQ(exact.mean(), mean_of(xs));
+  EXPECT_NEAR(binned.mean(), mean_of(xs), 1e-12);
+  EXPECT_NEAR(binned.stddev(), stddev_of(xs), 1e-9);
+}
+
 TEST(Workload, lognormal_lengths_have_the_requested_mean) {
   WorkloadParams p;
   p.requests = 20000;
