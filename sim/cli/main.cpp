@@ -257,8 +257,9 @@ void print_run_table(const Scenario& sc, const nlohmann::ordered_json& s, const 
   std::cout << fmt::format("  {:<28}{:>12.4f}\n", "expert load CV (per step)",
                            s["imbalance"]["cv_per_step_mean"].get<double>());
   std::string files = "summary.json, requests.csv, steps.csv, gpus.csv, experts.csv";
-  if (sc.outputs.gate_logs) files += ", gate_logs/";
-  if (sc.outputs.expert_profiler) files += ", moe_expert_tracking/";
+  const bool routes = sc.model.spec.num_moe_layers() > 0 && sc.model.spec.num_experts > 0;
+  if (sc.outputs.gate_logs && routes) files += ", gate_logs/";
+  if (sc.outputs.expert_profiler && routes) files += ", moe_expert_tracking/";
   if (sc.outputs.trace) files += ", trace.json";
   std::cout << fmt::format("  outputs: {} ({}, config.resolved.yaml)\n", out.string(), files);
   std::cout << fmt::format("  wall time: {:.3f} s (load {:.3f}, simulate {:.3f}, check {:.3f}, write {:.3f}; routing policy {:.3f})\n",

@@ -21,6 +21,8 @@ ExpertProfiler::ExpertProfiler(const ModelSpec& model, std::vector<int> rank_of_
       tracker_(model.num_moe_layers(), model.num_experts, std::move(rank_of_expert), options.imbalance_filter_max_tokens,
                options.trend_window_steps) {
   for (int l = model.num_dense_layers; l < model.num_layers; ++l) moe_layer_ids_.push_back(l);
+  // A dense model routes nothing: no gate logs, no expert tracking.
+  if (moe_layer_ids_.empty() || experts_ == 0) options_.expert_profiler = options_.gate_logs = false;
   if (options_.expert_profiler)
     coselection_.assign(static_cast<std::size_t>(model.num_moe_layers()) * static_cast<std::size_t>(experts_) *
                             static_cast<std::size_t>(experts_), 0);
