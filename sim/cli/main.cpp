@@ -329,9 +329,15 @@ int cmd_run(const std::string& file, const std::vector<std::string>& sets, std::
   return kExitOk;
 }
 
+int moesim_main(int argc, char** argv);
+
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) { return moesim_main(argc, argv); }
+
+namespace {
+
+int moesim_main(int argc, char** argv) {
   RunOptions run_opts;
   std::vector<std::string> args;
   split_simgrid_args(argc, argv, args, run_opts);
@@ -453,6 +459,7 @@ int main(int argc, char** argv) {
     opt.jobs = jobs;
     opt.base_sets = sweep_sets;
     opt.self_exe = std::filesystem::read_symlink("/proc/self/exe");
+    opt.entry = &moesim_main;  // points run in forks of this process
     if (!catalog_dir.empty()) opt.extra_args = {"--catalog", catalog_dir};
     for (const auto& c : run_opts.simgrid_cfg) opt.extra_args.push_back("--cfg=" + c);
     for (const auto& l : run_opts.simgrid_log) opt.extra_args.push_back("--log=" + l);
@@ -462,3 +469,5 @@ int main(int argc, char** argv) {
   if (*validate) return cmd_validate(files, validate_sets, catalog);
   return cmd_run(scenario_file, sets, out_dir, quiet, timings, run_opts, catalog);
 }
+
+}  // namespace

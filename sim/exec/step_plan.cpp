@@ -434,7 +434,8 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
     weights_.resize(observer_ != nullptr ? tokens_.size() * k : 0);
     router_->route(moe_layer, tokens_, experts_, weights_);
   }
-  std::vector<double> gate_load, per_expert;
+  std::vector<double>& gate_load = gate_load_;
+  std::vector<double>& per_expert = per_expert_;
   expert_loads(gate_load);
   using Clock = std::chrono::steady_clock;
   auto policy_t0 = Clock::now();
@@ -473,7 +474,8 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
   const double hidden = model_.hidden_size;
   const LayerSlots& place = layers_[static_cast<std::size_t>(moe_layer)];
   const std::size_t S = place.phy2log.size();
-  std::vector<double> per_slot(S, 0.0);
+  std::vector<double>& per_slot = per_slot_;
+  per_slot.assign(S, 0.0);
   if (count_level_) {
     // Counts carry no token identity: the traffic estimates the distinct tokens per destination
     // from the assignment counts (EpTrafficBuilder::add_counts). Past the gate only the source GPU
@@ -517,7 +519,7 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
     policy_t0 = Clock::now();
     policy_impl_->assign(moe_layer, place, token_owner_, experts_, slot_of_, counters);
     policy_wall_s_ += std::chrono::duration<double>(Clock::now() - policy_t0).count();
-    std::vector<int> dests;
+    std::vector<int>& dests = dests_;
     for (std::size_t t = 0; t < tokens_.size(); ++t) {
       dests.clear();
       for (std::size_t j = 0; j < k; ++j) {
@@ -543,8 +545,13 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
   plan.load.dispatch_bytes += dispatch.link_bytes();
   plan.load.combine_bytes += combine.link_bytes();
 
-  std::vector<double> per_gpu(static_cast<std::size_t>(n_), 0.0), before(static_cast<std::size_t>(n_), 0.0);
-  std::vector<std::vector<KernelWork>> parts(static_cast<std::size_t>(n_));
+  std::vector<double>& per_gpu = per_gpu_;
+  std::vector<double>& before = before_;
+  per_gpu.assign(static_cast<std::size_t>(n_), 0.0);
+  before.assign(static_cast<std::size_t>(n_), 0.0);
+  std::vector<std::vector<KernelWork>>& parts = parts_;
+  parts.resize(static_cast<std::size_t>(n_));
+  for (auto& p : parts) p.clear();
   for (std::size_t slot = 0; slot < S; ++slot) {
     const auto r = static_cast<std::size_t>(place.gpu_of(static_cast<int>(slot)));
     per_gpu[r] += per_slot[slot];

@@ -171,6 +171,9 @@ class StepPlanner {
   int n_;  ///< GPUs per instance
   // Per-step scratch, reused between steps.
   StepPlan attention_block_, dense_block_;  ///< one layer's attention (dense FFN) phases, the same in every layer
+  std::vector<double> gate_load_, per_expert_, per_slot_, per_gpu_, before_;  ///< add_moe_layer's per-layer vectors
+  std::vector<int> dests_;
+  std::vector<std::vector<KernelWork>> parts_;  ///< per GPU: its expert GEMMs of the layer
   std::vector<TokenInfo> tokens_;
   std::vector<int> token_owner_;  ///< GPU that holds each token's hidden state between layers
   std::vector<double> tokens_per_rank_;

@@ -59,6 +59,10 @@ struct SweepOptions {
   std::vector<std::string> base_sets;    ///< --set given on the sweep command line, before the point's
   std::vector<std::string> extra_args;   ///< passed to every run (--catalog, --cfg=...)
   std::filesystem::path self_exe;
+  /// When set, a point runs in a fork of this process that calls `entry` with the point's command
+  /// line (argv[0] = self_exe), instead of a fresh exec of self_exe: the same isolation (its own
+  /// process, killed or crashed alone) without loading the program and its libraries per point.
+  int (*entry)(int argc, char** argv) = nullptr;
 };
 
 /// Parses "i/N" (1 <= i <= N). Throws ConfigError naming the bad spec.
