@@ -27,7 +27,7 @@ namespace moesim {
 /// up to the limit, then 8 bytes per bin spanned (about 1.4 million bins from 10 us to 10 s).
 class StreamingSample {
  public:
-  static constexpr std::size_t kDefaultExactLimit = std::size_t{1} << 22;
+  static constexpr std::size_t kDefaultExactLimit = std::size_t{1} << 20;
   static constexpr double kRelativeBinWidth = 1e-5;
 
   explicit StreamingSample(std::size_t exact_limit = kDefaultExactLimit) : exact_limit_(exact_limit) {}

@@ -685,6 +685,7 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
                    std::make_unique<ExpertProfiler>(model, placement.rank_of_expert, expert_parallel, sc.outputs), nullptr,
                    0.0, {}, {}, {}, {}};
   if (sc.outputs.trace) result.trace = std::make_unique<TraceRecorder>(sc.outputs.trace_max_steps);
+  if (!options.stream_steps_to.empty()) result.recorder.stream_steps_csv(options.stream_steps_to);
   // Requests the server refuses at arrival are recorded with their reason and never reach an engine.
   std::vector<Request> requests;
   requests.reserve(arrivals.size());

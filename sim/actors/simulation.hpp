@@ -10,6 +10,7 @@
 
 #include "models/power/gpu_state.hpp"
 #include "sim/config/scenario.hpp"
+#include <filesystem>
 #include <memory>
 
 #include "sim/metrics/expert_profiler.hpp"
@@ -21,6 +22,9 @@ namespace moesim {
 struct RunOptions {
   std::vector<std::string> simgrid_cfg;  ///< --cfg=name:value pass-through
   std::vector<std::string> simgrid_log;  ///< --log=... pass-through
+  /// When set, steps.csv is written into this folder as the run goes (a hidden temporary until
+  /// write_run_outputs renames it), and the steps are not kept in memory.
+  std::filesystem::path stream_steps_to;
 };
 
 /// Where the energy went, beyond what steps and requests hold.

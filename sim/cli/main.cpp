@@ -310,7 +310,9 @@ int cmd_run(const std::string& file, const std::vector<std::string>& sets, std::
   t.load_s = seconds_since(t0);
   try {
     auto mark = clock::now();
-    const RunResult result = run_simulation(sc, opts);
+    RunOptions run_opts = opts;
+    run_opts.stream_steps_to = out;
+    const RunResult result = run_simulation(sc, run_opts);
     t.simulate_s = seconds_since(mark);
     t.engine_s = result.engine_wall_s;
     mark = clock::now();

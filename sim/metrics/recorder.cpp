@@ -1,6 +1,13 @@
 #include "sim/metrics/recorder.hpp"
 
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <iterator>
 #include <stdexcept>
 
 namespace moesim {
@@ -25,6 +32,95 @@ void RunRecorder::on_token(std::int64_t id, double now) {
   else itls_.add(now - r.last_token_s);
   r.last_token_s = now;
   r.tokens_emitted += 1;
+}
+
+void StepTotals::add(const StepRecord& s) {
+  ++steps;
+  prefill_tokens += s.prefill_tokens;
+  decode_tokens += s.decode_tokens;
+  energy_j += s.energy_j;
+  attention_s += s.attention_s;
+  dense_s += s.dense_s;
+  moe_s += s.moe_s;
+  lm_head_s += s.lm_head_s;
+  comm_s += s.comm_s;
+  dispatch_bytes += s.dispatch_bytes;
+  combine_bytes += s.combine_bytes;
+  expert_load_max_over_mean += s.expert_load_max_over_mean;
+  gpu_load_max_over_mean += s.gpu_load_max_over_mean;
+  attention_rank_max_over_mean += s.attention_rank_max_over_mean;
+}
+
+const char* steps_csv_header() {
+  return "step,instance,start_s,duration_ms,prefill_tokens,decode_tokens,batch_size,attention_ms,dense_ffn_ms,moe_ms,"
+         "lm_head_ms,comm_ms,expert_load_cv,expert_load_max_over_mean,gpu_load_max_over_mean,dispatch_bytes,combine_bytes,energy_j,"
+         "max_temp_c,running,waiting,kv_blocks_used,preempted,attention_rank_max_over_mean,gpu_load_max_over_mean_before,"
+         "rerouted_fraction,selection_divergence,dropped_assignments\n";
+}
+
+void append_steps_csv_row(std::string& out, const StepRecord& s) {
+  fmt::format_to(std::back_inserter(out),
+                 "{},{},{:.9f},{:.6f},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.0f},{:.0f},{:.6f},{:.3f},{},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.0f}\n",
+                 s.step, s.instance, s.start_s, (s.end_s - s.start_s) * 1e3, s.prefill_tokens, s.decode_tokens, s.num_seqs,
+                 s.attention_s * 1e3, s.dense_s * 1e3, s.moe_s * 1e3, s.lm_head_s * 1e3, s.comm_s * 1e3, s.expert_load_cv,
+                 s.expert_load_max_over_mean, s.gpu_load_max_over_mean, s.dispatch_bytes, s.combine_bytes, s.energy_j, s.max_die_c,
+                 s.running, s.waiting, s.kv_blocks_used, s.preempted, s.attention_rank_max_over_mean, s.gpu_load_max_over_mean_before,
+                 s.rerouted_fraction, s.selection_divergence, s.dropped_assignments);
+}
+
+namespace {
+constexpr std::size_t kStreamBuffer = std::size_t{1} << 20;
+
+[[noreturn]] void stream_failure(const std::filesystem::path& path, int err) {
+  throw std::runtime_error(fmt::format("cannot write {}: {}", path.string(), std::strerror(err)));
+}
+}  // namespace
+
+StepsCsvStream::StepsCsvStream(const std::filesystem::path& dir)
+    : tmp_(dir / (".tmp-steps.csv-" + std::to_string(::getpid()))) {
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) stream_failure(tmp_, errno);
+  buffer_.reserve(kStreamBuffer + 1024);
+  buffer_ = steps_csv_header();
+}
+
+StepsCsvStream::~StepsCsvStream() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    ::unlink(tmp_.c_str());
+  }
+}
+
+void StepsCsvStream::add(const StepRecord& s) {
+  append_steps_csv_row(buffer_, s);
+  if (buffer_.size() >= kStreamBuffer) flush();
+}
+
+void StepsCsvStream::flush() {
+  for (std::size_t done = 0; done < buffer_.size();) {
+    const ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) stream_failure(tmp_, n < 0 ? errno : EIO);
+    done += static_cast<std::size_t>(n);
+  }
+  buffer_.clear();
+}
+
+void StepsCsvStream::commit(const std::filesystem::path& path) {
+  if (fd_ < 0) throw std::logic_error("steps.csv committed twice");
+  flush();
+  if (::fsync(fd_) != 0) stream_failure(tmp_, errno);
+  const int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) {
+    ::unlink(tmp_.c_str());
+    stream_failure(tmp_, errno);
+  }
+  if (::rename(tmp_.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp_.c_str());
+    stream_failure(path, err);
+  }
 }
 
 void RunRecorder::on_finished(std::int64_t id, double now) { requests_.at(static_cast<std::size_t>(id)).finish_s = now; }

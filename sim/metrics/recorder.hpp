@@ -2,6 +2,8 @@
 // What a run measured: one record per request and per engine step. The core fills it; writers in
 // sim/metrics turn it into files. Pure C++.
 #include <cstdint>
+#include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -57,6 +59,40 @@ struct StepRecord {
   double max_die_c = 0;  ///< hottest GPU of the instance at the step's end
 };
 
+/// Running sums over a run's steps, in step order (what summary.json and the invariants need).
+struct StepTotals {
+  std::size_t steps = 0;
+  std::int64_t prefill_tokens = 0, decode_tokens = 0;
+  double energy_j = 0;
+  double attention_s = 0, dense_s = 0, moe_s = 0, lm_head_s = 0, comm_s = 0;
+  double dispatch_bytes = 0, combine_bytes = 0;
+  double expert_load_max_over_mean = 0, gpu_load_max_over_mean = 0, attention_rank_max_over_mean = 0;  ///< sums
+  void add(const StepRecord& s);
+};
+
+/// steps.csv's header and one row.
+[[nodiscard]] const char* steps_csv_header();
+void append_steps_csv_row(std::string& out, const StepRecord& s);
+
+/// steps.csv written while the run goes: rows go to a hidden temporary in the output folder, which
+/// commit() flushes to disk and renames; a run that never commits leaves nothing behind.
+class StepsCsvStream {
+ public:
+  explicit StepsCsvStream(const std::filesystem::path& dir);
+  ~StepsCsvStream();
+  StepsCsvStream(const StepsCsvStream&) = delete;
+  StepsCsvStream& operator=(const StepsCsvStream&) = delete;
+  void add(const StepRecord& s);
+  /// Writes what is buffered, syncs, and renames the temporary to `path`.
+  void commit(const std::filesystem::path& path);
+
+ private:
+  void flush();
+  std::filesystem::path tmp_;
+  int fd_ = -1;
+  std::string buffer_;
+};
+
 class RunRecorder {
  public:
   explicit RunRecorder(std::vector<Request> requests);
@@ -68,7 +104,15 @@ class RunRecorder {
   void on_rejected(std::int64_t request_id, std::string reason) {
     requests_.at(static_cast<std::size_t>(request_id)).rejected_reason = std::move(reason);
   }
-  void on_step(const StepRecord& step) { steps_.push_back(step); }
+  void on_step(const StepRecord& step) {
+    totals_.add(step);
+    if (stream_) stream_->add(step);
+    else steps_.push_back(step);
+  }
+  /// Streams steps.csv into `dir` instead of keeping the steps (commit_steps_csv writes it).
+  void stream_steps_csv(const std::filesystem::path& dir) { stream_ = std::make_shared<StepsCsvStream>(dir); }
+  [[nodiscard]] bool steps_streamed() const { return stream_ != nullptr; }
+  void commit_steps_csv(const std::filesystem::path& path) const { stream_->commit(path); }
   void on_energy(std::int64_t request_id, double joules, bool prefill) {
     auto& r = requests_.at(static_cast<std::size_t>(request_id));
     (prefill ? r.prefill_energy_j : r.decode_energy_j) += joules;
@@ -78,14 +122,18 @@ class RunRecorder {
   void set_instance(std::int64_t request_id, int instance) { requests_.at(static_cast<std::size_t>(request_id)).instance = instance; }
 
   [[nodiscard]] const std::vector<RequestRecord>& requests() const { return requests_; }
+  /// The steps, unless they were streamed to steps.csv (then empty).
   [[nodiscard]] const std::vector<StepRecord>& steps() const { return steps_; }
-  [[nodiscard]] std::size_t num_steps() const { return steps_.size(); }
-  /// Inter-token latencies in seconds, streamed: exact up to 4M values, a fine histogram beyond.
+  [[nodiscard]] const StepTotals& step_totals() const { return totals_; }
+  [[nodiscard]] std::size_t num_steps() const { return totals_.steps; }
+  /// Inter-token latencies in seconds, streamed: exact up to 1M values, a fine histogram beyond.
   [[nodiscard]] const StreamingSample& inter_token_latencies_s() const { return itls_; }
 
  private:
   std::vector<RequestRecord> requests_;
   std::vector<StepRecord> steps_;
+  StepTotals totals_;
+  std::shared_ptr<StepsCsvStream> stream_;
   StreamingSample itls_;
 };
 

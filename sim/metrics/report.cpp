@@ -42,11 +42,8 @@ void check_invariants(const Scenario& sc, const RunResult& result) {
     prompt_sum += q.prompt_tokens;
     decode_expected += q.output_tokens - 1;
   }
-  std::int64_t prefill = 0, decode = 0;
-  for (const auto& s : rec.steps()) {
-    prefill += s.prefill_tokens;
-    decode += s.decode_tokens;
-  }
+  const StepTotals& steps = rec.step_totals();
+  const std::int64_t prefill = steps.prefill_tokens, decode = steps.decode_tokens;
   const auto& sv = result.serving;
   if (prefill != prompt_sum + sv.recomputed_tokens - sv.prefix_hit_tokens)
     throw std::runtime_error(fmt::format("invariant broken: {} prompt tokens arrived, {} were recomputed after preemption and {} "
@@ -63,9 +60,9 @@ void check_invariants(const Scenario& sc, const RunResult& result) {
                                            "and {:.0f} dropped", p.assignments, p.computed, p.dropped));
   }
   // Energy: what the GPUs consumed equals what steps, idle gaps, weight migrations and the tail account for.
-  double gpu_energy = 0, step_energy = 0, request_energy = 0;
+  double gpu_energy = 0, request_energy = 0;
+  const double step_energy = steps.energy_j;
   for (const auto& g : result.gpus) gpu_energy += g.energy_j();
-  for (const auto& st : rec.steps()) step_energy += st.energy_j;
   for (const auto& r : rec.requests()) request_energy += r.prefill_energy_j + r.decode_energy_j;
   const double accounted = step_energy + result.energy.idle_between_steps_j + result.energy.idle_after_last_step_j +
                            result.policy.migration_energy_j;
@@ -115,8 +112,8 @@ nlohmann::ordered_json finite_or_null(double x) {
   return std::isfinite(x) ? nlohmann::ordered_json(x) : nlohmann::ordered_json(nullptr);
 }
 
-nlohmann::ordered_json imbalance_json(const ImbalanceTracker::Result& r, int filter, const std::vector<double>& step_mm,
-                                      const std::vector<double>& step_gpu_mm) {
+nlohmann::ordered_json imbalance_json(const ImbalanceTracker::Result& r, int filter, double step_mm_mean,
+                                      double step_gpu_mm_mean) {
   nlohmann::ordered_json imb;
   imb["filter_max_tokens"] = filter;
   imb["steps"] = r.steps;
@@ -130,8 +127,8 @@ nlohmann::ordered_json imbalance_json(const ImbalanceTracker::Result& r, int fil
   imb["entropy_bits"] = r.entropy_bits;
   imb["gini"] = r.gini;
   imb["balancedness"] = r.balancedness;
-  imb["expert_max_over_mean_per_step_mean"] = mean_of(step_mm);
-  imb["gpu_max_over_mean_per_step_mean"] = mean_of(step_gpu_mm);
+  imb["expert_max_over_mean_per_step_mean"] = step_mm_mean;
+  imb["gpu_max_over_mean_per_step_mean"] = step_gpu_mm_mean;
   imb["utilization_cv"] = r.utilization_cv;
   imb["load_variance_trend"] = r.load_variance_trend;
   nlohmann::ordered_json layers = nlohmann::ordered_json::array();
@@ -218,7 +215,7 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   if (itl_s.exact()) {
     add_stats(j, "itl", itl);
   } else {
-    // Past 4M inter-token latencies: from the streamed histogram (percentiles within 0.001%).
+    // Past 1M inter-token latencies: from the streamed histogram (percentiles within 0.001%).
     j["mean_itl_ms"] = itl_s.mean() * 1e3;
     j["median_itl_ms"] = itl_s.percentile(50) * 1e3;
     j["std_itl_ms"] = itl_s.stddev() * 1e3;
@@ -229,19 +226,12 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   add_stats(j, "e2el", e2el);
   add_stats(j, "queue", queue);  // arrival to first scheduled
 
-  double attention = 0, dense = 0, moe = 0, lm_head = 0, comm = 0, dispatch = 0, combine = 0;
-  std::vector<double> step_mm, step_gpu_mm;
-  for (const auto& s : rec.steps()) {
-    step_mm.push_back(s.expert_load_max_over_mean);
-    step_gpu_mm.push_back(s.gpu_load_max_over_mean);
-    attention += s.attention_s;
-    dense += s.dense_s;
-    moe += s.moe_s;
-    lm_head += s.lm_head_s;
-    comm += s.comm_s;
-    dispatch += s.dispatch_bytes;
-    combine += s.combine_bytes;
-  }
+  const StepTotals& st = rec.step_totals();
+  const double attention = st.attention_s, dense = st.dense_s, moe = st.moe_s, lm_head = st.lm_head_s, comm = st.comm_s,
+               dispatch = st.dispatch_bytes, combine = st.combine_bytes;
+  const double n_steps = static_cast<double>(st.steps);
+  const double step_mm_mean = st.steps > 0 ? st.expert_load_max_over_mean / n_steps : 0.0;
+  const double step_gpu_mm_mean = st.steps > 0 ? st.gpu_load_max_over_mean / n_steps : 0.0;
   nlohmann::ordered_json serving;
   serving["kv_block_size"] = result.serving.block_size;
   serving["kv_blocks_per_attention_rank"] = result.serving.kv_blocks_per_rank;
@@ -253,11 +243,7 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   serving["kv_transfer_bytes"] = result.serving.kv_transfer_bytes;
   serving["mean_kv_transfer_ms"] =
       result.serving.kv_transfers > 0 ? result.serving.kv_transfer_seconds * 1e3 / static_cast<double>(result.serving.kv_transfers) : 0.0;
-  {
-    double acc = 0;
-    for (const auto& st : rec.steps()) acc += st.attention_rank_max_over_mean;
-    serving["attention_rank_max_over_mean"] = rec.steps().empty() ? 1.0 : acc / static_cast<double>(rec.steps().size());
-  }
+  serving["attention_rank_max_over_mean"] = st.steps == 0 ? 1.0 : st.attention_rank_max_over_mean / n_steps;
   j["serving"] = serving;
   nlohmann::ordered_json routing;
   routing["policy"] = sc.routing.policy;
@@ -297,7 +283,7 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
     routing["per_layer_gpu_load_max_over_mean"] = {{"before", before}, {"after", after}};
   }
   j["routing"] = routing;
-  j["imbalance"] = imbalance_json(result.profiler->tracker().result(), sc.outputs.imbalance_filter_max_tokens, step_mm, step_gpu_mm);
+  j["imbalance"] = imbalance_json(result.profiler->tracker().result(), sc.outputs.imbalance_filter_max_tokens, step_mm_mean, step_gpu_mm_mean);
 
   nlohmann::ordered_json time;
   time["attention_s"] = attention;
@@ -365,7 +351,7 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   run["ep"] = sc.parallel.ep;
   run["dp"] = sc.parallel.dp;
   run["network_fidelity"] = sc.network.fidelity == NetworkFidelity::flow ? "flow" : "analytic";
-  run["steps"] = rec.steps().size();
+  run["steps"] = rec.num_steps();
   run["simulated_end_s"] = result.end_time_s;
   j["run"] = run;
   return j;
@@ -388,20 +374,8 @@ std::string requests_csv(const RunResult& result) {
 }
 
 std::string steps_csv(const RunResult& result) {
-  std::string out =
-      "step,instance,start_s,duration_ms,prefill_tokens,decode_tokens,batch_size,attention_ms,dense_ffn_ms,moe_ms,"
-      "lm_head_ms,comm_ms,expert_load_cv,expert_load_max_over_mean,gpu_load_max_over_mean,dispatch_bytes,combine_bytes,energy_j,"
-      "max_temp_c,running,waiting,kv_blocks_used,preempted,attention_rank_max_over_mean,gpu_load_max_over_mean_before,"
-      "rerouted_fraction,selection_divergence,dropped_assignments\n";
-  for (const auto& s : result.recorder.steps()) {
-    fmt::format_to(std::back_inserter(out), "{},{},{:.9f},{:.6f},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.0f},{:.0f},{:.6f},{:.3f},{},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.0f}\n",
-                       s.step, s.instance, s.start_s, (s.end_s - s.start_s) * 1e3, s.prefill_tokens, s.decode_tokens,
-                       s.num_seqs, s.attention_s * 1e3, s.dense_s * 1e3, s.moe_s * 1e3, s.lm_head_s * 1e3, s.comm_s * 1e3,
-                       s.expert_load_cv, s.expert_load_max_over_mean, s.gpu_load_max_over_mean, s.dispatch_bytes,
-                       s.combine_bytes, s.energy_j, s.max_die_c, s.running, s.waiting, s.kv_blocks_used, s.preempted,
-                       s.attention_rank_max_over_mean, s.gpu_load_max_over_mean_before, s.rerouted_fraction,
-                       s.selection_divergence, s.dropped_assignments);
-  }
+  std::string out = steps_csv_header();
+  for (const auto& s : result.recorder.steps()) append_steps_csv_row(out, s);
   return out;
 }
 
@@ -467,24 +441,25 @@ void write_run_outputs(const std::filesystem::path& dir, const Scenario& sc, con
   // summary.json marks a complete set: a previous run's must not vouch for files half replaced.
   if (!std::filesystem::remove(dir / "summary.json", ec) && ec)
     throw std::runtime_error("cannot remove the previous " + (dir / "summary.json").string() + ": " + ec.message());
-  // Render everything first, so that a failure leaves no half-written set.
-  const std::string requests = requests_csv(result);
-  const std::string steps = steps_csv(result);
-  const std::string summary = make_summary(sc, result).dump(2) + "\n";
-  const std::string config = resolved_yaml(sc);
-  std::map<std::string, std::string> profiler_files;
-  result.profiler->render(profiler_files, sc.model.card);
-  for (const auto& [rel, content] : profiler_files) {
-    const auto path = dir / rel;
-    std::filesystem::create_directories(path.parent_path(), ec);
-    if (ec) throw std::runtime_error("cannot create " + path.parent_path().string() + ": " + ec.message());
-    write_file_atomically(path, content);
+  // Each file is written whole (atomically) and freed before the next is rendered; summary.json,
+  // written last, marks the set complete.
+  {
+    std::map<std::string, std::string> profiler_files;
+    result.profiler->render(profiler_files, sc.model.card);
+    for (const auto& [rel, content] : profiler_files) {
+      const auto path = dir / rel;
+      std::filesystem::create_directories(path.parent_path(), ec);
+      if (ec) throw std::runtime_error("cannot create " + path.parent_path().string() + ": " + ec.message());
+      write_file_atomically(path, content);
+    }
   }
   if (result.trace) write_file_atomically(dir / "trace.json", result.trace->render());
   write_file_atomically(dir / "gpus.csv", gpus_csv(result));
-  write_file_atomically(dir / "config.resolved.yaml", config);
-  write_file_atomically(dir / "requests.csv", requests);
-  write_file_atomically(dir / "steps.csv", steps);
+  write_file_atomically(dir / "config.resolved.yaml", resolved_yaml(sc));
+  write_file_atomically(dir / "requests.csv", requests_csv(result));
+  if (result.recorder.steps_streamed()) result.recorder.commit_steps_csv(dir / "steps.csv");
+  else write_file_atomically(dir / "steps.csv", steps_csv(result));
+  const std::string summary = make_summary(sc, result).dump(2) + "\n";
   write_file_atomically(dir / "summary.json", summary);
 }
 

@@ -75,6 +75,10 @@ TEST(Thermal, a_gpu_reaching_its_shutdown_temperature_ends_the_run_with_a_clear_
   EXPECT_NE(r.err.find("the work in flight is lost"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("no outputs were written"), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(out / "summary.json"));
+  // steps.csv streams to a temporary while the run goes: a failed run leaves neither it nor the file.
+  EXPECT_FALSE(std::filesystem::exists(out / "steps.csv"));
+  for (const auto& e : std::filesystem::directory_iterator(out))
+    EXPECT_NE(e.path().filename().string().rfind(".tmp-", 0), 0u) << e.path();
 }
 
 TEST(Thermal, an_inlet_at_the_shutdown_temperature_is_rejected) {
