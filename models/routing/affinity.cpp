@@ -185,16 +185,20 @@ std::vector<double> ExpertDistribution::inclusion_probabilities(int top_k, int s
     // Successive sampling (Rosén 1997): P(e in top k) ≈ 1 - exp(-λ p_e) with λ such that the
     // probabilities sum to k; accurate for many experts, which is when this branch runs. With
     // samples <= 0 it also serves group-limited routing, ignoring the group limit.
-    double lo = 0, hi = 1;
-    auto sum_at = [&](double lambda) {
-      double acc = 0;
-      for (double pe : p_) acc += 1.0 - std::exp(-lambda * pe);
-      return acc;
-    };
-    while (sum_at(hi) < top_k) hi *= 2;
+    // f(λ) = Σ(1 - e^{-λ p_e}) - k is increasing and concave, so Newton's method from λ = 0 climbs
+    // to the root from below without overshooting (a few iterations, not a bisection's hundred).
+    double hi = 0;
     for (int it = 0; it < 100; ++it) {
-      const double mid = 0.5 * (lo + hi);
-      (sum_at(mid) < top_k ? lo : hi) = mid;
+      double f = -static_cast<double>(top_k), slope = 0;
+      for (double pe : p_) {
+        const double x = std::exp(-hi * pe);
+        f += 1.0 - x;
+        slope += pe * x;
+      }
+      if (!(slope > 0) || f >= 0) break;
+      const double step = -f / slope;
+      hi += step;
+      if (step <= 1e-15 * hi) break;
     }
     std::vector<double> inc(n);
     for (std::size_t e = 0; e < n; ++e) inc[e] = 1.0 - std::exp(-hi * p_[e]);

@@ -330,7 +330,7 @@ void StepPlanner::plan_into(StepPlan& plan, const Batch& batch, double now_s, st
         for (std::size_t g = 0; g < groups_.size(); ++g)
           domain_pool_[group_domain_[g]].insert(domain_pool_[group_domain_[g]].end(),
                                                 static_cast<std::size_t>(groups_[g].tokens) * static_cast<std::size_t>(model_.top_k),
-                                                static_cast<int>(group_source_[g]));
+                                                static_cast<std::uint16_t>(group_source_[g]));
       }
     }
   }
@@ -484,14 +484,22 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
     if (split_by_domain_) {
       // Deal each domain's assignments to its tokens' source GPUs at random (exact per-source
       // totals: a pool holds each source once per assignment of its tokens of the domain).
+      // Counted expert-major (one expert's increments stay within a row of sources), then
+      // transposed into source_counts_.
+      const std::size_t sources = source_groups_.size();
+      deal_counts_.assign(e_count * sources, 0.0);
       for (std::size_t d = 0; d < domain_groups_.size(); ++d) {
         auto& pool = domain_pool_[d];
         for (std::size_t i = pool.size(); i > 1; --i) std::swap(pool[i - 1], pool[split_rng_.uniform_index(i)]);
         std::size_t next = 0;
-        for (std::size_t e = 0; e < e_count; ++e)
+        for (std::size_t e = 0; e < e_count; ++e) {
+          double* row = deal_counts_.data() + e * sources;
           for (auto c = static_cast<std::int64_t>(domain_counts_[d * e_count + e]); c > 0 && next < pool.size(); --c)
-            source_counts_[static_cast<std::size_t>(pool[next++]) * e_count + e] += 1.0;
+            row[pool[next++]] += 1.0;
+        }
       }
+      for (std::size_t e = 0; e < e_count; ++e)
+        for (std::size_t src = 0; src < sources; ++src) source_counts_[src * e_count + e] += deal_counts_[e * sources + src];
     } else {
       for (std::size_t g = 0; g < groups_.size(); ++g) {
         double* row = source_counts_.data() + group_source_[g] * e_count;

@@ -207,7 +207,8 @@ class StepPlanner {
   bool split_by_domain_ = false;          ///< count level: draw per domain, deal to groups
   std::vector<TokenGroup> domain_groups_;
   std::vector<std::size_t> group_domain_;
-  std::vector<std::vector<int>> domain_pool_;  ///< per domain: a group id per assignment of its tokens
+  std::vector<std::vector<std::uint16_t>> domain_pool_;  ///< per domain: a source index per assignment of its tokens
+  std::vector<double> deal_counts_;  ///< dealing scratch, expert-major: [expert * sources + source]
   std::vector<double> domain_counts_;
   std::vector<TokenGroup> source_groups_;  ///< count level: tokens per source GPU (after the gate)
   std::vector<std::size_t> group_source_;
