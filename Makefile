@@ -40,8 +40,10 @@ test: build
 	cd $(BUILD_DIR) && ctest -j $(JOBS) --output-on-failure
 	@$(MAKE) --no-print-directory test-sanitize-unit
 
+# Benchmarks (tests/perf/REPORT.md): the scenario table into tests/perf/results.csv, then the
+# routing micro-benchmark. BENCH_ARGS=--full adds 1M requests and 10 simulated minutes of EP144.
 bench: build
-	tests/perf/quickstart_bench.sh $(BUILD_DIR)/moesim 5
+	/usr/bin/python3 tests/perf/bench.py $(BUILD_DIR)/moesim $(BENCH_ARGS)
 	$(BUILD_DIR)/tests/moesim_routing_bench
 
 # The baseline (TP) vs all2all (EP) study: 100 simulated runs, laid out as the original experiment.

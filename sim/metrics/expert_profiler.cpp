@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "models/common/stats.hpp"
+#include "sim/metrics/csv_text.hpp"
 
 namespace moesim {
 
@@ -81,7 +82,12 @@ double ExpertProfiler::routed_assignments() const {
 }
 
 namespace {
-std::string ratio_text(double r) { return std::isinf(r) ? "inf" : fmt::format("{:.6f}", r); }
+std::string ratio_text(double r) {
+  if (std::isinf(r)) return "inf";
+  std::string out;
+  csv::fixed(out, r, 6);
+  return out;
+}
 }  // namespace
 
 void ExpertProfiler::render(std::map<std::string, std::string>& files, const std::string& model_name) const {
@@ -130,10 +136,23 @@ void ExpertProfiler::render(std::map<std::string, std::string>& files, const std
     std::string weights = "layer_idx,token_idx,expert_id,weight\n";
     std::vector<WeightSample> sorted = weight_samples_;
     std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.layer_idx < b.layer_idx; });
-    for (const auto& w : sorted) weights += fmt::format("{},{},{},{:.6f}\n", w.layer_idx, w.token_idx, w.expert, w.weight);
+    weights.reserve(sorted.size() * 24);
+    for (const auto& w : sorted) {
+      csv::integer_c(weights, w.layer_idx);
+      csv::integer_c(weights, w.token_idx);
+      csv::integer_c(weights, w.expert);
+      csv::fixed(weights, w.weight, 6);
+      weights += '\n';
+    }
     std::string timeline = "layer_idx,timestamp_sec,std_dev,max_min_ratio\n";
-    for (const auto& r : timeline_)
-      timeline += fmt::format("{},{:.6f},{:.6f},{}\n", r.layer_idx, r.time_s, r.std_dev, ratio_text(r.max_min_ratio));
+    timeline.reserve(timeline_.size() * 36);
+    for (const auto& r : timeline_) {
+      csv::integer_c(timeline, r.layer_idx);
+      csv::fixed_c(timeline, r.time_s, 6);
+      csv::fixed_c(timeline, r.std_dev, 6);
+      timeline += ratio_text(r.max_min_ratio);
+      timeline += '\n';
+    }
     files["moe_expert_tracking/moe_expert_activations.csv"] = std::move(act);
     files["moe_expert_tracking/moe_expert_coselection.csv"] = std::move(cos);
     files["moe_expert_tracking/moe_routing_weights_hist.csv"] = std::move(weights);

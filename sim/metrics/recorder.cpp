@@ -1,5 +1,7 @@
 #include "sim/metrics/recorder.hpp"
 
+#include "sim/metrics/csv_text.hpp"
+
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
@@ -59,13 +61,32 @@ const char* steps_csv_header() {
 }
 
 void append_steps_csv_row(std::string& out, const StepRecord& s) {
-  fmt::format_to(std::back_inserter(out),
-                 "{},{},{:.9f},{:.6f},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.0f},{:.0f},{:.6f},{:.3f},{},{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.0f}\n",
-                 s.step, s.instance, s.start_s, (s.end_s - s.start_s) * 1e3, s.prefill_tokens, s.decode_tokens, s.num_seqs,
-                 s.attention_s * 1e3, s.dense_s * 1e3, s.moe_s * 1e3, s.lm_head_s * 1e3, s.comm_s * 1e3, s.expert_load_cv,
-                 s.expert_load_max_over_mean, s.gpu_load_max_over_mean, s.dispatch_bytes, s.combine_bytes, s.energy_j, s.max_die_c,
-                 s.running, s.waiting, s.kv_blocks_used, s.preempted, s.attention_rank_max_over_mean, s.gpu_load_max_over_mean_before,
-                 s.rerouted_fraction, s.selection_divergence, s.dropped_assignments);
+  using namespace csv;
+  integer_c(out, s.step);
+  integer_c(out, s.instance);
+  fixed_c(out, s.start_s, 9);
+  fixed_c(out, (s.end_s - s.start_s) * 1e3, 6);
+  integer_c(out, s.prefill_tokens);
+  integer_c(out, s.decode_tokens);
+  integer_c(out, s.num_seqs);
+  for (double ms : {s.attention_s, s.dense_s, s.moe_s, s.lm_head_s, s.comm_s}) fixed_c(out, ms * 1e3, 6);
+  fixed_c(out, s.expert_load_cv, 6);
+  fixed_c(out, s.expert_load_max_over_mean, 6);
+  fixed_c(out, s.gpu_load_max_over_mean, 6);
+  fixed_c(out, s.dispatch_bytes, 0);
+  fixed_c(out, s.combine_bytes, 0);
+  fixed_c(out, s.energy_j, 6);
+  fixed_c(out, s.max_die_c, 3);
+  integer_c(out, s.running);
+  integer_c(out, s.waiting);
+  integer_c(out, s.kv_blocks_used);
+  integer_c(out, s.preempted);
+  fixed_c(out, s.attention_rank_max_over_mean, 6);
+  fixed_c(out, s.gpu_load_max_over_mean_before, 6);
+  fixed_c(out, s.rerouted_fraction, 6);
+  fixed_c(out, s.selection_divergence, 6);
+  fixed(out, s.dropped_assignments, 0);
+  out += '\n';
 }
 
 namespace {

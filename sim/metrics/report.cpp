@@ -15,6 +15,7 @@
 #include <stdexcept>
 
 #include "models/common/stats.hpp"
+#include "sim/metrics/csv_text.hpp"
 
 namespace moesim {
 
@@ -364,11 +365,17 @@ std::string requests_csv(const RunResult& result) {
   for (const auto& r : result.recorder.requests()) {
     if (r.rejected()) continue;  // counted by reason in summary.json
     const auto& q = r.request;
-    fmt::format_to(std::back_inserter(out), "{},{},{:.9f},{:.9f},{:.9f},{:.9f},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f}\n", q.id,
-                       r.instance, q.arrival_s, r.first_scheduled_s, r.first_token_s, r.finish_s, q.prompt_tokens, q.output_tokens,
-                       (r.first_scheduled_s - q.arrival_s) * 1e3, (r.first_token_s - q.arrival_s) * 1e3, tpot_ms(r),
-                       (r.finish_s - q.arrival_s) * 1e3, r.prefill_energy_j + r.decode_energy_j, r.prefill_energy_j,
-                       r.decode_energy_j);
+    using namespace csv;
+    integer_c(out, q.id);
+    integer_c(out, r.instance);
+    for (double t : {q.arrival_s, r.first_scheduled_s, r.first_token_s, r.finish_s}) fixed_c(out, t, 9);
+    integer_c(out, q.prompt_tokens);
+    integer_c(out, q.output_tokens);
+    for (double v : {(r.first_scheduled_s - q.arrival_s) * 1e3, (r.first_token_s - q.arrival_s) * 1e3, tpot_ms(r),
+                     (r.finish_s - q.arrival_s) * 1e3, r.prefill_energy_j + r.decode_energy_j, r.prefill_energy_j})
+      fixed_c(out, v, 6);
+    fixed(out, r.decode_energy_j, 6);
+    out += '\n';
   }
   return out;
 }
@@ -390,17 +397,31 @@ std::string gpus_csv(const RunResult& result) {
     for (const auto& s : result.gpus[g].samples()) rows.push_back({s.time_s, g, &s});
   std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.t < b.t || (a.t == b.t && a.gpu < b.gpu); });
   std::string out = "time_s,gpu,power_w,temp_die_c,temp_sink_c,clock_mhz,throttle_state,compute_util,mem_util\n";
+  const auto row = [&out](double t, std::size_t gpu, double power, double die, double sink, double clock, ThrottleState state,
+                          double uc, double um) {
+    using namespace csv;
+    fixed_c(out, t, 9);
+    integer_c(out, gpu);
+    fixed_c(out, power, 4);
+    fixed_c(out, die, 4);
+    fixed_c(out, sink, 4);
+    fixed_c(out, clock, 0);
+    out += to_string(state);
+    out += ',';
+    fixed_c(out, uc, 4);
+    fixed(out, um, 4);
+    out += '\n';
+  };
+  out.reserve(rows.size() * 72);
   for (const auto& r : rows)
-    fmt::format_to(std::back_inserter(out), "{:.9f},{},{:.4f},{:.4f},{:.4f},{:.0f},{},{:.4f},{:.4f}\n", r.t, r.gpu, r.s->power_w, r.s->temp_die_c,
-                       r.s->temp_sink_c, r.s->clock_mhz, to_string(r.s->state), r.s->compute_util, r.s->memory_util);
+    row(r.t, r.gpu, r.s->power_w, r.s->temp_die_c, r.s->temp_sink_c, r.s->clock_mhz, r.s->state, r.s->compute_util, r.s->memory_util);
   // The last state of every GPU holds until the end of the run.
   for (std::size_t g = 0; g < result.gpus.size(); ++g) {
     const auto& st = result.gpus[g];
     if (st.samples().empty()) continue;
     const auto& last = st.samples().back();
     if (last.time_s < st.time_s())
-      fmt::format_to(std::back_inserter(out), "{:.9f},{},{:.4f},{:.4f},{:.4f},{:.0f},{},{:.4f},{:.4f}\n", st.time_s(), g, st.power_w(), st.die_c(),
-                         last.temp_sink_c, st.clock_mhz(), to_string(st.state()), last.compute_util, last.memory_util);
+      row(st.time_s(), g, st.power_w(), st.die_c(), last.temp_sink_c, st.clock_mhz(), st.state(), last.compute_util, last.memory_util);
   }
   return out;
 }

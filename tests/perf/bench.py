@@ -67,7 +67,7 @@ def cases():
              ["workload.requests=4608", "workload.output_tokens.value=4", "network.fidelity=flow"],
              target="simulated/wall >= 1", checks={"sim_per_wall": (">=", 1.0)}),
         Case("deepseek_v3_ep144_decode_10min_analytic", "run", ds_decode,
-             ["workload.requests=110000", "workload.output_tokens.value=256"], target="simulated/wall >= 100",
+             ["workload.requests=320000", "workload.output_tokens.value=256"], target="simulated/wall >= 100",
              checks={"sim_per_wall": (">=", 100.0)}, full_only=True),
         Case("deepseek_v3_ep32_prefill_analytic", "run", str(PERF / "deepseek_v3_ep32_prefill.yaml"),
              ["workload.requests=256"], target="(measured)"),
