@@ -44,6 +44,8 @@ struct Instance {
   NetworkFidelity fidelity = NetworkFidelity::flow;
   double host_speed = 0;
   std::vector<double> zero_flops;  ///< parallel tasks of collectives compute nothing
+  std::vector<double> zero_bytes;  ///< ... and those of analytic steps move nothing (n x n)
+  std::vector<double> analytic_flops;
   ContinuousBatchScheduler scheduler;
   StepPlanner planner;
 
@@ -155,8 +157,6 @@ void run_collectives(Instance& inst, std::span<const Phase> comms) {
   if (overhead > 0) sg::this_actor::sleep_for(overhead);
 }
 
-/// Analytic fidelity: the step's timeline is known in closed form, so each GPU executes its busy
-/// time as one activity and waits for the step's end; SimGrid time advances once per step.
 /// GPU spans of an analytic step, rebuilt from its closed-form timeline.
 void trace_analytic_step(Instance& inst, int rank, const StepPlan& plan, double start) {
   const auto n = static_cast<std::size_t>(plan.gpus);
@@ -220,46 +220,81 @@ void run_compute(Instance& inst, int rank, double seconds, double compute_bound_
   fail_if_shut_down(inst, rank);
 }
 
-void run_step_analytic(Instance& inst, int rank, const StepPlan& plan) {
+/// Analytic fidelity, the whole instance in one activity: each GPU's busy time is known in closed
+/// form (its clock only changes when a throttle threshold is crossed, which the GPU's RC model
+/// predicts), so the engine advances every GPU's power state through its own step, runs the
+/// step's kernels as one parallel task over the instance's GPUs (flops per GPU = its busy time,
+/// ending with the slowest) and sleeps for the rest of the closed-form timeline.
+void run_step_analytic_instance(Instance& inst, const StepPlan& plan) {
   const double start = sg::Engine::get_clock();
   const StepTimes& t = inst.analytic_times;
-  if (inst.trace != nullptr && inst.trace->keep_spans(inst.step)) trace_analytic_step(inst, rank, plan, start);
-  // The GPU's busy time as one activity with its time-weighted utilisations, then waiting and
-  // communicating for the rest of the step.
-  const auto r = static_cast<std::size_t>(rank);
-  double busy = 0, bound = 0, uc = 0, um = 0;
-  for (const Phase& ph : plan.phases) {
-    if (ph.kind == PhaseKind::comm) continue;
-    busy += ph.compute_s[r];
-    bound += ph.compute_bound_s[r];
-    uc += ph.compute_util[r] * ph.compute_s[r];
-    um += ph.memory_util[r] * ph.compute_s[r];
-  }
-  if (busy > 0) run_compute(inst, rank, busy, bound, {uc / busy, um / busy, false});
-  auto& g = gpu_state(inst, rank);
-  g.set_activity({0, 0, true}, sg::Engine::get_clock());
-  // Waiting for the slowest GPU before each collective, from the closed-form timeline.
-  double wait = 0, moe_wait = 0, mine = 0, slowest = 0;
-  bool moe = false;
-  std::vector<double> per_gpu(static_cast<std::size_t>(plan.gpus), 0.0);
-  for (const Phase& ph : plan.phases) {
-    if (ph.kind == PhaseKind::comm) {
-      slowest = *std::max_element(per_gpu.begin(), per_gpu.end());
-      mine = per_gpu[r];
-      wait += slowest - mine;
-      if (moe) moe_wait += slowest - mine;
-      std::fill(per_gpu.begin(), per_gpu.end(), 0.0);
-      moe = false;
-      continue;
+  const auto n = static_cast<std::size_t>(plan.gpus);
+  std::vector<double>& flops = inst.analytic_flops;
+  flops.assign(n, 0.0);
+  double longest = 0, step_end = start;
+  std::vector<double> per_gpu(n, 0.0);
+  for (std::size_t r = 0; r < n; ++r) {
+    const int rank = static_cast<int>(r);
+    if (inst.trace != nullptr && inst.trace->keep_spans(inst.step)) trace_analytic_step(inst, rank, plan, start);
+    double busy = 0, bound = 0, uc = 0, um = 0;
+    for (const Phase& ph : plan.phases) {
+      if (ph.kind == PhaseKind::comm) continue;
+      busy += ph.compute_s[r];
+      bound += ph.compute_bound_s[r];
+      uc += ph.compute_util[r] * ph.compute_s[r];
+      um += ph.memory_util[r] * ph.compute_s[r];
     }
-    moe = moe || ph.kind == PhaseKind::moe;
-    for (std::size_t q = 0; q < per_gpu.size(); ++q) per_gpu[q] += ph.compute_s[q];
+    // The GPU's kernels at the clock its power state allows, chunked at throttle crossings (as
+    // run_compute does for an actor), on the GPU's own timeline.
+    auto& g = gpu_state(inst, rank);
+    double now = start;
+    if (busy > 0) {
+      const Activity activity{uc / busy, um / busy, false};
+      double remaining = 1.0;
+      for (int guard = 0; remaining > 1e-12 && guard < 1000; ++guard) {
+        g.set_activity(activity, now);
+        fail_if_shut_down(inst, rank);
+        const double full = busy + bound * (g.clock_ratio() - 1.0);
+        const double need = remaining * full;
+        const auto cross = g.time_to_next_threshold(need);
+        const double run = cross ? std::max(*cross, 1e-12) : need;
+        now += run;
+        remaining -= run / full;
+        g.advance_to(now);
+      }
+      fail_if_shut_down(inst, rank);
+    }
+    flops[r] = (now - start) * inst.host_speed;
+    longest = std::max(longest, now - start);
+    // The rest of the timeline (waits, collectives) follows the GPU's kernels, however long a
+    // lowered clock made them.
+    step_end = std::max(step_end, now + (t.total() - busy));
+    g.set_activity({0, 0, true}, now);
+    // Waiting for the slowest GPU before each collective, from the closed-form timeline.
+    double wait = 0, moe_wait = 0;
+    bool moe = false;
+    std::fill(per_gpu.begin(), per_gpu.end(), 0.0);
+    for (const Phase& ph : plan.phases) {
+      if (ph.kind == PhaseKind::comm) {
+        const double slowest = *std::max_element(per_gpu.begin(), per_gpu.end());
+        wait += slowest - per_gpu[r];
+        if (moe) moe_wait += slowest - per_gpu[r];
+        std::fill(per_gpu.begin(), per_gpu.end(), 0.0);
+        moe = false;
+        continue;
+      }
+      moe = moe || ph.kind == PhaseKind::moe;
+      for (std::size_t q = 0; q < n; ++q) per_gpu[q] += ph.compute_s[q];
+    }
+    inst.sync_wait_energy_j += wait * g.power_w();
+    inst.imbalance_energy_j += moe_wait * g.power_w();
   }
-  inst.sync_wait_energy_j += wait * g.power_w();
-  inst.imbalance_energy_j += moe_wait * g.power_w();
-  const double rest = t.total() - busy;
+  if (longest > 0) sg::this_actor::parallel_execute(inst.hosts, flops, inst.zero_bytes);
+  const double rest = step_end - sg::Engine::get_clock();
   if (rest > 0) sg::this_actor::sleep_for(rest);
-  if (rank == 0) inst.times = t;
+  const double end = sg::Engine::get_clock();
+  for (std::size_t r = 0; r < n; ++r) gpu_state(inst, static_cast<int>(r)).set_activity({0, 0, false}, end);
+  inst.times = t;
 }
 
 void worker(Instance& inst, int rank) {
@@ -269,12 +304,6 @@ void worker(Instance& inst, int rank) {
     inst.step_start->wait();
     const StepPlan* plan = inst.plan;
     if (plan == nullptr) break;
-    if (inst.fidelity == NetworkFidelity::analytic) {
-      run_step_analytic(inst, rank, *plan);
-      gpu_state(inst, rank).set_activity({0, 0, false}, sg::Engine::get_clock());
-      inst.step_done->wait();
-      continue;
-    }
     double segment_start = sg::Engine::get_clock();
     segment.clear();
     const auto& phases = plan->phases;
@@ -500,8 +529,12 @@ void engine(Instance& inst, SharedState& shared) {
     if (inst.fidelity == NetworkFidelity::analytic) inst.analytic_times = analytic_step_times(plan, inst.fabric);
     inst.plan = &plan;
     inst.step = step;
-    inst.step_start->wait();
-    inst.step_done->wait();
+    if (inst.fidelity == NetworkFidelity::analytic) {
+      run_step_analytic_instance(inst, plan);
+    } else {
+      inst.step_start->wait();
+      inst.step_done->wait();
+    }
     // The engine's CPU work for the step: the GPUs idle meanwhile (async scheduling hides the part
     // that ran during the GPU time).
     const double host = plan.host_overlapped ? std::max(0.0, plan.host_s - (sg::Engine::get_clock() - start)) : plan.host_s;
@@ -575,7 +608,7 @@ void engine(Instance& inst, SharedState& shared) {
     if (auto m = inst.planner.take_migration()) start_migration(inst, std::move(*m), shared);
   }
   inst.plan = nullptr;
-  inst.step_start->wait();  // releases the workers
+  if (inst.fidelity != NetworkFidelity::analytic) inst.step_start->wait();  // releases the workers
   inst.engine_finished = true;
   if (inst.role == Instance::Role::prefill && --shared.prefill_engines_running == 0) close_decode_pool_if_done(shared);
 }
@@ -752,6 +785,7 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
     inst->first_gpu = i * n;
     inst->host_speed = platform.host_speed_flops;
     inst->zero_flops.assign(static_cast<std::size_t>(n), 0.0);
+    if (inst->fidelity == NetworkFidelity::analytic) inst->zero_bytes.assign(static_cast<std::size_t>(n) * n, 0.0);
     inst->step_start = sg::Barrier::create(static_cast<unsigned>(n + 1));
     inst->step_done = sg::Barrier::create(static_cast<unsigned>(n + 1));
     inst->phase_sync = sg::Barrier::create(static_cast<unsigned>(n));
@@ -763,6 +797,12 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   for (auto& inst_ptr : instances) {
     Instance& inst = *inst_ptr;
     sg::Actor::create("engine-" + std::to_string(inst.index), inst.hosts[0], guarded(shared, [&inst, &shared] { engine(inst, shared); }));
+    // Flow fidelity: one actor per GPU replays the plan phase by phase. Analytic fidelity: the
+    // engine runs each step as one parallel task (run_step_analytic_instance).
+    if (inst.fidelity == NetworkFidelity::analytic) {
+      inst.workers_finished = n;
+      continue;
+    }
     for (int r = 0; r < n; ++r)
       sg::Actor::create("worker-" + std::to_string(inst.index) + "-" + std::to_string(r), inst.hosts[static_cast<std::size_t>(r)],
                         guarded(shared, [&inst, r] { worker(inst, r); }));
