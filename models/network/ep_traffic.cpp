@@ -49,14 +49,20 @@ void EpTrafficBuilder::add_token(int src, std::span<const int> dest_ranks) {
       if (d != src) copies_.at(src, d) += 1.0;
     return;
   }
+  if (!internode_) {
+    // Once per distinct destination (top-k is small: a look back beats sorting).
+    for (std::size_t i = 0; i < dest_ranks.size(); ++i) {
+      const int d = dest_ranks[i];
+      if (d == src || std::find(dest_ranks.begin(), dest_ranks.begin() + static_cast<std::ptrdiff_t>(i), d) !=
+                          dest_ranks.begin() + static_cast<std::ptrdiff_t>(i))
+        continue;
+      copies_.at(src, d) += 1.0;
+    }
+    return;
+  }
   dests_.assign(dest_ranks.begin(), dest_ranks.end());
   std::sort(dests_.begin(), dests_.end());
   dests_.erase(std::unique(dests_.begin(), dests_.end()), dests_.end());
-  if (!internode_) {
-    for (int d : dests_)
-      if (d != src) copies_.at(src, d) += 1.0;
-    return;
-  }
   const int own = node_of(src);
   const int local = (first_gpu_ + src) % gpus_per_node_;
   // dests_ is sorted by rank, hence by node: walk it node by node.

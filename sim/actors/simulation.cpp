@@ -45,7 +45,7 @@ struct Instance {
   double host_speed = 0;
   std::vector<double> zero_flops;  ///< parallel tasks of collectives compute nothing
   std::vector<double> zero_bytes;  ///< ... and those of analytic steps move nothing (n x n)
-  std::vector<double> analytic_flops;
+  std::vector<double> analytic_flops, analytic_busy, analytic_wait;  ///< run_step_analytic_instance's scratch
   ContinuousBatchScheduler scheduler;
   StepPlanner planner;
 
@@ -232,29 +232,53 @@ void run_step_analytic_instance(Instance& inst, const StepPlan& plan) {
   std::vector<double>& flops = inst.analytic_flops;
   flops.assign(n, 0.0);
   double longest = 0, step_end = start;
-  std::vector<double> per_gpu(n, 0.0);
+  // Per GPU: busy time, its compute-bound part, time-weighted utilisations, and the time spent
+  // waiting for the slowest GPU before each collective (closed-form timeline), in one pass.
+  std::vector<double>& busy = inst.analytic_busy;
+  busy.assign(4 * n, 0.0);
+  double* bound = busy.data() + n;
+  double* uc = busy.data() + 2 * n;
+  double* um = busy.data() + 3 * n;
+  std::vector<double>& wait = inst.analytic_wait;
+  wait.assign(2 * n, 0.0);
+  double* moe_wait = wait.data() + n;
+  std::vector<double> segment(n, 0.0);
+  bool moe = false;
+  for (const Phase& ph : plan.phases) {
+    if (ph.kind == PhaseKind::comm) {
+      const double slowest = *std::max_element(segment.begin(), segment.end());
+      for (std::size_t r = 0; r < n; ++r) {
+        wait[r] += slowest - segment[r];
+        if (moe) moe_wait[r] += slowest - segment[r];
+      }
+      std::fill(segment.begin(), segment.end(), 0.0);
+      moe = false;
+      continue;
+    }
+    moe = moe || ph.kind == PhaseKind::moe;
+    for (std::size_t r = 0; r < n; ++r) {
+      const double s = ph.compute_s[r];
+      segment[r] += s;
+      busy[r] += s;
+      bound[r] += ph.compute_bound_s[r];
+      uc[r] += ph.compute_util[r] * s;
+      um[r] += ph.memory_util[r] * s;
+    }
+  }
   for (std::size_t r = 0; r < n; ++r) {
     const int rank = static_cast<int>(r);
     if (inst.trace != nullptr && inst.trace->keep_spans(inst.step)) trace_analytic_step(inst, rank, plan, start);
-    double busy = 0, bound = 0, uc = 0, um = 0;
-    for (const Phase& ph : plan.phases) {
-      if (ph.kind == PhaseKind::comm) continue;
-      busy += ph.compute_s[r];
-      bound += ph.compute_bound_s[r];
-      uc += ph.compute_util[r] * ph.compute_s[r];
-      um += ph.memory_util[r] * ph.compute_s[r];
-    }
     // The GPU's kernels at the clock its power state allows, chunked at throttle crossings (as
     // run_compute does for an actor), on the GPU's own timeline.
     auto& g = gpu_state(inst, rank);
     double now = start;
-    if (busy > 0) {
-      const Activity activity{uc / busy, um / busy, false};
+    if (busy[r] > 0) {
+      const Activity activity{uc[r] / busy[r], um[r] / busy[r], false};
       double remaining = 1.0;
       for (int guard = 0; remaining > 1e-12 && guard < 1000; ++guard) {
         g.set_activity(activity, now);
         fail_if_shut_down(inst, rank);
-        const double full = busy + bound * (g.clock_ratio() - 1.0);
+        const double full = busy[r] + bound[r] * (g.clock_ratio() - 1.0);
         const double need = remaining * full;
         const auto cross = g.time_to_next_threshold(need);
         const double run = cross ? std::max(*cross, 1e-12) : need;
@@ -268,26 +292,10 @@ void run_step_analytic_instance(Instance& inst, const StepPlan& plan) {
     longest = std::max(longest, now - start);
     // The rest of the timeline (waits, collectives) follows the GPU's kernels, however long a
     // lowered clock made them.
-    step_end = std::max(step_end, now + (t.total() - busy));
+    step_end = std::max(step_end, now + (t.total() - busy[r]));
     g.set_activity({0, 0, true}, now);
-    // Waiting for the slowest GPU before each collective, from the closed-form timeline.
-    double wait = 0, moe_wait = 0;
-    bool moe = false;
-    std::fill(per_gpu.begin(), per_gpu.end(), 0.0);
-    for (const Phase& ph : plan.phases) {
-      if (ph.kind == PhaseKind::comm) {
-        const double slowest = *std::max_element(per_gpu.begin(), per_gpu.end());
-        wait += slowest - per_gpu[r];
-        if (moe) moe_wait += slowest - per_gpu[r];
-        std::fill(per_gpu.begin(), per_gpu.end(), 0.0);
-        moe = false;
-        continue;
-      }
-      moe = moe || ph.kind == PhaseKind::moe;
-      for (std::size_t q = 0; q < n; ++q) per_gpu[q] += ph.compute_s[q];
-    }
-    inst.sync_wait_energy_j += wait * g.power_w();
-    inst.imbalance_energy_j += moe_wait * g.power_w();
+    inst.sync_wait_energy_j += wait[r] * g.power_w();
+    inst.imbalance_energy_j += moe_wait[r] * g.power_w();
   }
   if (longest > 0) sg::this_actor::parallel_execute(inst.hosts, flops, inst.zero_bytes);
   const double rest = step_end - sg::Engine::get_clock();
