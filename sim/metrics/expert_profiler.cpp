@@ -162,30 +162,40 @@ void ExpertProfiler::render(std::map<std::string, std::string>& files, const std
 
   if (options_.gate_logs) {
     const auto per_file = static_cast<std::size_t>(std::max(1, options_.gate_log_steps_per_file));
+    // Written as text (the same bytes nlohmann::json's compact dump gives, without building a
+    // JSON tree of every count).
+    std::string head = "{\"format\":\"moesim-gate-log-v1\",\"model\":" + nlohmann::json(model_name).dump() +
+                       ",\"moe_layers\":" + nlohmann::json(moe_layer_ids_).dump() + ",\"num_experts\":" + std::to_string(experts_) +
+                       ",\"top_k\":" + std::to_string(top_k_) + ",\"steps\":[";
     for (std::size_t start = 0, k = 0; start < gate_steps_.size(); start += per_file, ++k) {
-      nlohmann::ordered_json j;
-      j["format"] = "moesim-gate-log-v1";
-      j["model"] = model_name;
-      j["moe_layers"] = moe_layer_ids_;
-      j["num_experts"] = experts_;
-      j["top_k"] = top_k_;
-      nlohmann::ordered_json steps = nlohmann::ordered_json::array();
-      for (std::size_t i = start; i < std::min(start + per_file, gate_steps_.size()); ++i) {
+      std::string out = head;
+      const std::size_t end = std::min(start + per_file, gate_steps_.size());
+      out.reserve(head.size() + (end - start) * (96 + gate_steps_[start].counts.size() * 4));
+      for (std::size_t i = start; i < end; ++i) {
         const GateStep& g = gate_steps_[i];
-        nlohmann::ordered_json s;
-        s["step"] = g.step;
-        s["instance"] = g.instance;
-        s["time_s"] = g.time_s;
-        s["num_tokens"] = g.num_tokens;
-        nlohmann::ordered_json layers = nlohmann::ordered_json::array();
-        for (std::size_t l = 0; l < moe_layer_ids_.size(); ++l)
-          layers.push_back(std::vector<std::int32_t>(g.counts.begin() + static_cast<std::ptrdiff_t>(l * E),
-                                                     g.counts.begin() + static_cast<std::ptrdiff_t>((l + 1) * E)));
-        s["expert_counts"] = std::move(layers);
-        steps.push_back(std::move(s));
+        if (i > start) out += ',';
+        out += "{\"step\":";
+        csv::integer(out, g.step);
+        out += ",\"instance\":";
+        csv::integer(out, g.instance);
+        out += ",\"time_s\":";
+        out += nlohmann::json(g.time_s).dump();
+        out += ",\"num_tokens\":";
+        csv::integer(out, g.num_tokens);
+        out += ",\"expert_counts\":[";
+        for (std::size_t l = 0; l < moe_layer_ids_.size(); ++l) {
+          if (l > 0) out += ',';
+          out += '[';
+          for (std::size_t e = 0; e < E; ++e) {
+            if (e > 0) out += ',';
+            csv::integer(out, g.counts[l * E + e]);
+          }
+          out += ']';
+        }
+        out += "]}";
       }
-      j["steps"] = std::move(steps);
-      files["gate_logs/gate_logs_" + std::to_string(k) + ".json"] = j.dump() + "\n";
+      out += "]}\n";
+      files["gate_logs/gate_logs_" + std::to_string(k) + ".json"] = std::move(out);
     }
   }
 }
