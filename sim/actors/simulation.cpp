@@ -162,20 +162,20 @@ void trace_analytic_step(Instance& inst, int rank, const StepPlan& plan, double 
   const auto n = static_cast<std::size_t>(plan.gpus);
   double segment_start = start;
   std::vector<double> cursor(n, start);
-  for (const Phase& ph : plan.phases) {
+  for_each_phase(plan, [&](const Phase& ph) {
     if (ph.kind == PhaseKind::comm) {
       segment_start = *std::max_element(cursor.begin(), cursor.end());
       const double end = segment_start + analytic_collective_seconds(ph.collective, inst.fabric);
       inst.trace->span(inst.index, rank, to_string(ph.collective.kind), segment_start, end);
       std::fill(cursor.begin(), cursor.end(), end);
-      continue;
+      return;
     }
     for (std::size_t r = 0; r < n; ++r) {
       const double s = ph.compute_s[r];
       if (r == static_cast<std::size_t>(rank) && s > 0) inst.trace->span(inst.index, rank, to_string(ph.kind), cursor[r], cursor[r] + s);
       cursor[r] += s;
     }
-  }
+  });
 }
 
 GpuPowerState& gpu_state(Instance& inst, int rank) {
@@ -244,7 +244,7 @@ void run_step_analytic_instance(Instance& inst, const StepPlan& plan) {
   double* moe_wait = wait.data() + n;
   std::vector<double> segment(n, 0.0);
   bool moe = false;
-  for (const Phase& ph : plan.phases) {
+  for_each_phase(plan, [&](const Phase& ph) {
     if (ph.kind == PhaseKind::comm) {
       const double slowest = *std::max_element(segment.begin(), segment.end());
       for (std::size_t r = 0; r < n; ++r) {
@@ -253,7 +253,7 @@ void run_step_analytic_instance(Instance& inst, const StepPlan& plan) {
       }
       std::fill(segment.begin(), segment.end(), 0.0);
       moe = false;
-      continue;
+      return;
     }
     moe = moe || ph.kind == PhaseKind::moe;
     for (std::size_t r = 0; r < n; ++r) {
@@ -264,7 +264,7 @@ void run_step_analytic_instance(Instance& inst, const StepPlan& plan) {
       uc[r] += ph.compute_util[r] * s;
       um[r] += ph.memory_util[r] * s;
     }
-  }
+  });
   for (std::size_t r = 0; r < n; ++r) {
     const int rank = static_cast<int>(r);
     if (inst.trace != nullptr && inst.trace->keep_spans(inst.step)) trace_analytic_step(inst, rank, plan, start);
@@ -532,7 +532,7 @@ void engine(Instance& inst, SharedState& shared) {
     for (const BatchItem& item : batch.items)
       rec.on_scheduled(item.request_id, start);  // the first time counts
     StepPlan& plan = inst.step_plan;
-    inst.planner.plan_into(plan, batch, start, signals);
+    inst.planner.plan_into(plan, batch, start, signals, inst.fidelity == NetworkFidelity::analytic);
     inst.times = {};
     if (inst.fidelity == NetworkFidelity::analytic) inst.analytic_times = analytic_step_times(plan, inst.fabric);
     inst.plan = &plan;

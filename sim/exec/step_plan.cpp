@@ -54,15 +54,15 @@ StepTimes analytic_step_times(const StepPlan& plan, const FabricView& fabric) {
     segment.clear();
     std::fill(per_gpu.begin(), per_gpu.end(), 0.0);
   };
-  for (const Phase& ph : plan.phases) {
+  for_each_phase(plan, [&](const Phase& ph) {
     if (ph.kind == PhaseKind::comm) {
       close_segment();
       t.comm += analytic_collective_seconds(ph.collective, fabric);
-      continue;
+      return;
     }
     segment.push_back(&ph);
     for (std::size_t r = 0; r < per_gpu.size(); ++r) per_gpu[r] += ph.compute_s[r];
-  }
+  });
   close_segment();
   return t;
 }
@@ -244,7 +244,8 @@ StepPlan StepPlanner::plan(const Batch& batch, double now_s, std::span<const Gpu
   return plan;
 }
 
-void StepPlanner::plan_into(StepPlan& plan, const Batch& batch, double now_s, std::span<const GpuSignal> gpus) {
+void StepPlanner::plan_into(StepPlan& plan, const Batch& batch, double now_s, std::span<const GpuSignal> gpus,
+                            bool repeat_dense_layers) {
   {
     // A fresh plan that keeps the old one's storage.
     StepLoadStats fresh;
@@ -255,6 +256,8 @@ void StepPlanner::plan_into(StepPlan& plan, const Batch& batch, double now_s, st
     fresh.layer_gpu_mom_after.clear();
     plan.load = std::move(fresh);
     plan.phases.clear();
+    plan.repeat_begin = plan.repeat_end = 0;
+    plan.repeat = 1;
   }
   plan.gpus = n_;
   plan.load.expert_max_over_mean = 0;
@@ -345,9 +348,15 @@ void StepPlanner::plan_into(StepPlan& plan, const Batch& batch, double now_s, st
   if (model_.num_dense_layers > 0) add_dense(dense_block_);
   int moe_layers = 0;
   for (int layer = 0; layer < model_.num_layers; ++layer) {
+    if (layer < model_.num_dense_layers && repeat_dense_layers && layer > 0) continue;  // the block below repeats
     plan.phases.insert(plan.phases.end(), attention_block_.phases.begin(), attention_block_.phases.end());
     if (layer < model_.num_dense_layers) {
       plan.phases.insert(plan.phases.end(), dense_block_.phases.begin(), dense_block_.phases.end());
+      if (repeat_dense_layers) {
+        plan.repeat_begin = 0;
+        plan.repeat_end = plan.phases.size();
+        plan.repeat = model_.num_dense_layers;
+      }
       continue;
     }
     add_moe_layer(plan, moe_layers);

@@ -104,7 +104,12 @@ class RoutingObserver {
 };
 
 struct StepPlan {
+  /// The step's phases in order, except that phases[repeat_begin, repeat_end) stand for `repeat`
+  /// consecutive copies of themselves (identical dense layers planned once; only plans made with
+  /// PlanOptions::repeat_dense_layers, for consumers that visit phases through for_each_phase).
   std::vector<Phase> phases;
+  std::size_t repeat_begin = 0, repeat_end = 0;
+  int repeat = 1;
   StepLoadStats load;
   int gpus = 1;
   /// The serving engine's CPU work for the step (scheduling, input preparation, output
@@ -113,6 +118,18 @@ struct StepPlan {
   double host_s = 0;
   bool host_overlapped = false;
 };
+
+/// Calls f(phase) for every phase of the step in order, repeated blocks expanded.
+template <class F>
+void for_each_phase(const StepPlan& plan, F&& f) {
+  const std::size_t n = plan.phases.size();
+  const bool repeats = plan.repeat > 1 && plan.repeat_end > plan.repeat_begin;
+  const std::size_t begin = repeats ? plan.repeat_begin : n, end = repeats ? plan.repeat_end : n;
+  for (std::size_t i = 0; i < begin; ++i) f(plan.phases[i]);
+  for (int k = 0; k < (repeats ? plan.repeat : 0); ++k)
+    for (std::size_t i = begin; i < end; ++i) f(plan.phases[i]);
+  for (std::size_t i = end; i < n; ++i) f(plan.phases[i]);
+}
 
 /// Wall time of each kind of phase in one step.
 struct StepTimes {
@@ -138,7 +155,10 @@ class StepPlanner {
   /// of the instance's GPUs the policy may use (empty: nominal).
   [[nodiscard]] StepPlan plan(const Batch& batch, double now_s = 0.0, std::span<const GpuSignal> gpus = {});
   /// The same into `plan`, reusing its storage (the engine plans every step into one StepPlan).
-  void plan_into(StepPlan& plan, const Batch& batch, double now_s = 0.0, std::span<const GpuSignal> gpus = {});
+  /// `repeat_dense_layers`: plan identical dense layers once, as a repeated block (see StepPlan;
+  /// for the analytic timeline, which visits phases with for_each_phase).
+  void plan_into(StepPlan& plan, const Batch& batch, double now_s = 0.0, std::span<const GpuSignal> gpus = {},
+                 bool repeat_dense_layers = false);
   /// A rebalance whose weights must move (routing.migration stall or overlap): taken once, applied
   /// with apply_migration when the copy has finished. No new rebalance starts meanwhile.
   [[nodiscard]] std::optional<Migration> take_migration();

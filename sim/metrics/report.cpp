@@ -227,12 +227,12 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   add_stats(j, "e2el", e2el);
   add_stats(j, "queue", queue);  // arrival to first scheduled
 
-  const StepTotals& st = rec.step_totals();
-  const double attention = st.attention_s, dense = st.dense_s, moe = st.moe_s, lm_head = st.lm_head_s, comm = st.comm_s,
-               dispatch = st.dispatch_bytes, combine = st.combine_bytes;
-  const double n_steps = static_cast<double>(st.steps);
-  const double step_mm_mean = st.steps > 0 ? st.expert_load_max_over_mean / n_steps : 0.0;
-  const double step_gpu_mm_mean = st.steps > 0 ? st.gpu_load_max_over_mean / n_steps : 0.0;
+  const StepTotals& totals = rec.step_totals();
+  const double attention = totals.attention_s, dense = totals.dense_s, moe = totals.moe_s, lm_head = totals.lm_head_s, comm = totals.comm_s,
+               dispatch = totals.dispatch_bytes, combine = totals.combine_bytes;
+  const double n_steps = static_cast<double>(totals.steps);
+  const double step_mm_mean = totals.steps > 0 ? totals.expert_load_max_over_mean / n_steps : 0.0;
+  const double step_gpu_mm_mean = totals.steps > 0 ? totals.gpu_load_max_over_mean / n_steps : 0.0;
   nlohmann::ordered_json serving;
   serving["kv_block_size"] = result.serving.block_size;
   serving["kv_blocks_per_attention_rank"] = result.serving.kv_blocks_per_rank;
@@ -244,7 +244,7 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   serving["kv_transfer_bytes"] = result.serving.kv_transfer_bytes;
   serving["mean_kv_transfer_ms"] =
       result.serving.kv_transfers > 0 ? result.serving.kv_transfer_seconds * 1e3 / static_cast<double>(result.serving.kv_transfers) : 0.0;
-  serving["attention_rank_max_over_mean"] = st.steps == 0 ? 1.0 : st.attention_rank_max_over_mean / n_steps;
+  serving["attention_rank_max_over_mean"] = totals.steps == 0 ? 1.0 : totals.attention_rank_max_over_mean / n_steps;
   j["serving"] = serving;
   nlohmann::ordered_json routing;
   routing["policy"] = sc.routing.policy;

@@ -88,11 +88,20 @@ def cases():
     return out
 
 
+def supports_timings(binary):
+    """Older builds (to compare against) have no `run --timings`: then only process figures."""
+    out = subprocess.run([binary, "run", "--help"], capture_output=True, text=True, cwd=ROOT)
+    return "--timings" in out.stdout
+
+
+TIMINGS = True
+
+
 def run_once(binary, case, workdir):
     """One process; returns (wall seconds, peak RSS in MB, the timings dict or None)."""
     out_dir = Path(workdir) / case.name
     if case.kind == "run":
-        cmd = [binary, "run", case.scenario, "--quiet", "--timings", "--out", str(out_dir)]
+        cmd = [binary, "run", case.scenario, "--quiet", "--out", str(out_dir)] + (["--timings"] if TIMINGS else [])
         for s in case.sets:
             cmd += ["--set", s]
     else:
@@ -113,6 +122,11 @@ def run_once(binary, case, workdir):
             timings = json.loads(line[len("timings: "):])
     if case.kind == "sweep":
         timings = sweep_totals(out_dir)
+    elif timings is None:
+        # No --timings: what the outputs say (simulated seconds, steps, tokens).
+        s = json.loads((out_dir / "summary.json").read_text())
+        timings = {"simulated_s": s["run"]["simulated_end_s"], "steps": s["run"]["steps"],
+                   "output_tokens": s["total_output_tokens"]}
     return wall, usage.ru_maxrss / 1024.0, timings
 
 
@@ -194,6 +208,8 @@ def main():
     ap.add_argument("--csv", default=str(ROOT / "tests" / "perf" / "results.csv"), help="where to write the table")
     args = ap.parse_args()
     binary = str(Path(args.binary).resolve())
+    global TIMINGS
+    TIMINGS = supports_timings(binary)
     selected = [c for c in cases() if (not args.only or c.name in args.only) and (args.full or not c.full_only or c.name in args.only)]
     if not selected:
         sys.exit("bench.py: no case selected; names: " + ", ".join(c.name for c in cases()))

@@ -54,6 +54,42 @@ Batch prefill_batch(int seqs, int prompt) {
   return b;
 }
 
+TEST(StepPlan, repeated_dense_layers_visit_the_same_phases_and_time_as_the_full_plan) {
+  // Dense Llama on TP1 and TP4 (collectives inside the block), and DeepSeek-V3's three dense
+  // layers before its MoE layers.
+  const std::vector<std::vector<std::string>> cases{
+      {"model=llama-3.1-8b", "cluster.gpus_per_node=1"},
+      {"model=llama-3.1-8b"},
+      {"model=deepseek-v3", "parallel.mode=ep", "cluster.nodes=4", "cluster.gpus_per_node=8"},
+  };
+  for (const auto& sets : cases) {
+    const Scenario sc = quickstart(sets);
+    const ParallelLayout lay = make_layout(sc);
+    StepPlanner full_planner(sc, lay, uniform_router(sc)), repeat_planner(sc, lay, uniform_router(sc));
+    Batch batch = prefill_batch(2, 300);
+    for (const BatchItem& d : decode_batch(5, 700).items) batch.items.push_back(d);
+    batch.decode_tokens = 5;
+    const StepPlan full = full_planner.plan(batch);
+    StepPlan repeated;
+    repeat_planner.plan_into(repeated, batch, 0.0, {}, true);
+    ASSERT_GT(sc.model.spec.num_dense_layers, 1) << sets.front();
+    EXPECT_EQ(repeated.repeat, sc.model.spec.num_dense_layers) << sets.front();
+    EXPECT_LT(repeated.phases.size(), full.phases.size()) << sets.front();
+    std::vector<const Phase*> visited;
+    for_each_phase(repeated, [&](const Phase& ph) { visited.push_back(&ph); });
+    ASSERT_EQ(visited.size(), full.phases.size()) << sets.front();
+    for (std::size_t i = 0; i < visited.size(); ++i) {
+      EXPECT_EQ(visited[i]->kind, full.phases[i].kind) << sets.front() << " phase " << i;
+      EXPECT_TRUE(std::equal(visited[i]->compute_s.begin(), visited[i]->compute_s.end(), full.phases[i].compute_s.begin(),
+                             full.phases[i].compute_s.end()))
+          << sets.front() << " phase " << i;
+      EXPECT_EQ(visited[i]->collective.traffic.bytes, full.phases[i].collective.traffic.bytes) << sets.front() << " phase " << i;
+    }
+    const FabricView fabric{sc.cluster.gpus_per_node, 0, sc.cluster.intra_node.spec, sc.cluster.inter_node.spec};
+    EXPECT_EQ(analytic_step_times(repeated, fabric).total(), analytic_step_times(full, fabric).total()) << sets.front();
+  }
+}
+
 TEST(StepPlan, decode_step_time_at_least_weight_bytes_read_over_hbm_bandwidth) {
   for (const char* mode : {"tp", "ep"}) {
     const Scenario sc = quickstart({std::string("parallel.mode=") + mode});
