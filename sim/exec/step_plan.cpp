@@ -507,8 +507,13 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
             row[pool[next++]] += 1.0;
         }
       }
-      for (std::size_t e = 0; e < e_count; ++e)
-        for (std::size_t src = 0; src < sources; ++src) source_counts_[src * e_count + e] += deal_counts_[e * sources + src];
+      // Transposed in 32 x 32 tiles (source_counts_ was just zeroed).
+      constexpr std::size_t kTile = 32;
+      for (std::size_t e0 = 0; e0 < e_count; e0 += kTile)
+        for (std::size_t s0 = 0; s0 < sources; s0 += kTile)
+          for (std::size_t e = e0; e < std::min(e0 + kTile, e_count); ++e)
+            for (std::size_t src = s0; src < std::min(s0 + kTile, sources); ++src)
+              source_counts_[src * e_count + e] = deal_counts_[e * sources + src];
     } else {
       for (std::size_t g = 0; g < groups_.size(); ++g) {
         double* row = source_counts_.data() + group_source_[g] * e_count;
@@ -521,13 +526,15 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
     policy_impl_->assign_counts(moe_layer, place, source_groups_, source_counts_, slot_counts_, counters);
     policy_wall_s_ += std::chrono::duration<double>(Clock::now() - policy_t0).count();
     std::vector<double> per_rank(static_cast<std::size_t>(n_));
+    // A GPU's slots are contiguous (gpu_of): sum each GPU's range.
+    const auto per_gpu_slots = static_cast<std::size_t>(place.slots_per_gpu);
     for (std::size_t g = 0; g < source_groups_.size(); ++g) {
-      std::fill(per_rank.begin(), per_rank.end(), 0.0);
-      for (std::size_t s = 0; s < S; ++s) {
-        const double n = slot_counts_[g * S + s];
-        if (n <= 0) continue;
-        per_slot[s] += n;
-        per_rank[static_cast<std::size_t>(place.gpu_of(static_cast<int>(s)))] += n;
+      const double* row = slot_counts_.data() + g * S;
+      for (std::size_t s = 0; s < S; ++s) per_slot[s] += row[s];
+      for (std::size_t r = 0; r < per_rank.size(); ++r) {
+        double acc = 0;
+        for (std::size_t s = r * per_gpu_slots; s < std::min(S, (r + 1) * per_gpu_slots); ++s) acc += row[s];
+        per_rank[r] = acc;
       }
       ep_traffic_.add_counts(source_groups_[g].source, source_groups_[g].tokens, model_.top_k, per_rank);
     }
