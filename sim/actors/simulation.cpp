@@ -224,8 +224,9 @@ void run_compute(Instance& inst, int rank, double seconds, double compute_bound_
 /// form (its clock only changes when a throttle threshold is crossed, which the GPU's RC model
 /// predicts), so the engine advances every GPU's power state through its own step, runs the
 /// step's kernels as one parallel task over the instance's GPUs (flops per GPU = its busy time,
-/// ending with the slowest) and sleeps for the rest of the closed-form timeline.
-void run_step_analytic_instance(Instance& inst, const StepPlan& plan) {
+/// ending with the slowest). Returns the time the step's closed-form timeline ends (the caller sleeps
+/// until then).
+double run_step_analytic_instance(Instance& inst, const StepPlan& plan) {
   const double start = sg::Engine::get_clock();
   const StepTimes& t = inst.analytic_times;
   const auto n = static_cast<std::size_t>(plan.gpus);
@@ -297,12 +298,16 @@ void run_step_analytic_instance(Instance& inst, const StepPlan& plan) {
     inst.sync_wait_energy_j += wait[r] * g.power_w();
     inst.imbalance_energy_j += moe_wait[r] * g.power_w();
   }
-  if (longest > 0) sg::this_actor::parallel_execute(inst.hosts, flops, inst.zero_bytes);
-  const double rest = step_end - sg::Engine::get_clock();
-  if (rest > 0) sg::this_actor::sleep_for(rest);
-  const double end = sg::Engine::get_clock();
-  for (std::size_t r = 0; r < n; ++r) gpu_state(inst, static_cast<int>(r)).set_activity({0, 0, false}, end);
+  if (longest > 0) {
+    if (n == 1) sg::this_actor::execute(flops[0]);  // one GPU: a plain execution is the cheaper activity
+    else sg::this_actor::parallel_execute(inst.hosts, flops, inst.zero_bytes);
+  }
+  // The GPUs go idle when the step's timeline ends; the engine sleeps until then (and through its
+  // own host work) in one go.
+  step_end = std::max(step_end, sg::Engine::get_clock());
+  for (std::size_t r = 0; r < n; ++r) gpu_state(inst, static_cast<int>(r)).set_activity({0, 0, false}, step_end);
   inst.times = t;
+  return step_end;
 }
 
 void worker(Instance& inst, int rank) {
@@ -537,16 +542,22 @@ void engine(Instance& inst, SharedState& shared) {
     if (inst.fidelity == NetworkFidelity::analytic) inst.analytic_times = analytic_step_times(plan, inst.fabric);
     inst.plan = &plan;
     inst.step = step;
+    // The engine's CPU work for the step follows the GPUs' work: the GPUs idle meanwhile (async
+    // scheduling hides the part that ran during the GPU time).
+    auto host_after = [&plan, start](double gpus_done) {
+      return plan.host_overlapped ? std::max(0.0, plan.host_s - (gpus_done - start)) : plan.host_s;
+    };
     if (inst.fidelity == NetworkFidelity::analytic) {
-      run_step_analytic_instance(inst, plan);
+      // One sleep to the end of the host work (run_step_analytic_instance set the GPUs' states).
+      const double gpus_done = run_step_analytic_instance(inst, plan);
+      const double until = gpus_done + host_after(gpus_done);
+      if (until > sg::Engine::get_clock()) sg::this_actor::sleep_until(until);
     } else {
       inst.step_start->wait();
       inst.step_done->wait();
+      const double host = host_after(sg::Engine::get_clock());
+      if (host > 0) sg::this_actor::sleep_for(host);
     }
-    // The engine's CPU work for the step: the GPUs idle meanwhile (async scheduling hides the part
-    // that ran during the GPU time).
-    const double host = plan.host_overlapped ? std::max(0.0, plan.host_s - (sg::Engine::get_clock() - start)) : plan.host_s;
-    if (host > 0) sg::this_actor::sleep_for(host);
     const double end = sg::Engine::get_clock();
     const double step_energy = instance_energy(inst, end) - energy_before;
     inst.step_energy_accounted_j = energy_before + step_energy;

@@ -58,13 +58,15 @@ def cases():
         quickstart("ep", "flow", qs_flow, "process < 1 s"),
         Case("study_baseline_vs_all2all", "sweep", "scenarios/baseline_vs_all2all.yaml", [], repeat=1,
              target="100 runs < 5 s at -j 2", checks={"wall_s": ("<", 5.0)}),
-        # DeepSeek-V3 decode on EP144: 4608 sequences in flight; the short case decodes 16 tokens
-        # each (the first steps prefill them), the full one runs ten simulated minutes.
+        # DeepSeek-V3 decode on EP144: 4608 sequences in flight. The short cases prefill 32-token
+        # prompts in one step, then decode (32 steps analytic, 8 at flow fidelity), so decode steps
+        # set the ratio; the full one runs ten simulated minutes with the scenario's 256-token prompts.
         Case("deepseek_v3_ep144_decode_analytic", "run", ds_decode,
-             ["workload.requests=4608", "workload.output_tokens.value=16"], target="simulated/wall >= 100",
-             checks={"sim_per_wall": (">=", 100.0)}),
+             ["workload.requests=4608", "workload.prompt_tokens.value=32", "workload.output_tokens.value=32"],
+             target="simulated/wall >= 100", checks={"sim_per_wall": (">=", 100.0)}),
         Case("deepseek_v3_ep144_decode_flow", "run", ds_decode,
-             ["workload.requests=4608", "workload.output_tokens.value=4", "network.fidelity=flow"],
+             ["workload.requests=4608", "workload.prompt_tokens.value=32", "workload.output_tokens.value=8",
+              "network.fidelity=flow"],
              target="simulated/wall >= 1", checks={"sim_per_wall": (">=", 1.0)}),
         Case("deepseek_v3_ep144_decode_10min_analytic", "run", ds_decode,
              ["workload.requests=320000", "workload.output_tokens.value=256"], target="simulated/wall >= 100",
