@@ -269,23 +269,35 @@ void StepPlanner::plan_into(StepPlan& plan, const Batch& batch, double now_s, st
   plan.host_overlapped = async_scheduling_;
   policy_impl_->begin_step(gpus);
 
-  // Tokens of the step and the GPU each one lives on between layers.
+  // Tokens of the step and the GPU each one lives on between layers (token by token only when
+  // there are MoE layers to route them through).
   tokens_.clear();
   token_owner_.clear();
   const int total = batch.total_tokens();
-  for (const BatchItem& item : batch.items) {
-    for (int i = 0; i < item.num_tokens; ++i) {
-      tokens_.push_back({item.request_id, item.context_before + i, item.domain});
-      if (layout_.attention_ranks > 1) {
-        token_owner_.push_back(item.attention_rank);
-      } else {
-        const auto idx = static_cast<std::int64_t>(token_owner_.size());
-        token_owner_.push_back(static_cast<int>(idx * n_ / std::max(total, 1)));
+  step_tokens_ = total;
+  const bool routes = model_.num_moe_layers() > 0 && model_.num_experts > 0;
+  tokens_per_rank_.assign(static_cast<std::size_t>(n_), 0.0);
+  if (routes) {
+    for (const BatchItem& item : batch.items) {
+      for (int i = 0; i < item.num_tokens; ++i) {
+        tokens_.push_back({item.request_id, item.context_before + i, item.domain});
+        if (layout_.attention_ranks > 1) {
+          token_owner_.push_back(item.attention_rank);
+        } else {
+          const auto idx = static_cast<std::int64_t>(token_owner_.size());
+          token_owner_.push_back(static_cast<int>(idx * n_ / std::max(total, 1)));
+        }
       }
     }
+    for (int owner : token_owner_) tokens_per_rank_[static_cast<std::size_t>(owner)] += 1.0;
+  } else if (layout_.attention_ranks > 1) {
+    for (const BatchItem& item : batch.items) tokens_per_rank_[static_cast<std::size_t>(item.attention_rank)] += item.num_tokens;
+  } else {
+    // Token idx lives on GPU idx * n / total: GPU r holds [ceil(r T / n), ceil((r + 1) T / n)).
+    const std::int64_t t = total, ranks = n_;
+    auto first = [t, ranks](std::int64_t r) { return (r * t + ranks - 1) / ranks; };
+    for (std::int64_t r = 0; r < ranks; ++r) tokens_per_rank_[static_cast<std::size_t>(r)] = static_cast<double>(first(r + 1) - first(r));
   }
-  tokens_per_rank_.assign(static_cast<std::size_t>(n_), 0.0);
-  for (int owner : token_owner_) tokens_per_rank_[static_cast<std::size_t>(owner)] += 1.0;
   // With data-parallel attention every MoE layer synchronises the ranks, so the rank with the
   // most tokens sets the pace.
   if (layout_.attention_ranks > 1) plan.load.attention_rank_max_over_mean = max_over_mean(tokens_per_rank_);
@@ -407,11 +419,11 @@ void StepPlanner::add_dense(StepPlan& plan) const {
   Phase ph = Phase::compute(PhaseKind::dense_ffn, n_);
   const int shards = layout_.attention_shards;
   for (int r = 0; r < n_; ++r) {
-    const double tokens = shards > 1 ? static_cast<double>(tokens_.size()) : tokens_per_rank_[static_cast<std::size_t>(r)];
+    const double tokens = shards > 1 ? static_cast<double>(step_tokens_) : tokens_per_rank_[static_cast<std::size_t>(r)];
     ph.set(r, separate_kernels(roofline_, {dense_ffn_work(model_, tokens, shards)}));
   }
   plan.phases.push_back(std::move(ph));
-  if (shards > 1) add_comm(plan, all_reduce(n_, static_cast<double>(tokens_.size()) * model_.hidden_size * kActivationBytes, fabric_));
+  if (shards > 1) add_comm(plan, all_reduce(n_, static_cast<double>(step_tokens_) * model_.hidden_size * kActivationBytes, fabric_));
 }
 
 void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {

@@ -197,6 +197,7 @@ class StepPlanner {
   std::vector<TokenInfo> tokens_;
   std::vector<int> token_owner_;  ///< GPU that holds each token's hidden state between layers
   std::vector<double> tokens_per_rank_;
+  int step_tokens_ = 0;  ///< tokens of the step being planned
   std::vector<std::int32_t> experts_;
   std::vector<float> weights_;
   void set_layer_placement(std::size_t layer, std::vector<int> phy2log);
