@@ -499,14 +499,16 @@ void engine(Instance& inst, SharedState& shared) {
   RunRecorder& rec = *shared.recorder;
   std::int64_t step = 0;
   while (true) {
-    {
+    if (inst.inbox.empty() && inst.scheduler.idle() && !inst.arrivals_done) {
       std::unique_lock<sg::Mutex> lock(*inst.mutex);
       while (inst.inbox.empty() && inst.scheduler.idle() && !inst.arrivals_done) inst.arrivals->wait(lock);
-      while (!inst.inbox.empty()) {
-        if (inst.inbox.front().cached > 0) inst.scheduler.add_prefilled(inst.inbox.front());
-        else inst.scheduler.add(inst.inbox.front().request);
-        inst.inbox.pop_front();
-      }
+    }
+    // SimGrid runs one actor at a time and switches only inside its calls: taking what the inbox
+    // holds needs no lock (a lock and unlock per step cost two simcalls).
+    while (!inst.inbox.empty()) {
+      if (inst.inbox.front().cached > 0) inst.scheduler.add_prefilled(inst.inbox.front());
+      else inst.scheduler.add(inst.inbox.front().request);
+      inst.inbox.pop_front();
     }
     if (inst.scheduler.idle()) {
       if (inst.arrivals_done) break;
