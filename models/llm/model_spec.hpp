@@ -26,6 +26,11 @@ enum class DType { bf16, fp16, fp8, fp4 };
 
 enum class AttentionKind { gqa, mla };
 
+/// How the gate turns logits into expert scores: softmax over all experts (Mixtral, Qwen3, OLMoE,
+/// DeepSeek-V2) or an independent sigmoid per expert (DeepSeek-V3). Selection is the top k of the
+/// logits either way (both are monotone); the weights of the chosen experts differ.
+enum class GateScoring { softmax, sigmoid };
+
 struct ModelSpec {
   std::string name;
   std::string display_name;
@@ -53,6 +58,7 @@ struct ModelSpec {
   int dense_intermediate_size = 0;
   int n_group = 0;
   int topk_group = 0;
+  GateScoring scoring_func = GateScoring::softmax;
   DType weight_dtype = DType::bf16;
   DType expert_weight_dtype = DType::bf16;
   DType kv_cache_dtype = DType::bf16;

@@ -159,11 +159,16 @@ void ExpertDistribution::sample_grouped(RngStream& rng, std::span<std::int32_t> 
   }
 }
 
-void ExpertDistribution::gate_weights(std::span<const std::int32_t> chosen, std::span<float> out) const {
+void ExpertDistribution::gate_weights(std::span<const std::int32_t> chosen, std::span<float> out, GateScoring scoring) const {
+  const double experts = static_cast<double>(p_.size());
+  auto score = [&](std::int32_t e) {
+    const double p = p_[static_cast<std::size_t>(e)];
+    return scoring == GateScoring::sigmoid ? experts * p / (1.0 + experts * p) : p;
+  };
   double total = 0;
-  for (auto e : chosen) total += p_[static_cast<std::size_t>(e)];
+  for (auto e : chosen) total += score(e);
   for (std::size_t i = 0; i < chosen.size(); ++i)
-    out[i] = total > 0 ? static_cast<float>(p_[static_cast<std::size_t>(chosen[i])] / total) : 1.0f / static_cast<float>(chosen.size());
+    out[i] = total > 0 ? static_cast<float>(score(chosen[i]) / total) : 1.0f / static_cast<float>(chosen.size());
 }
 
 std::vector<double> ExpertDistribution::inclusion_probabilities(int top_k, int samples, std::uint64_t stream_seed) const {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "models/common/rng.hpp"
+#include "models/llm/model_spec.hpp"
 
 namespace moesim {
 
@@ -48,8 +49,10 @@ class ExpertDistribution {
   /// Ordered top-k without replacement. `forced_first` >= 0 makes that expert the first choice;
   /// `banned_first` >= 0 forbids it as first choice (it may still come later).
   void sample_top_k(RngStream& rng, std::span<std::int32_t> out, int forced_first, int banned_first) const;
-  /// Gate weights of chosen experts, renormalised over them.
-  void gate_weights(std::span<const std::int32_t> chosen, std::span<float> out) const;
+  /// Gate weights of chosen experts, renormalised over them. The popularity p is the gate's softmax,
+  /// so its logits are log(E p) up to a constant, fixed so that an expert of average popularity
+  /// has logit 0: softmax scores are p, sigmoid scores sigma(log(E p)) = E p / (1 + E p).
+  void gate_weights(std::span<const std::int32_t> chosen, std::span<float> out, GateScoring scoring = GateScoring::softmax) const;
   /// Probability that each expert is among a token's top k (sums to k): exact for k <= 2,
   /// Rosén's successive-sampling approximation for larger k, Monte Carlo (`samples` draws from a
   /// fixed stream) under group-limited routing, or Rosén ignoring the group limit when samples <= 0. The expected load share of expert e is

@@ -41,6 +41,7 @@ RouterContext router_context(const ModelSpec& model, const RoutingModelParams& p
   c.num_moe_layers = model.num_moe_layers();
   c.n_group = model.n_group;
   c.topk_group = model.topk_group;
+  c.scoring = model.scoring_func;
   c.seed = seed;
   c.model_name = model.name;
   c.num_domains = num_domains;
@@ -135,7 +136,7 @@ class StaticDistributionRouter final : public TokenRouter {
     const auto& dist = per_layer_[static_cast<std::size_t>(layer) % per_layer_.size()];
     for (std::size_t t = 0; t < tokens.size(); ++t) {
       dist.sample_top_k(rng_, experts.subspan(t * k, k), -1, -1);
-      if (!weights.empty()) dist.gate_weights(experts.subspan(t * k, k), weights.subspan(t * k, k));
+      if (!weights.empty()) dist.gate_weights(experts.subspan(t * k, k), weights.subspan(t * k, k), ctx_.scoring);
     }
   }
 
@@ -231,7 +232,7 @@ class DomainAffinityRouter final : public TokenRouter {
       }
       auto out = experts.subspan(t * k, k);
       dist.sample_top_k(rng_, out, forced, banned);
-      if (!weights.empty()) dist.gate_weights(out, weights.subspan(t * k, k));
+      if (!weights.empty()) dist.gate_weights(out, weights.subspan(t * k, k), ctx_.scoring);
       history[static_cast<std::size_t>(layer)] = out[0];
       prev_layer_first_[t] = out[0];
     }

@@ -72,6 +72,7 @@ struct RouterContext {
   int num_moe_layers = 1;
   int n_group = 0;
   int topk_group = 0;
+  GateScoring scoring = GateScoring::softmax;
   std::uint64_t seed = 0;       ///< scenario seed: sampling streams
   std::string model_name;       ///< identity of the model's expert affinities (fixed per model)
   int num_domains = 0;

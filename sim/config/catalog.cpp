@@ -23,6 +23,12 @@ const std::vector<std::pair<std::string, AttentionKind>>& EnumNames<AttentionKin
   return names;
 }
 
+const std::vector<std::pair<std::string, GateScoring>>& EnumNames<GateScoring>::get() {
+  static const std::vector<std::pair<std::string, GateScoring>> names{{"softmax", GateScoring::softmax},
+                                                                       {"sigmoid", GateScoring::sigmoid}};
+  return names;
+}
+
 void describe(Schema<ModelSpec>& s) {
   using M = ModelSpec;
   s.field("name", &M::name).doc("card name (the file stem)");
@@ -53,6 +59,9 @@ void describe(Schema<ModelSpec>& s) {
   s.field("dense_intermediate_size", &M::dense_intermediate_size).min(0).max(1 << 20).unit("elements");
   s.field("n_group", &M::n_group).min(0).max(16384).doc("expert groups for group-limited routing; 0 for none");
   s.field("topk_group", &M::topk_group).min(0).max(16384).doc("groups a token may use; 0 for none");
+  s.field("scoring_func", &M::scoring_func)
+      .doc("gate scores: softmax over all experts, or sigmoid per expert (DeepSeek-V3); the top k is the same, the routing "
+           "weights of the chosen experts (renormalised over them) differ");
   s.field("weight_dtype", &M::weight_dtype).doc("attention, dense and embedding weights");
   s.field("expert_weight_dtype", &M::expert_weight_dtype).doc("routed and shared expert weights");
   s.field("kv_cache_dtype", &M::kv_cache_dtype);

@@ -49,6 +49,10 @@ template <>
 struct EnumNames<AttentionKind> {
   static const std::vector<std::pair<std::string, AttentionKind>>& get();
 };
+template <>
+struct EnumNames<GateScoring> {
+  static const std::vector<std::pair<std::string, GateScoring>>& get();
+};
 
 void describe(Schema<ModelSpec>& s);
 void describe(Schema<GpuSpec>& s);

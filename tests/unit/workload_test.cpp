@@ -138,6 +138,35 @@ TEST(Routing, gate_weights_sum_to_one_per_token) {
     EXPECT_NEAR(std::accumulate(weights.begin() + static_cast<long>(t * 8), weights.begin() + static_cast<long>(t * 8 + 8), 0.0), 1.0, 1e-5);
 }
 
+TEST(Routing, sigmoid_scoring_selects_the_same_experts_with_flatter_weights) {
+  // The same tokens routed by a softmax and a sigmoid gate (DeepSeek-V3's card is sigmoid): the
+  // top k is the same, the weights follow sigma(log(E p)) = E p / (1 + E p), renormalised.
+  ModelSpec soft = card("deepseek-v3"), sig = soft;
+  ASSERT_EQ(sig.scoring_func, GateScoring::sigmoid);
+  soft.scoring_func = GateScoring::softmax;
+  std::vector<TokenInfo> tokens;
+  for (int i = 0; i < 64; ++i) tokens.push_back({i, 0, i % 3});
+  const std::size_t k = 8;
+  std::vector<std::int32_t> ea(tokens.size() * k), eb(ea.size());
+  std::vector<float> wa(ea.size()), wb(ea.size());
+  token_routers().get("domain_affinity")(context_for(soft, "domain_affinity"))->route(3, tokens, ea, wa);
+  token_routers().get("domain_affinity")(context_for(sig, "domain_affinity"))->route(3, tokens, eb, wb);
+  EXPECT_EQ(ea, eb);
+  double spread_soft = 0, spread_sig = 0;
+  for (std::size_t t = 0; t < tokens.size(); ++t) {
+    const auto a = std::span(wa).subspan(t * k, k), b = std::span(wb).subspan(t * k, k);
+    EXPECT_NEAR(std::accumulate(b.begin(), b.end(), 0.0), 1.0, 1e-5);
+    spread_soft += *std::max_element(a.begin(), a.end()) - *std::min_element(a.begin(), a.end());
+    spread_sig += *std::max_element(b.begin(), b.end()) - *std::min_element(b.begin(), b.end());
+    // sigma(x) / sigma(y) <= exp(x) / exp(y) for x >= y: each pair's ratio is pulled towards 1.
+    for (std::size_t i = 1; i < k; ++i) {
+      const double ratio_soft = a[0] / a[i], ratio_sig = b[0] / b[i];
+      EXPECT_LE(std::abs(std::log(ratio_sig)), std::abs(std::log(ratio_soft)) + 1e-6);
+    }
+  }
+  EXPECT_LT(spread_sig, spread_soft);
+}
+
 double spearman(std::vector<double> a, std::vector<double> b) {
   auto ranks = [](const std::vector<double>& v) {
     std::vector<std::size_t> idx(v.size());
