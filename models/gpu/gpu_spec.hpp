@@ -35,6 +35,7 @@ struct GpuSpec {
   double memory_efficiency = 0.8;   ///< fraction of HBM bandwidth streaming kernels reach
   double kernel_launch_us = 4.0;    ///< per kernel launched eagerly
   double kernel_graph_launch_us = 2.0;  ///< per kernel replayed from a CUDA graph
+  int sm_count = 132;               ///< streaming multiprocessors (compute units on AMD): what overlapped communication kernels take from compute
   // Power and clocks (models/power/power_model.hpp).
   double clock_max_mhz = 1980;
   double clock_min_mhz = 345;

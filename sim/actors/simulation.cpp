@@ -62,6 +62,7 @@ struct Instance {
   std::vector<GpuPowerState>* gpus = nullptr;  ///< cluster-wide power/thermal state
   int first_gpu = 0;                 ///< cluster index of this instance's GPU 0
   double sync_wait_energy_j = 0;     ///< GPUs waiting for the slowest before a collective
+  double slot_comm_end = 0;          ///< run_overlap_slot: when the slot's collective ended (set by the leader)
   double imbalance_energy_j = 0;     ///< ... when the compute before it was MoE (expert imbalance)
   double idle_energy_j = 0;          ///< between this instance's steps
   double step_energy_accounted_j = 0;
@@ -101,7 +102,14 @@ struct SharedState {
 /// One collective as one parallel task. Bytes that must take the NICs inside a node (pure-RDMA
 /// pairs, loopback staging) go to the destination's RDMA port host (sim/platform/platform.hpp), so
 /// the task then spans the GPUs and their RDMA ports.
-void run_collective_task(Instance& inst, const Collective& c, const PortLoad& load) {
+/// A parallel task started without waiting (the caller keeps the ExecPtr and waits on it).
+sg::ExecPtr start_parallel(const std::vector<sg::Host*>& hosts, const std::vector<double>& flops, const std::vector<double>& bytes) {
+  sg::ExecPtr exec = sg::this_actor::exec_init(hosts, flops, bytes);
+  exec->start();
+  return exec;
+}
+
+sg::ExecPtr start_collective_task(Instance& inst, const Collective& c, const PortLoad& load) {
   if (inst.port_granularity) {
     // Each GPU port's total through the switch hosts (sim/platform/platform.hpp).
     std::vector<double> ports;
@@ -119,13 +127,9 @@ void run_collective_task(Instance& inst, const Collective& c, const PortLoad& lo
     std::vector<sg::Host*> hosts(inst.hosts);
     hosts.insert(hosts.end(), inst.nvswitches.begin(), inst.nvswitches.end());
     hosts.push_back(inst.fabric_switch);
-    sg::this_actor::parallel_execute(hosts, std::vector<double>(m, 0.0), bytes);
-    return;
+    return start_parallel(hosts, std::vector<double>(m, 0.0), bytes);
   }
-  if (!load.same_node_rdma) {
-    sg::this_actor::parallel_execute(inst.hosts, inst.zero_flops, c.traffic.bytes);
-    return;
-  }
+  if (!load.same_node_rdma) return start_parallel(inst.hosts, inst.zero_flops, c.traffic.bytes);
   const auto n = inst.hosts.size(), n2 = 2 * n;
   std::vector<double> bytes(n2 * n2, 0.0);
   const bool rdma = c.transport == Transport::rdma;
@@ -139,7 +143,16 @@ void run_collective_task(Instance& inst, const Collective& c, const PortLoad& lo
   for (std::size_t r = 0; r < c.rdma_loopback.size() && r < n; ++r) bytes[r * n2 + n + r] += c.rdma_loopback[r];
   std::vector<sg::Host*> hosts(inst.hosts);
   hosts.insert(hosts.end(), inst.rdma_ports.begin(), inst.rdma_ports.end());
-  sg::this_actor::parallel_execute(hosts, std::vector<double>(n2, 0.0), bytes);
+  return start_parallel(hosts, std::vector<double>(n2, 0.0), bytes);
+}
+
+void run_collective_task(Instance& inst, const Collective& c, const PortLoad& load) { start_collective_task(inst, c, load)->wait(); }
+
+
+/// A collective's fixed costs beyond its transfers (per-call latency, launch).
+double fixed_overhead_seconds(const Instance& inst, const Collective& c, const PortLoad& load) {
+  // Routes through the switch hosts are one port long: the other half of the route latency.
+  return collective_overhead_seconds(c, inst.fabric, load) + (inst.port_granularity ? 0.5 * load.route_latency_s : 0.0);
 }
 
 /// Runs consecutive collectives (no compute between them, so nobody needs to synchronise in
@@ -150,11 +163,16 @@ void run_collectives(Instance& inst, std::span<const Phase> comms) {
   for (const Phase& ph : comms) {
     const PortLoad load = port_load(ph.collective, inst.fabric);
     run_collective_task(inst, ph.collective, load);
-    overhead += collective_overhead_seconds(ph.collective, inst.fabric, load);
-    // Routes through the switch hosts are one port long: the other half of the route latency.
-    if (inst.port_granularity) overhead += 0.5 * load.route_latency_s;
+    overhead += fixed_overhead_seconds(inst, ph.collective, load);
   }
   if (overhead > 0) sg::this_actor::sleep_for(overhead);
+}
+
+/// A comm phase's name on the trace: its collective, with the compute that overlaps it.
+std::string span_name(const Phase& ph) {
+  std::string name = to_string(ph.collective.kind);
+  if (ph.overlapped()) name += std::string(" || ") + to_string(ph.overlap_kind);
+  return name;
 }
 
 /// GPU spans of an analytic step, rebuilt from its closed-form timeline.
@@ -165,8 +183,8 @@ void trace_analytic_step(Instance& inst, int rank, const StepPlan& plan, double 
   for_each_phase(plan, [&](const Phase& ph) {
     if (ph.kind == PhaseKind::comm) {
       segment_start = *std::max_element(cursor.begin(), cursor.end());
-      const double end = segment_start + analytic_collective_seconds(ph.collective, inst.fabric);
-      inst.trace->span(inst.index, rank, to_string(ph.collective.kind), segment_start, end);
+      const double end = segment_start + phase_seconds(ph, analytic_collective_seconds(ph.collective, inst.fabric));
+      inst.trace->span(inst.index, rank, span_name(ph), segment_start, end);
       std::fill(cursor.begin(), cursor.end(), end);
       return;
     }
@@ -254,6 +272,22 @@ double run_step_analytic_instance(Instance& inst, const StepPlan& plan) {
       }
       std::fill(segment.begin(), segment.end(), 0.0);
       moe = false;
+      if (ph.overlapped()) {
+        // Compute beside the collective: busy while it runs, then waiting for the slower of the
+        // collective and the slowest GPU.
+        const double collective = analytic_collective_seconds(ph.collective, inst.fabric);
+        const double wall = phase_seconds(ph, collective);
+        for (std::size_t r = 0; r < n; ++r) {
+          const double s = ph.compute_s[r];
+          busy[r] += s;
+          bound[r] += ph.compute_bound_s[r];
+          uc[r] += ph.compute_util[r] * s;
+          um[r] += ph.memory_util[r] * s;
+          const double idle = wall - std::max(s, collective);
+          wait[r] += idle;
+          if (ph.overlap_kind == PhaseKind::moe) moe_wait[r] += idle;
+        }
+      }
       return;
     }
     moe = moe || ph.kind == PhaseKind::moe;
@@ -310,6 +344,50 @@ double run_step_analytic_instance(Instance& inst, const StepPlan& plan) {
   return step_end;
 }
 
+/// A collective with compute beside it (Phase::overlapped), entered by every GPU of the instance
+/// together: the leader starts the transfer, every GPU runs its kernels, and the slot ends when
+/// both are done. Time a GPU spends after its kernels and after the collective, waiting for a
+/// slower GPU, counts as synchronisation wait (as imbalance when the compute is the MoE's).
+void run_overlap_slot(Instance& inst, int rank, const Phase& ph) {
+  const bool leader = rank == 0;
+  auto& g = gpu_state(inst, rank);
+  const double start = sg::Engine::get_clock();
+  sg::ExecPtr transfer;
+  double overhead = 0;
+  if (leader) {
+    const PortLoad load = port_load(ph.collective, inst.fabric);
+    transfer = start_collective_task(inst, ph.collective, load);
+    overhead = fixed_overhead_seconds(inst, ph.collective, load);
+  }
+  const auto r = static_cast<std::size_t>(rank);
+  if (ph.compute_s[r] > 0) run_compute(inst, rank, ph.compute_s[r], ph.compute_bound_s[r], {ph.compute_util[r], ph.memory_util[r], false});
+  g.set_activity({0, 0, true}, sg::Engine::get_clock());
+  const double computed = sg::Engine::get_clock();
+  if (leader) {
+    transfer->wait();
+    inst.slot_comm_end = transfer->get_finish_time() + overhead;
+    if (inst.slot_comm_end > sg::Engine::get_clock()) sg::this_actor::sleep_until(inst.slot_comm_end);
+  }
+  const double polled_from = g.energy_j();
+  inst.phase_sync->wait();
+  const double end = sg::Engine::get_clock();
+  g.advance_to(end);
+  // From the end of its kernels the GPU polls at constant activity; the part after the collective
+  // too is waiting for the slowest GPU.
+  const double polled = end - computed;
+  const double idle = end - std::max(computed, inst.slot_comm_end);
+  if (polled > 0 && idle > 0) {
+    const double waited = (g.energy_j() - polled_from) * idle / polled;
+    inst.sync_wait_energy_j += waited;
+    if (ph.overlap_kind == PhaseKind::moe) inst.imbalance_energy_j += waited;
+  }
+  if (leader) {
+    const double collective = std::min(end, inst.slot_comm_end) - start;
+    inst.times.comm += collective;
+    inst.times.add(ph.overlap_kind, end - start - collective);
+  }
+}
+
 void worker(Instance& inst, int rank) {
   const bool leader = rank == 0;
   std::vector<const Phase*> segment;
@@ -348,18 +426,31 @@ void worker(Instance& inst, int rank) {
       inst.sync_wait_energy_j += waited;
       if (std::any_of(segment.begin(), segment.end(), [](const Phase* p) { return p->kind == PhaseKind::moe; }))
         inst.imbalance_energy_j += waited;
-      if (leader) {
-        attribute_segment(inst.times, segment, comm_start - segment_start);
-        run_collectives(inst, std::span<const Phase>(phases.data() + i, run_end - i));
-        inst.times.comm += sg::Engine::get_clock() - comm_start;
-      }
+      if (leader) attribute_segment(inst.times, segment, comm_start - segment_start);
       segment.clear();
-      inst.phase_sync->wait();
+      // The run's collectives in order: plain ones back to back (the leader moves the bytes while
+      // the others poll), each with overlapped compute in a slot of its own.
+      for (std::size_t c = i; c < run_end;) {
+        if (phases[c].overlapped()) {
+          run_overlap_slot(inst, rank, phases[c]);
+          ++c;
+          continue;
+        }
+        std::size_t e = c;
+        while (e < run_end && !phases[e].overlapped()) ++e;
+        const double plain_start = sg::Engine::get_clock();
+        if (leader) {
+          run_collectives(inst, std::span<const Phase>(phases.data() + c, e - c));
+          inst.times.comm += sg::Engine::get_clock() - plain_start;
+        }
+        inst.phase_sync->wait();
+        c = e;
+      }
       if (tracing) {
         std::string name;
         for (std::size_t c = i; c < run_end; ++c) {
           if (!name.empty()) name += '+';
-          name += to_string(phases[c].collective.kind);
+          name += span_name(phases[c]);
         }
         inst.trace->span(inst.index, rank, std::move(name), comm_start, sg::Engine::get_clock());
       }

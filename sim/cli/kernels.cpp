@@ -85,6 +85,7 @@ Batch make_batch(const KernelsOptions& o, const ParallelLayout& lay, int domains
 }
 
 std::string phase_name(const Phase& ph) {
+  if (ph.overlapped()) return std::string(to_string(ph.collective.kind)) + " || " + to_string(ph.overlap_kind);
   if (ph.kind == PhaseKind::comm) return to_string(ph.collective.kind);
   return to_string(ph.kind);
 }
@@ -109,18 +110,28 @@ std::string bottleneck_port(const Collective& c, const FabricView& fabric) {
 
 std::vector<KernelRow> rows_of(const StepPlan& plan, const ModelSpec& model, const FabricView& fabric) {
   std::vector<KernelRow> rows;
-  int layer = -1;
+  int attentions = 0;  // one per layer, or one per micro-batch and layer (dual-batch overlap)
   for (const Phase& ph : plan.phases) {
-    if (ph.kind == PhaseKind::attention) ++layer;
+    if (ph.kind == PhaseKind::attention || (ph.overlapped() && ph.overlap_kind == PhaseKind::attention)) ++attentions;
+    const int layer = std::max(0, attentions - 1) / plan.micro_batches;
     KernelRow r;
-    r.layer = std::max(0, layer);
+    r.layer = layer;
     r.block = ph.kind == PhaseKind::lm_head ? "lm_head" : r.layer < model.num_dense_layers ? "dense" : "moe";
     r.phase = phase_name(ph);
     if (ph.kind == PhaseKind::comm) {
-      r.seconds = analytic_collective_seconds(ph.collective, fabric);
+      const double collective = analytic_collective_seconds(ph.collective, fabric);
+      r.seconds = phase_seconds(ph, collective);
       r.link_bytes = ph.collective.link_bytes();
-      r.bound = "network";
+      r.bound = r.seconds > collective ? "compute beside network" : "network";
       r.detail = bottleneck_port(ph.collective, fabric);
+      if (ph.overlapped()) {
+        const auto slowest = static_cast<std::size_t>(std::max_element(ph.compute_s.begin(), ph.compute_s.end()) - ph.compute_s.begin());
+        r.compute_s = ph.compute_util[slowest] * ph.compute_s[slowest];
+        r.memory_s = ph.memory_util[slowest] * ph.compute_s[slowest];
+      }
+      if (ph.overlapped())
+        r.detail += fmt::format("; collective {:.1f} us beside {:.1f} us of {} on the slowest GPU", collective * 1e6,
+                                ph.slowest_compute_s() * 1e6, to_string(ph.overlap_kind));
     } else {
       const auto slowest = static_cast<std::size_t>(std::max_element(ph.compute_s.begin(), ph.compute_s.end()) - ph.compute_s.begin());
       r.seconds = ph.compute_s[slowest];
@@ -209,6 +220,9 @@ int run_kernels_command(const KernelsOptions& o, const Catalog& catalog, std::os
                      o.prefill ? "prefill" : "decode", batch.total_tokens(), batch.items.size(), o.context);
   out << fmt::format("  network: {} intra-node, {} inter-node, DeepEP {} kernels; routing {}\n", sc.cluster.intra_node.spec.name,
                      sc.cluster.inter_node.spec.name, to_string(sc.network.ep_mode), sc.workload.routing.model);
+  if (plan.micro_batches > 1)
+    out << "  dual-batch overlap: the rows are the merged timeline of two micro-batches (\"x || y\": collective x with compute y "
+           "beside it); layer numbers follow the attention phases\n";
   out << fmt::format("{:>5} {:<8} {:<15} {:>12} {:<9} {:>12} {:>12} {:>12}  {}\n", "layer", "block", "phase", "time_us", "bound",
                      "compute_us", "memory_us", "link_MB", "detail");
   for (const auto& r : rows)

@@ -133,6 +133,8 @@ void describe(Schema<GpuSpec>& s) {
   s.field("kernel_launch_us", &G::kernel_launch_us).min(0).max(1e6).unit("us").doc("fixed cost per kernel launched eagerly");
   s.field("kernel_graph_launch_us", &G::kernel_graph_launch_us).min(0).max(1e6).unit("us")
       .doc("fixed cost per kernel replayed from a CUDA graph (serving.cuda_graphs)");
+  s.field("sm_count", &G::sm_count).min(1).max(100000).unit("SMs")
+      .doc("streaming multiprocessors (AMD: compute units); communication kernels overlapped with compute take serving.overlap_comm_sms of them");
   s.field("clock_max_mhz", &G::clock_max_mhz).greater_than(0).unit("MHz").doc("highest (boost) graphics clock");
   s.field("clock_min_mhz", &G::clock_min_mhz).greater_than(0).unit("MHz").doc("lowest settable graphics clock");
   s.field("clock_step_mhz", &G::clock_step_mhz).greater_than(0).unit("MHz").doc("clock bin width");

@@ -101,6 +101,17 @@ void describe(Schema<ServingConfig>& s) {
   s.field("async_scheduling", &S::async_scheduling)
       .doc("the engine prepares the next step while the GPUs run the current one: only CPU time beyond the GPU time is exposed "
            "(vLLM --async-scheduling)");
+  s.field("shared_expert_overlap", &S::shared_expert_overlap)
+      .doc("mode ep: the shared experts compute while the dispatch moves the routed tokens (on a second stream, as SGLang "
+           "and DeepSeek do), instead of inside the MoE kernel after it");
+  s.field("dual_batch_overlap", &S::dual_batch_overlap)
+      .doc("mode ep: split every step into two micro-batches of about half the tokens (by sequence) and run one's compute "
+           "while the other's dispatch, combine and all-reduces move (DeepSeek's two-micro-batch overlap, SGLang "
+           "--enable-two-batch-overlap); each micro-batch reads the weights again and pays every collective's latency");
+  s.field("overlap_comm_sms", &S::overlap_comm_sms).min(0).max(100000).unit("SMs")
+      .doc("SMs a normal-mode (network.ep_mode normal) communication kernel occupies while compute overlaps it: the "
+           "overlapped compute-bound time stretches by sm_count / (sm_count - this) (vLLM's and DeepEP's default is 20); "
+           "low-latency kernels overlap through a receive hook that occupies no SM");
 }
 
 void describe(Schema<NetworkConfig>& s) {
@@ -478,6 +489,14 @@ void check_consistency(const Scenario& sc, ParseContext& ctx) {
   if (par.mode == ParallelMode::ep && sc.network.combine_dtype == "fp8" && !tensor_cores(DType::fp8))
     ctx.error_at("network.combine_dtype", "fp8 combine casts on the GPU and the " + g.name +
                                               " has no fp8 support (peak_tflops_fp8 0 on its card); use bf16");
+  for (const auto& [field, on] : {std::pair{"serving.shared_expert_overlap", sc.serving.shared_expert_overlap},
+                                  std::pair{"serving.dual_batch_overlap", sc.serving.dual_batch_overlap}})
+    if (on && par.mode != ParallelMode::ep)
+      ctx.error_at(field, "overlaps compute with mode ep's dispatch and combine: needs parallel.mode ep (got tp)");
+  if (sc.serving.overlap_comm_sms >= g.sm_count)
+    ctx.error_at("serving.overlap_comm_sms", "must leave the " + g.name + " at least one of its " + std::to_string(g.sm_count) +
+                                                 " SMs: < " + std::to_string(g.sm_count) + " (got " +
+                                                 std::to_string(sc.serving.overlap_comm_sms) + ")");
   if (sc.power.cap_w > 0 && (sc.power.cap_w < g.power_limit_min_w || sc.power.cap_w > g.tdp_w))
     ctx.error_at("power.cap_w", "must be in [" + Rules<double>::num(g.power_limit_min_w) + ", " + Rules<double>::num(g.tdp_w) +
                                     "] W for a " + g.name + " (got " + Rules<double>::num(sc.power.cap_w) + ")");

@@ -93,6 +93,9 @@ struct ServingConfig {
   double step_overhead_per_seq_us = 0;     ///< engine CPU time per scheduled sequence per step
   double sampler_bytes_per_logit = 700;    ///< HBM traffic of sampling per vocabulary entry and sequence
   bool async_scheduling = false;           ///< the engine prepares the next step while the GPUs run
+  bool shared_expert_overlap = false;      ///< mode ep: shared experts compute while the dispatch moves tokens
+  bool dual_batch_overlap = false;         ///< mode ep: two micro-batches, one's compute beside the other's communication
+  int overlap_comm_sms = 20;               ///< SMs a normal-mode communication kernel takes from overlapped compute
 };
 
 struct NetworkConfig {

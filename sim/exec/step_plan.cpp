@@ -57,7 +57,10 @@ StepTimes analytic_step_times(const StepPlan& plan, const FabricView& fabric) {
   for_each_phase(plan, [&](const Phase& ph) {
     if (ph.kind == PhaseKind::comm) {
       close_segment();
-      t.comm += analytic_collective_seconds(ph.collective, fabric);
+      const double collective = analytic_collective_seconds(ph.collective, fabric);
+      t.comm += collective;
+      // Overlapped compute shows only where it outlasts the collective.
+      if (ph.overlapped()) t.add(ph.overlap_kind, phase_seconds(ph, collective) - collective);
       return;
     }
     segment.push_back(&ph);
@@ -75,6 +78,11 @@ StepPlanner::StepPlanner(const Scenario& scenario, const ParallelLayout& layout,
       host_fixed_s_(scenario.serving.step_overhead_us * 1e-6),
       host_per_seq_s_(scenario.serving.step_overhead_per_seq_us * 1e-6),
       async_scheduling_(scenario.serving.async_scheduling),
+      shared_expert_overlap_(scenario.serving.shared_expert_overlap),
+      dual_batch_overlap_(scenario.serving.dual_batch_overlap),
+      sm_stretch_(static_cast<double>(scenario.cluster.gpu.spec.sm_count) /
+                  std::max(1, scenario.cluster.gpu.spec.sm_count - scenario.serving.overlap_comm_sms)),
+      ep_kernels_(scenario.network.ep_mode),
       sampler_bytes_per_logit_(scenario.serving.sampler_bytes_per_logit),
       router_(std::move(router)),
       placement_(contiguous_placement(scenario.model.spec.num_experts,
@@ -352,18 +360,43 @@ void StepPlanner::plan_into(StepPlan& plan, const Batch& batch, double now_s, st
 
   // Every layer's attention (and dense FFN) is the same for a batch: cost it once, then copy it
   // per layer.
-  attention_block_.phases.clear();
-  attention_block_.gpus = n_;
-  add_attention(attention_block_, batch);
-  dense_block_.phases.clear();
-  dense_block_.gpus = n_;
-  if (model_.num_dense_layers > 0) add_dense(dense_block_);
+  whole_.share = 1.0;  // whole_.batch stays empty: the whole batch is `batch` itself
+  whole_.tokens_per_rank = tokens_per_rank_;
+  const bool dbo = dual_batch_overlap_ && split_micro_batches(batch);
+  const int timelines = dbo ? 2 : 1;
+  plan.micro_batches = timelines;
+  std::vector<Phase>* out[2] = {&plan.phases, &plan.phases};
+  const MicroBatch* mbs[2] = {&whole_, &whole_};
+  const Batch* batches[2] = {&batch, &batch};
+  if (dbo) {
+    for (int m = 0; m < 2; ++m) {
+      micro_phases_[m].clear();
+      out[m] = &micro_phases_[m];
+      mbs[m] = &micro_[m];
+      batches[m] = &micro_[m].batch;
+    }
+    repeat_dense_layers = false;  // the merged timeline interleaves the micro-batches' layers
+  }
+  StepPlan* attention_blocks[2] = {&attention_block_, &attention_micro_block_};
+  StepPlan* dense_blocks[2] = {&dense_block_, &dense_micro_block_};
+  for (int m = 0; m < timelines; ++m) {
+    attention_blocks[m]->phases.clear();
+    add_attention(attention_blocks[m]->phases, *batches[m]);
+    dense_blocks[m]->phases.clear();
+    if (model_.num_dense_layers > 0) add_dense(dense_blocks[m]->phases, *mbs[m]);
+  }
   int moe_layers = 0;
   for (int layer = 0; layer < model_.num_layers; ++layer) {
     if (layer < model_.num_dense_layers && repeat_dense_layers && layer > 0) continue;  // the block below repeats
-    plan.phases.insert(plan.phases.end(), attention_block_.phases.begin(), attention_block_.phases.end());
-    if (layer < model_.num_dense_layers) {
-      plan.phases.insert(plan.phases.end(), dense_block_.phases.begin(), dense_block_.phases.end());
+    const bool dense = layer < model_.num_dense_layers;
+    if (!dense) route_moe_layer(plan, moe_layers);
+    for (int m = 0; m < timelines; ++m) {
+      std::vector<Phase>& phases = *out[m];
+      phases.insert(phases.end(), attention_blocks[m]->phases.begin(), attention_blocks[m]->phases.end());
+      if (dense) phases.insert(phases.end(), dense_blocks[m]->phases.begin(), dense_blocks[m]->phases.end());
+      else add_moe_phases(phases, *mbs[m], moe_layers);
+    }
+    if (dense) {
       if (repeat_dense_layers) {
         plan.repeat_begin = 0;
         plan.repeat_end = plan.phases.size();
@@ -371,10 +404,10 @@ void StepPlanner::plan_into(StepPlan& plan, const Batch& batch, double now_s, st
       }
       continue;
     }
-    add_moe_layer(plan, moe_layers);
     ++moe_layers;
   }
-  add_lm_head(plan, batch);
+  for (int m = 0; m < timelines; ++m) add_lm_head(*out[m], *batches[m]);
+  if (dbo) overlap_micro_batches(micro_phases_[0], micro_phases_[1], plan.phases, [this](const Collective& c) { return overlap_stretch(c); });
 
   // add_moe_layer adds each layer's statistics to the load block; turn the sums into means.
   if (moe_layers > 0) {
@@ -388,7 +421,7 @@ void StepPlanner::plan_into(StepPlan& plan, const Batch& batch, double now_s, st
   maybe_rebalance(plan, now_s);
 }
 
-void StepPlanner::add_attention(StepPlan& plan, const Batch& batch) const {
+void StepPlanner::add_attention(std::vector<Phase>& out, const Batch& batch) const {
   Phase ph = Phase::compute(PhaseKind::attention, n_);
   const int shards = layout_.attention_shards;
   if (layout_.attention_ranks > 1) {
@@ -411,22 +444,23 @@ void StepPlanner::add_attention(StepPlan& plan, const Batch& batch) const {
         separate_kernels(roofline_, {attention_projection_work(model_, batch.total_tokens(), shards), prefill_core, decode_core});
     for (int r = 0; r < n_; ++r) ph.set(r, w);
   }
-  plan.phases.push_back(std::move(ph));
-  if (shards > 1) add_comm(plan, all_reduce(n_, batch.total_tokens() * model_.hidden_size * kActivationBytes, fabric_));
+  out.push_back(std::move(ph));
+  if (shards > 1) add_comm(out, all_reduce(n_, batch.total_tokens() * model_.hidden_size * kActivationBytes, fabric_));
 }
 
-void StepPlanner::add_dense(StepPlan& plan) const {
+void StepPlanner::add_dense(std::vector<Phase>& out, const MicroBatch& mb) const {
   Phase ph = Phase::compute(PhaseKind::dense_ffn, n_);
   const int shards = layout_.attention_shards;
+  const double step_tokens = mb.share * static_cast<double>(step_tokens_);
   for (int r = 0; r < n_; ++r) {
-    const double tokens = shards > 1 ? static_cast<double>(step_tokens_) : tokens_per_rank_[static_cast<std::size_t>(r)];
+    const double tokens = shards > 1 ? step_tokens : mb.tokens_per_rank[static_cast<std::size_t>(r)];
     ph.set(r, separate_kernels(roofline_, {dense_ffn_work(model_, tokens, shards)}));
   }
-  plan.phases.push_back(std::move(ph));
-  if (shards > 1) add_comm(plan, all_reduce(n_, static_cast<double>(step_tokens_) * model_.hidden_size * kActivationBytes, fabric_));
+  out.push_back(std::move(ph));
+  if (shards > 1) add_comm(out, all_reduce(n_, step_tokens * model_.hidden_size * kActivationBytes, fabric_));
 }
 
-void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
+void StepPlanner::route_moe_layer(StepPlan& plan, int moe_layer) {
   const auto k = static_cast<std::size_t>(model_.top_k);
   const auto e_count = static_cast<std::size_t>(model_.num_experts);
   const bool ep = layout_.mode == ParallelMode::ep;
@@ -475,16 +509,8 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
   plan.load.expert_cv_mean += coefficient_of_variation(per_expert);
   plan.load.expert_max_over_mean += max_over_mean(per_expert);
 
-  Phase ph = Phase::compute(PhaseKind::moe, n_);
   if (!ep) {
-    std::vector<KernelWork> parts;
-    for (std::size_t e = 0; e < e_count; ++e) parts.push_back(expert_ffn_work(model_, per_expert[e], n_));
-    parts.push_back(shared_expert_work(model_, static_cast<double>(tokens_.size()), n_));
-    const RankWork w = grouped_kernel(roofline_, parts);
-    for (int r = 0; r < n_; ++r) ph.set(r, w);
     plan.load.gpu_max_over_mean += 1.0;
-    plan.phases.push_back(std::move(ph));
-    add_comm(plan, all_reduce(n_, static_cast<double>(tokens_.size()) * model_.hidden_size * kActivationBytes, fabric_));
     return;
   }
 
@@ -492,7 +518,6 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
   // the GPUs holding them, compute, combine (traffic as DeepEP's kernels move it:
   // models/network/ep_traffic.hpp).
   ep_traffic_.reset();
-  const double hidden = model_.hidden_size;
   const LayerSlots& place = layers_[static_cast<std::size_t>(moe_layer)];
   const std::size_t S = place.phy2log.size();
   std::vector<double>& per_slot = per_slot_;
@@ -576,30 +601,17 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
                            " token-expert assignments but the policy '" + policy_.policy + "' accounts for " +
                            std::to_string(counters.assignments) + " (computed " + std::to_string(computed) + ", dropped " +
                            std::to_string(counters.dropped) + ")");
-  Collective dispatch = ep_traffic_.dispatch(dispatch_token_bytes_);
-  Collective combine = ep_traffic_.combine(combine_token_bytes_);
-  plan.load.dispatch_bytes += dispatch.link_bytes();
-  plan.load.combine_bytes += combine.link_bytes();
+  moe_dispatch_ = ep_traffic_.dispatch(dispatch_token_bytes_);
+  moe_combine_ = ep_traffic_.combine(combine_token_bytes_);
+  plan.load.dispatch_bytes += moe_dispatch_.link_bytes();
+  plan.load.combine_bytes += moe_combine_.link_bytes();
 
   std::vector<double>& per_gpu = per_gpu_;
   std::vector<double>& before = before_;
   per_gpu.assign(static_cast<std::size_t>(n_), 0.0);
   before.assign(static_cast<std::size_t>(n_), 0.0);
-  std::vector<std::vector<KernelWork>>& parts = parts_;
-  parts.resize(static_cast<std::size_t>(n_));
-  for (auto& p : parts) p.clear();
-  for (std::size_t slot = 0; slot < S; ++slot) {
-    const auto r = static_cast<std::size_t>(place.gpu_of(static_cast<int>(slot)));
-    per_gpu[r] += per_slot[slot];
-    parts[r].push_back(expert_ffn_work(model_, per_slot[slot], 1));
-  }
+  for (std::size_t slot = 0; slot < S; ++slot) per_gpu[static_cast<std::size_t>(place.gpu_of(static_cast<int>(slot)))] += per_slot[slot];
   for (std::size_t e = 0; e < e_count; ++e) before[e * static_cast<std::size_t>(n_) / e_count] += gate_load[e];
-  const bool shared_sharded = layout_.attention_shards > 1;
-  for (int r = 0; r < n_; ++r) {
-    const double shared_tokens = shared_sharded ? static_cast<double>(tokens_.size()) : tokens_per_rank_[static_cast<std::size_t>(r)];
-    parts[static_cast<std::size_t>(r)].push_back(shared_expert_work(model_, shared_tokens, shared_sharded ? n_ : 1));
-    ph.set(r, grouped_kernel(roofline_, parts[static_cast<std::size_t>(r)]));
-  }
   const double after_mom = max_over_mean(per_gpu);
   plan.load.gpu_max_over_mean += after_mom;
   plan.load.layer_gpu_mom_before.push_back(max_over_mean(before));
@@ -610,17 +622,60 @@ void StepPlanner::add_moe_layer(StepPlan& plan, int moe_layer) {
   plan.load.policy.rerouted += counters.rerouted;
   plan.load.policy.changed += counters.changed;
   policy_impl_->observe_layer(moe_layer, gate_load, per_expert, per_gpu);
+}
 
-  add_comm(plan, std::move(dispatch));
-  plan.phases.push_back(std::move(ph));
-  add_comm(plan, std::move(combine));
+void StepPlanner::add_moe_phases(std::vector<Phase>& out, const MicroBatch& mb, int moe_layer) {
+  const double hidden = model_.hidden_size;
+  const double tokens = mb.share * static_cast<double>(tokens_.size());
+  Phase ph = Phase::compute(PhaseKind::moe, n_);
+  if (layout_.mode != ParallelMode::ep) {
+    // Tensor parallelism: every GPU holds 1/N of every expert and computes all tokens.
+    std::vector<KernelWork> parts;
+    for (double load : per_expert_) parts.push_back(expert_ffn_work(model_, load * mb.share, n_));
+    parts.push_back(shared_expert_work(model_, tokens, n_));
+    const RankWork w = grouped_kernel(roofline_, parts);
+    for (int r = 0; r < n_; ++r) ph.set(r, w);
+    out.push_back(std::move(ph));
+    add_comm(out, all_reduce(n_, tokens * hidden * kActivationBytes, fabric_));
+    return;
+  }
+  const LayerSlots& place = layers_[static_cast<std::size_t>(moe_layer)];
+  std::vector<std::vector<KernelWork>>& parts = parts_;
+  parts.resize(static_cast<std::size_t>(n_));
+  for (auto& p : parts) p.clear();
+  for (std::size_t slot = 0; slot < per_slot_.size(); ++slot)
+    parts[static_cast<std::size_t>(place.gpu_of(static_cast<int>(slot)))].push_back(expert_ffn_work(model_, per_slot_[slot] * mb.share, 1));
+  // Shared experts: sharded with attention (tp), or each GPU on its own tokens (attention dp);
+  // inside the MoE kernel, or beside the dispatch on their own kernels (shared_expert_overlap).
+  const bool shared_sharded = layout_.attention_shards > 1;
+  const bool has_shared = model_.num_shared_experts > 0 && model_.shared_expert_intermediate_size > 0;
+  const bool shared_beside = shared_expert_overlap_ && has_shared;
+  Phase shared = Phase::compute(PhaseKind::moe, shared_beside ? n_ : 0);
+  for (int r = 0; r < n_; ++r) {
+    const auto ri = static_cast<std::size_t>(r);
+    const KernelWork sw = shared_expert_work(model_, shared_sharded ? tokens : mb.tokens_per_rank[ri], shared_sharded ? n_ : 1);
+    if (shared_beside) shared.set(r, separate_kernels(roofline_, {sw}));
+    else parts[ri].push_back(sw);
+    ph.set(r, grouped_kernel(roofline_, parts[ri]));
+  }
+  const bool whole = &mb == &whole_;
+  Collective dispatch = whole ? std::move(moe_dispatch_) : ep_traffic_.dispatch(dispatch_token_bytes_ * mb.share);
+  Collective combine = whole ? std::move(moe_combine_) : ep_traffic_.combine(combine_token_bytes_ * mb.share);
+  const std::size_t before_dispatch = out.size();
+  add_comm(out, std::move(dispatch));
+  if (shared_beside) {
+    if (out.size() > before_dispatch) out.back().add_compute(shared, overlap_stretch(out.back().collective));
+    else out.push_back(std::move(shared));  // no dispatch to hide behind (one GPU)
+  }
+  out.push_back(std::move(ph));
+  add_comm(out, std::move(combine));
   if (shared_sharded) {
-    const double bytes = static_cast<double>(tokens_.size()) * hidden * kActivationBytes;
-    add_comm(plan, model_.shared_expert_intermediate_size > 0 ? all_reduce(n_, bytes, fabric_) : ring_all_gather(n_, bytes));
+    const double bytes = tokens * hidden * kActivationBytes;
+    add_comm(out, model_.shared_expert_intermediate_size > 0 ? all_reduce(n_, bytes, fabric_) : ring_all_gather(n_, bytes));
   }
 }
 
-void StepPlanner::add_lm_head(StepPlan& plan, const Batch& batch) const {
+void StepPlanner::add_lm_head(std::vector<Phase>& out, const Batch& batch) const {
   Phase ph = Phase::compute(PhaseKind::lm_head, n_);
   const int shards = layout_.attention_shards;
   std::vector<double> emitting(static_cast<std::size_t>(n_), 0.0);
@@ -634,15 +689,149 @@ void StepPlanner::add_lm_head(StepPlan& plan, const Batch& batch) const {
     const double tokens = shards > 1 ? all : emitting[static_cast<std::size_t>(r)];
     ph.set(r, separate_kernels(roofline_, {lm_head_work(model_, tokens, shards), sampler_work(model_, tokens, sampler_bytes_per_logit_)}));
   }
-  plan.phases.push_back(std::move(ph));
+  out.push_back(std::move(ph));
 }
 
-void StepPlanner::add_comm(StepPlan& plan, Collective c) const {
+void StepPlanner::add_comm(std::vector<Phase>& out, Collective c) const {
   if (n_ < 2 || c.link_bytes() <= 0) return;
   Phase ph;
   ph.kind = PhaseKind::comm;
   ph.collective = std::move(c);
-  plan.phases.push_back(std::move(ph));
+  out.push_back(std::move(ph));
 }
 
+
+double StepPlanner::overlap_stretch(const Collective& c) const {
+  // DeepEP's low-latency kernels receive through a hook that holds no SM while compute runs.
+  const bool hook = ep_kernels_ == EpKernels::low_latency && (c.kind == CollectiveKind::dispatch || c.kind == CollectiveKind::combine);
+  return hook ? 1.0 : sm_stretch_;
+}
+
+void StepPlanner::rank_tokens(const Batch& batch, std::vector<double>& per_rank) const {
+  per_rank.assign(static_cast<std::size_t>(n_), 0.0);
+  if (layout_.attention_ranks > 1) {
+    for (const BatchItem& item : batch.items) per_rank[static_cast<std::size_t>(item.attention_rank)] += item.num_tokens;
+    return;
+  }
+  // Token idx lives on GPU idx * n / total: GPU r holds [ceil(r T / n), ceil((r + 1) T / n)).
+  const std::int64_t t = batch.total_tokens(), ranks = n_;
+  auto first = [t, ranks](std::int64_t r) { return (r * t + ranks - 1) / ranks; };
+  for (std::int64_t r = 0; r < ranks; ++r) per_rank[static_cast<std::size_t>(r)] = static_cast<double>(first(r + 1) - first(r));
+}
+
+bool StepPlanner::split_micro_batches(const Batch& batch) {
+  for (MicroBatch& mb : micro_) {
+    mb.batch.items.clear();
+    mb.batch.prefill_tokens = mb.batch.decode_tokens = 0;
+  }
+  // Per attention rank (the whole instance when attention is sharded), sequences in batch order
+  // go to the first micro-batch until it holds half of the rank's tokens; the prefill chunk that
+  // crosses the middle is cut there (its second part continues from the first's context).
+  std::vector<std::int64_t> rank_total(static_cast<std::size_t>(n_), 0), rank_first(static_cast<std::size_t>(n_), 0);
+  auto rank_of = [this](const BatchItem& item) { return layout_.attention_ranks > 1 ? item.attention_rank : 0; };
+  for (const BatchItem& item : batch.items) rank_total[static_cast<std::size_t>(rank_of(item))] += item.num_tokens;
+  auto add = [](MicroBatch& mb, const BatchItem& item) {
+    mb.batch.items.push_back(item);
+    (item.is_prefill ? mb.batch.prefill_tokens : mb.batch.decode_tokens) += item.num_tokens;
+  };
+  for (const BatchItem& item : batch.items) {
+    const auto r = static_cast<std::size_t>(rank_of(item));
+    const std::int64_t half = (rank_total[r] + 1) / 2, room = half - rank_first[r];
+    if (room >= item.num_tokens) {
+      add(micro_[0], item);
+      rank_first[r] += item.num_tokens;
+    } else if (room > 0 && item.is_prefill && item.num_tokens > 1) {
+      BatchItem head = item, rest = item;
+      head.num_tokens = static_cast<int>(room);
+      head.emits_token = false;
+      rest.num_tokens = item.num_tokens - head.num_tokens;
+      rest.context_before = item.context_before + head.num_tokens;
+      add(micro_[0], head);
+      add(micro_[1], rest);
+      rank_first[r] += room;
+    } else {
+      add(micro_[1], item);
+      if (room > 0) rank_first[r] = half;  // later sequences of this rank go to the second micro-batch
+    }
+  }
+  const int total = batch.total_tokens();
+  if (micro_[0].batch.total_tokens() == 0 || micro_[1].batch.total_tokens() == 0 || total == 0) return false;
+  for (MicroBatch& mb : micro_) {
+    mb.share = static_cast<double>(mb.batch.total_tokens()) / total;
+    rank_tokens(mb.batch, mb.tokens_per_rank);
+  }
+  return true;
+}
+
+double Phase::slowest_compute_s() const {
+  return compute_s.empty() ? 0.0 : *std::max_element(compute_s.begin(), compute_s.end());
+}
+
+void Phase::add_compute(const Phase& from, double stretch) {
+  const std::size_t n = from.compute_s.size();
+  if (compute_s.empty()) {
+    compute_s.assign(n, 0.0);
+    compute_bound_s.assign(n, 0.0);
+    compute_util.assign(n, 0.0);
+    memory_util.assign(n, 0.0);
+    if (kind == PhaseKind::comm) overlap_kind = from.kind;
+  } else if (kind == PhaseKind::comm && from.slowest_compute_s() > slowest_compute_s()) {
+    overlap_kind = from.kind;  // named after the longest part
+  }
+  for (std::size_t r = 0; r < n; ++r) {
+    const double bound = from.compute_bound_s[r] * stretch;
+    const double s = from.compute_s[r] + bound - from.compute_bound_s[r];
+    const double total = compute_s[r] + s;
+    if (total > 0) {
+      compute_util[r] = (compute_util[r] * compute_s[r] + from.compute_util[r] * from.compute_s[r]) / total;
+      memory_util[r] = (memory_util[r] * compute_s[r] + from.memory_util[r] * from.compute_s[r]) / total;
+    }
+    compute_s[r] = total;
+    compute_bound_s[r] += bound;
+  }
+}
+
+double phase_seconds(const Phase& ph, double collective_s) {
+  if (ph.kind != PhaseKind::comm) return ph.slowest_compute_s();
+  return std::max(collective_s, ph.slowest_compute_s());
+}
+
+void overlap_micro_batches(std::span<const Phase> a, std::span<const Phase> b, std::vector<Phase>& out,
+                           const std::function<double(const Collective&)>& stretch) {
+  // Each chain as its segments: [compute phases) then [collectives), alternating.
+  struct Segment {
+    std::span<const Phase> compute, comms;
+  };
+  auto segments = [](std::span<const Phase> phases) {
+    std::vector<Segment> segs;
+    std::size_t i = 0;
+    while (i < phases.size()) {
+      const std::size_t c0 = i;
+      while (i < phases.size() && phases[i].kind != PhaseKind::comm) ++i;
+      const std::size_t k0 = i;
+      while (i < phases.size() && phases[i].kind == PhaseKind::comm) ++i;
+      segs.push_back({phases.subspan(c0, k0 - c0), phases.subspan(k0, i - k0)});
+    }
+    return segs;
+  };
+  const std::vector<Segment> sa = segments(a), sb = segments(b);
+  // Puts `comms` on the timeline with `beside` running next to the first of them.
+  auto slot = [&](std::span<const Phase> comms, std::span<const Phase> beside) {
+    if (comms.empty()) {
+      out.insert(out.end(), beside.begin(), beside.end());
+      return;
+    }
+    out.push_back(comms.front());
+    for (const Phase& ph : beside) out.back().add_compute(ph, stretch(comms.front().collective));
+    out.insert(out.end(), comms.begin() + 1, comms.end());
+  };
+  auto compute_of = [](const std::vector<Segment>& s, std::size_t i) { return i < s.size() ? s[i].compute : std::span<const Phase>{}; };
+  auto comms_of = [](const std::vector<Segment>& s, std::size_t i) { return i < s.size() ? s[i].comms : std::span<const Phase>{}; };
+  out.clear();
+  out.insert(out.end(), compute_of(sa, 0).begin(), compute_of(sa, 0).end());
+  for (std::size_t i = 0; i < std::max(sa.size(), sb.size()); ++i) {
+    slot(comms_of(sa, i), compute_of(sb, i));
+    slot(comms_of(sb, i), compute_of(sa, i + 1));
+  }
+}
 }  // namespace moesim

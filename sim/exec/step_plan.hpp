@@ -22,6 +22,7 @@
 // network.combine_dtype (BF16 by default). All-reduces are ring or tree, whichever is faster.
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <unordered_map>
@@ -55,6 +56,13 @@ using RankWork = KernelTime;
 /// instance allocates nothing.
 using PerGpu = boost::container::small_vector<double, 8>;
 
+/// A compute phase (every GPU runs its kernels; the phase ends with the slowest), or a comm phase
+/// (a collective). A comm phase may carry compute that runs beside its collective (overlap:
+/// serving.shared_expert_overlap, serving.dual_batch_overlap): then the per-GPU vectors hold that
+/// compute, `overlap_kind` says what it is, and the phase lasts
+///   max(collective time, slowest GPU's overlapped compute)
+/// (phase_seconds); the collective and the compute both start once every GPU has finished the
+/// phases before (the collective's usual synchronisation).
 struct Phase {
   PhaseKind kind = PhaseKind::attention;
   PerGpu compute_s;        ///< per GPU of the instance (compute phases), at f_max
@@ -62,9 +70,17 @@ struct Phase {
   PerGpu compute_util;     ///< u_c per GPU
   PerGpu memory_util;      ///< u_m per GPU
   Collective collective;                ///< comm phases
+  PhaseKind overlap_kind = PhaseKind::moe;  ///< comm phases with overlapped compute: what that compute is
 
   static Phase compute(PhaseKind kind, int gpus);
   void set(int rank, const RankWork& w);
+  /// A comm phase with compute beside its collective.
+  [[nodiscard]] bool overlapped() const { return kind == PhaseKind::comm && !compute_s.empty(); }
+  /// The slowest GPU's kernel time (0 for a comm phase without overlap).
+  [[nodiscard]] double slowest_compute_s() const;
+  /// Adds `from`'s per-GPU kernels to this phase's (times add up, utilisations time-weighted);
+  /// compute-bound time stretched by `stretch` (SMs taken by a communication kernel beside it).
+  void add_compute(const Phase& from, double stretch = 1.0);
   /// Seconds this phase takes on `rank` when compute-bound time stretches by `clock_ratio`.
   [[nodiscard]] double seconds_at(int rank, double clock_ratio) const {
     const auto r = static_cast<std::size_t>(rank);
@@ -112,6 +128,7 @@ struct StepPlan {
   int repeat = 1;
   StepLoadStats load;
   int gpus = 1;
+  int micro_batches = 1;  ///< 2 when the step runs as two overlapped micro-batches (serving.dual_batch_overlap)
   /// The serving engine's CPU work for the step (scheduling, input preparation, output
   /// processing): the GPUs idle for it after the kernels, or, with async scheduling, only for the
   /// part that the GPU time does not hide.
@@ -130,6 +147,19 @@ void for_each_phase(const StepPlan& plan, F&& f) {
     for (std::size_t i = begin; i < end; ++i) f(plan.phases[i]);
   for (std::size_t i = end; i < n; ++i) f(plan.phases[i]);
 }
+
+/// Wall time of a phase whose collective (if any) takes `collective_s`: a compute phase's slowest
+/// GPU, a comm phase's collective, or with overlap the longer of the collective and the compute.
+[[nodiscard]] double phase_seconds(const Phase& ph, double collective_s);
+
+/// Dual-batch overlap: the phases of two micro-batches as one timeline. Each micro-batch is a
+/// chain C0 K0 C1 K1 ... (C: compute phases, K: a run of collectives); the chains alternate so that
+/// one's compute runs beside the other's first collective of a run:
+///   A.C0 | A.K0 + B.C0 | B.K0 + A.C1 | A.K1 + B.C1 | ...
+/// (each micro-batch keeps its order, and no GPU computes for both at once). `stretch(c)`: how much
+/// compute-bound time lengthens beside collective c.
+void overlap_micro_batches(std::span<const Phase> a, std::span<const Phase> b, std::vector<Phase>& out,
+                           const std::function<double(const Collective&)>& stretch);
 
 /// Wall time of each kind of phase in one step.
 struct StepTimes {
@@ -173,11 +203,27 @@ class StepPlanner {
   [[nodiscard]] const std::vector<int>& phy2log(int moe_layer) const { return layers_[static_cast<std::size_t>(moe_layer)].phy2log; }
 
  private:
-  void add_attention(StepPlan& plan, const Batch& batch) const;
-  void add_dense(StepPlan& plan) const;
-  void add_moe_layer(StepPlan& plan, int moe_layer);
-  void add_lm_head(StepPlan& plan, const Batch& batch) const;
-  void add_comm(StepPlan& plan, Collective c) const;
+  /// The part of a step's batch whose kernels one timeline runs: the whole batch, or one of the
+  /// two micro-batches of dual-batch overlap.
+  struct MicroBatch {
+    Batch batch;
+    double share = 1.0;               ///< of the step's tokens
+    std::vector<double> tokens_per_rank;
+  };
+  void add_attention(std::vector<Phase>& out, const Batch& batch) const;
+  void add_dense(std::vector<Phase>& out, const MicroBatch& mb) const;
+  /// Routes one MoE layer (gate, policy, placement) for the whole step: per-expert and per-slot
+  /// loads, the dispatch/combine traffic and the step's load statistics.
+  void route_moe_layer(StepPlan& plan, int moe_layer);
+  /// The routed layer's phases for `mb` (its share of every expert's tokens and of the traffic).
+  void add_moe_phases(std::vector<Phase>& out, const MicroBatch& mb, int moe_layer);
+  void add_lm_head(std::vector<Phase>& out, const Batch& batch) const;
+  void add_comm(std::vector<Phase>& out, Collective c) const;
+  /// Splits the batch into two micro-batches of about half the tokens each (per attention rank,
+  /// by sequence; a prefill chunk across the middle is cut in two). False when one would be empty.
+  bool split_micro_batches(const Batch& batch);
+  void rank_tokens(const Batch& batch, std::vector<double>& per_rank) const;
+  [[nodiscard]] double overlap_stretch(const Collective& c) const;
 
   const ModelSpec model_;
   const ParallelLayout layout_;
@@ -185,12 +231,19 @@ class StepPlanner {
   int graph_max_tokens_ = 0;  ///< serving.cuda_graph_max_tokens: smaller steps replay CUDA graphs
   double host_fixed_s_ = 0, host_per_seq_s_ = 0;  ///< serving.step_overhead_us, step_overhead_per_seq_us
   bool async_scheduling_ = false;
+  bool shared_expert_overlap_ = false, dual_batch_overlap_ = false;
+  double sm_stretch_ = 1.0;  ///< sm_count / (sm_count - serving.overlap_comm_sms)
+  EpKernels ep_kernels_ = EpKernels::normal;
+  MicroBatch whole_, micro_[2];
+  std::vector<Phase> micro_phases_[2];
+  Collective moe_dispatch_, moe_combine_;  ///< the routed layer's traffic for the whole step
   double sampler_bytes_per_logit_ = 0;  ///< serving.sampler_bytes_per_logit
   std::unique_ptr<TokenRouter> router_;
   ExpertPlacement placement_;
   int n_;  ///< GPUs per instance
   // Per-step scratch, reused between steps.
   StepPlan attention_block_, dense_block_;  ///< one layer's attention (dense FFN) phases, the same in every layer
+  StepPlan attention_micro_block_, dense_micro_block_;  ///< the same for the second micro-batch (dual-batch overlap)
   std::vector<double> gate_load_, per_expert_, per_slot_, per_gpu_, before_;  ///< add_moe_layer's per-layer vectors
   std::vector<int> dests_;
   std::vector<std::vector<KernelWork>> parts_;  ///< per GPU: its expert GEMMs of the layer

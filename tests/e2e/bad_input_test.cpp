@@ -56,7 +56,7 @@ INSTANTIATE_TEST_SUITE_P(
                      ":4: serving.max_num_seq: unknown key \"max_num_seq\" (did you mean \"max_num_seqs\"?); allowed keys: "
                      "max_num_batched_tokens, max_num_seqs, max_model_len, gpu_memory_utilization, activation_reserve_gb, "
                      "chunked_prefill, block_size, prefix_caching, cuda_graph_max_tokens, step_overhead_us, step_overhead_per_seq_us, "
-                     "sampler_bytes_per_logit, async_scheduling"},
+                     "sampler_bytes_per_logit, async_scheduling, shared_expert_overlap, dual_batch_overlap, overlap_comm_sms"},
         BadInputCase{"wrong_type.yaml", ":4: serving.max_num_batched_tokens: expected an integer (got \"lots\")"},
         BadInputCase{"negative_bandwidth.yaml", ":7: cluster.inter_node.bw_gbytes_per_s: must be > 0 (got -50)"},
         BadInputCase{"tp_ep_dp_mismatch.yaml",
@@ -82,6 +82,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadInputCase{"ep_on_dense_model.yaml",
                      ":4: parallel.mode: ep places routed experts on GPUs, but llama-3.1-8b is a dense model (num_experts 0): "
                      "use mode tp (tensor parallelism) or dp instances"},
+        BadInputCase{"overlap_in_tp.yaml",
+                     ":4: serving.dual_batch_overlap: overlaps compute with mode ep's dispatch and combine: needs parallel.mode ep (got tp)"},
         BadInputCase{"unknown_mode.yaml", ":4: parallel.mode: must be one of: tp, ep (got \"xp\")"},
         BadInputCase{"missing_model.yaml", ":1: missing required key \"model\""},
         BadInputCase{"unknown_distribution.yaml",

@@ -82,5 +82,27 @@ TEST(NetworkFidelity, port_aggregated_flow_tasks_match_per_pair_ones) {
   }
 }
 
+TEST(NetworkFidelity, overlapped_compute_agrees_within_ten_percent_on_16_gpus) {
+  // DeepSeek-V2-Lite (shared experts) over 2 nodes: shared experts beside the dispatch, and two
+  // micro-batches, with both DeepEP kernel modes. The flow run starts each overlapped collective
+  // as a parallel task while the GPUs compute; the analytic one takes the longer of the two.
+  for (const char* overlap : {"shared_expert_overlap", "dual_batch_overlap"}) {
+    for (const char* mode : {"normal", "low_latency"}) {
+      const std::string base = "--set model=deepseek-v2-lite --set cluster.nodes=2 --set cluster.gpus_per_node=8"
+                               " --set parallel.mode=ep --set parallel.attention=dp --set workload.requests=48"
+                               " --set workload.output_tokens.value=16 --set serving.max_model_len=4096"
+                               " --set network.ep_mode=" + std::string(mode) + " --set serving." + overlap + "=true";
+      const std::string tag = std::string(overlap) + "-" + mode;
+      const auto flow = run_summary(base + " --set network.fidelity=flow", "flow-" + tag);
+      const auto analytic = run_summary(base + " --set network.fidelity=analytic", "analytic-" + tag);
+      ASSERT_TRUE(flow.contains("step_time_breakdown") && analytic.contains("step_time_breakdown")) << tag;
+      EXPECT_GT(comm_s(flow), 0.0) << tag;
+      EXPECT_NEAR(comm_s(flow), comm_s(analytic), kFidelityTolerance * comm_s(analytic)) << tag;
+      for (const char* key : {"duration", "mean_ttft_ms", "mean_tpot_ms"})
+        EXPECT_NEAR(flow[key].get<double>(), analytic[key].get<double>(), kFidelityTolerance * analytic[key].get<double>()) << tag << " " << key;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace moesim::test
