@@ -13,7 +13,6 @@ std::uint64_t splitmix64(std::uint64_t& x) {
   return z ^ (z >> 31);
 }
 
-__extension__ typedef unsigned __int128 uint128;
 
 constexpr std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
@@ -31,34 +30,6 @@ std::uint64_t fnv1a64(std::string_view text) {
 RngStream::RngStream(std::uint64_t seed, std::string_view component_path) {
   std::uint64_t x = seed ^ rotl(fnv1a64(component_path), 17);
   for (auto& s : state_) s = splitmix64(x);
-}
-
-std::uint64_t RngStream::next_u64() {
-  const std::uint64_t result = rotl(state_[1] * 5, 7) * 9;
-  const std::uint64_t t = state_[1] << 17;
-  state_[2] ^= state_[0];
-  state_[3] ^= state_[1];
-  state_[1] ^= state_[2];
-  state_[0] ^= state_[3];
-  state_[2] ^= t;
-  state_[3] = rotl(state_[3], 45);
-  return result;
-}
-
-double RngStream::uniform01() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
-
-std::uint64_t RngStream::uniform_index(std::uint64_t n) {
-  // Lemire, "Fast Random Integer Generation in an Interval" (2019).
-  uint128 m = static_cast<uint128>(next_u64()) * n;
-  auto low = static_cast<std::uint64_t>(m);
-  if (low < n) {
-    const std::uint64_t threshold = (0 - n) % n;
-    while (low < threshold) {
-      m = static_cast<uint128>(next_u64()) * n;
-      low = static_cast<std::uint64_t>(m);
-    }
-  }
-  return static_cast<std::uint64_t>(m >> 64);
 }
 
 double RngStream::standard_normal() {

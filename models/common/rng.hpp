@@ -15,17 +15,41 @@ class RngStream {
  public:
   RngStream(std::uint64_t seed, std::string_view component_path);
 
-  [[nodiscard]] std::uint64_t next_u64();
+  [[nodiscard]] std::uint64_t next_u64() {
+    const std::uint64_t result = rotl(state_[1] * 5, 7) * 9;
+    const std::uint64_t t = state_[1] << 17;
+    state_[2] ^= state_[0];
+    state_[3] ^= state_[1];
+    state_[1] ^= state_[2];
+    state_[0] ^= state_[3];
+    state_[2] ^= t;
+    state_[3] = rotl(state_[3], 45);
+    return result;
+  }
   /// Uniform in [0, 1), 53 random bits.
-  [[nodiscard]] double uniform01();
-  /// Uniform integer in [0, n), unbiased (Lemire's multiply-and-reject).
-  [[nodiscard]] std::uint64_t uniform_index(std::uint64_t n);
+  [[nodiscard]] double uniform01() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
+  /// Uniform integer in [0, n), unbiased (Lemire, "Fast Random Integer Generation in an
+  /// Interval", 2019).
+  [[nodiscard]] std::uint64_t uniform_index(std::uint64_t n) {
+    __extension__ typedef unsigned __int128 uint128;
+    uint128 m = static_cast<uint128>(next_u64()) * n;
+    auto low = static_cast<std::uint64_t>(m);
+    if (low < n) {
+      const std::uint64_t threshold = (0 - n) % n;
+      while (low < threshold) {
+        m = static_cast<uint128>(next_u64()) * n;
+        low = static_cast<std::uint64_t>(m);
+      }
+    }
+    return static_cast<std::uint64_t>(m >> 64);
+  }
   /// Standard normal by Box-Muller (both variates used).
   [[nodiscard]] double standard_normal();
   /// Exponential with the given rate (events per unit), mean 1/rate.
   [[nodiscard]] double exponential(double rate);
 
  private:
+  static constexpr std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
   std::uint64_t state_[4];
   double spare_normal_ = 0.0;
   bool has_spare_normal_ = false;

@@ -630,7 +630,8 @@ void StepPlanner::add_moe_phases(std::vector<Phase>& out, const MicroBatch& mb, 
   Phase ph = Phase::compute(PhaseKind::moe, n_);
   if (layout_.mode != ParallelMode::ep) {
     // Tensor parallelism: every GPU holds 1/N of every expert and computes all tokens.
-    std::vector<KernelWork> parts;
+    std::vector<KernelWork>& parts = tp_parts_;
+    parts.clear();
     for (double load : per_expert_) parts.push_back(expert_ffn_work(model_, load * mb.share, n_));
     parts.push_back(shared_expert_work(model_, tokens, n_));
     const RankWork w = grouped_kernel(roofline_, parts);

@@ -247,6 +247,7 @@ class StepPlanner {
   std::vector<double> gate_load_, per_expert_, per_slot_, per_gpu_, before_;  ///< add_moe_layer's per-layer vectors
   std::vector<int> dests_;
   std::vector<std::vector<KernelWork>> parts_;  ///< per GPU: its expert GEMMs of the layer
+  std::vector<KernelWork> tp_parts_;            ///< mode tp: every expert's 1/N GEMMs of the layer
   std::vector<TokenInfo> tokens_;
   std::vector<int> token_owner_;  ///< GPU that holds each token's hidden state between layers
   std::vector<double> tokens_per_rank_;
