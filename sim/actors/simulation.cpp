@@ -283,7 +283,7 @@ double run_step_analytic_instance(Instance& inst, const StepPlan& plan) {
           bound[r] += ph.compute_bound_s[r];
           uc[r] += ph.compute_util[r] * s;
           um[r] += ph.memory_util[r] * s;
-          const double idle = wall - std::max(s, collective);
+          const double idle = std::max(0.0, wall - std::max(s, collective));
           wait[r] += idle;
           if (ph.overlap_kind == PhaseKind::moe) moe_wait[r] += idle;
         }
