@@ -35,6 +35,32 @@ double percentile_of_sorted(std::span<const double> sorted, double p) {
   return sorted[lo] + (sorted[hi] - sorted[lo]) * frac;
 }
 
+void percentiles_in_place(std::span<double> values, std::span<const double> ps, std::span<double> out) {
+  const std::size_t n = values.size();
+  // Invariant: every value from `settled` on is >= every value before it, and the positions
+  // selected so far hold their order statistics.
+  std::size_t settled = 0;
+  for (std::size_t i = 0; i < ps.size(); ++i) {
+    if (n == 0) {
+      out[i] = 0.0;
+      continue;
+    }
+    const double rank = ps[i] / 100.0 * static_cast<double>(n - 1);
+    const auto lo = static_cast<std::size_t>(std::floor(rank));
+    const auto hi = std::min(lo + 1, n - 1);
+    if (lo >= settled) {
+      std::nth_element(values.begin() + static_cast<std::ptrdiff_t>(settled), values.begin() + static_cast<std::ptrdiff_t>(lo),
+                       values.end());
+      // The next order statistic is the smallest of what follows lo.
+      if (hi > lo) std::iter_swap(values.begin() + static_cast<std::ptrdiff_t>(hi),
+                                  std::min_element(values.begin() + static_cast<std::ptrdiff_t>(hi), values.end()));
+      settled = hi + 1;
+    }
+    const double frac = rank - static_cast<double>(lo);
+    out[i] = values[lo] + (values[hi] - values[lo]) * frac;
+  }
+}
+
 double median_of(std::span<const double> xs) { return percentile_of(xs, 50.0); }
 
 double coefficient_of_variation(std::span<const double> xs) {

@@ -15,6 +15,9 @@ namespace moesim {
 [[nodiscard]] double median_of(std::span<const double> xs);
 /// percentile_of for data already sorted ascending (no copy).
 [[nodiscard]] double percentile_of_sorted(std::span<const double> sorted, double p);
+/// The percentiles `ps` (ascending, in [0, 100]) of `values`, as percentile_of gives them, by
+/// selection instead of a sort (O(n) per percentile); `values` is reordered.
+void percentiles_in_place(std::span<double> values, std::span<const double> ps, std::span<double> out);
 /// Coefficient of variation: population stddev / mean; 0 when the mean is 0.
 [[nodiscard]] double coefficient_of_variation(std::span<const double> xs);
 /// max / mean; 1 for an empty or all-zero vector (nothing is imbalanced).

@@ -55,6 +55,21 @@ TEST(Stats, percentiles_interpolate_like_numpy) {
   EXPECT_DOUBLE_EQ(max_over_mean(std::vector<double>{0, 0, 4, 0}), 4.0);
 }
 
+TEST(Stats, percentiles_by_selection_equal_the_sorted_ones) {
+  RngStream rng(3, "stats/selection");
+  for (std::size_t n : {0u, 1u, 2u, 3u, 4u, 10u, 101u, 5000u}) {
+    std::vector<double> xs(n);
+    // Few distinct values (as inter-token latencies of one step), so ties are common.
+    for (double& x : xs) x = static_cast<double>(rng.uniform_index(7)) + (rng.uniform01() < 0.3 ? rng.uniform01() : 0.0);
+    for (const std::vector<double>& ps : {std::vector<double>{50, 90, 95, 99}, std::vector<double>{0, 0, 1, 100},
+                                           std::vector<double>{25, 25.1, 50, 50, 75, 99.9}}) {
+      std::vector<double> work = xs, out(ps.size());
+      percentiles_in_place(work, ps, out);
+      for (std::size_t i = 0; i < ps.size(); ++i) EXPECT_EQ(out[i], percentile_of(xs, ps[i])) << n << " p" << ps[i];
+    }
+  }
+}
+
 TEST(Stats, streaming_sample_is_exact_below_its_limit_and_within_a_bin_beyond) {
   RngStream rng(7, "streaming");
   std::vector<double> xs;
