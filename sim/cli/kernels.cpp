@@ -150,6 +150,37 @@ std::vector<KernelRow> rows_of(const StepPlan& plan, const ModelSpec& model, con
   return rows;
 }
 
+/// The kernels of one layer of each kind, on the GPU whose phase is slowest (per micro-batch).
+void print_kernels(std::ostream& out, const std::vector<KernelLogEntry>& log, int micro_batches) {
+  out << fmt::format("\nkernels of one layer of each kind, on the GPU whose phase is slowest:\n{:<12} {:<44} {:>8} {:>12} {:>12} {:>10} {}\n",
+                     "phase", "kernel", "launches", "GFLOP", "HBM MB", "time_us", "bound");
+  for (int mb = 0; mb < micro_batches; ++mb) {
+    if (micro_batches > 1) out << fmt::format("micro-batch {}:\n", mb + 1);
+    for (PhaseKind kind : {PhaseKind::attention, PhaseKind::dense_ffn, PhaseKind::moe, PhaseKind::lm_head}) {
+      // The first MoE layer only; the rank whose entries of this phase add up to the most time.
+      int first_layer = -1;
+      for (const auto& e : log)
+        if (e.phase == kind && e.micro_batch == mb && (first_layer < 0 || (e.moe_layer >= 0 && e.moe_layer < first_layer))) first_layer = e.moe_layer;
+      std::vector<double> per_rank;
+      for (const auto& e : log) {
+        if (e.phase != kind || e.micro_batch != mb || e.moe_layer != first_layer) continue;
+        if (per_rank.size() <= static_cast<std::size_t>(e.rank)) per_rank.resize(static_cast<std::size_t>(e.rank) + 1, 0.0);
+        per_rank[static_cast<std::size_t>(e.rank)] += e.time.seconds;
+      }
+      if (per_rank.empty()) continue;
+      const int slowest = static_cast<int>(std::max_element(per_rank.begin(), per_rank.end()) - per_rank.begin());
+      for (const auto& e : log) {
+        if (e.phase != kind || e.micro_batch != mb || e.moe_layer != first_layer || e.rank != slowest) continue;
+        const double busy = std::max(e.time.compute_busy_s, e.time.memory_busy_s);
+        const char* bound = busy < 0.5 * e.time.seconds ? "overhead" : e.time.compute_busy_s >= e.time.memory_busy_s ? "compute" : "memory";
+        const std::string phase = kind == PhaseKind::moe ? fmt::format("moe L{}", first_layer) : to_string(kind);
+        out << fmt::format("{:<12} {:<44} {:>8} {:>12.3f} {:>12.3f} {:>10.2f} {} (GPU {})\n", phase, e.name, e.work.launches,
+                           e.work.flops / 1e9, e.work.bytes / 1e6, e.time.seconds * 1e6, bound, slowest);
+      }
+    }
+  }
+}
+
 std::string csv_text(const std::vector<KernelRow>& rows) {
   std::string s = "layer,block,phase,time_us,bound,compute_us,memory_us,link_bytes,detail\n";
   for (const auto& r : rows)
@@ -207,7 +238,10 @@ int run_kernels_command(const KernelsOptions& o, const Catalog& catalog, std::os
   auto router = token_routers().get(sc.workload.routing.model)(router_context(model, sc.workload.routing, sc.seed, domains));
   StepPlanner planner(sc, lay, std::move(router));
   const Batch batch = make_batch(o, lay, planner.router().uses_domains() ? domains : 0);
+  std::vector<KernelLogEntry> kernel_log;
+  if (o.kernels) planner.set_kernel_log(&kernel_log);
   const StepPlan plan = planner.plan(batch);
+  planner.set_kernel_log(nullptr);
   const FabricView fabric{sc.cluster.gpus_per_node, 0, sc.cluster.intra_node.spec, sc.cluster.inter_node.spec};
   const std::vector<KernelRow> rows = rows_of(plan, model, fabric);
   const StepTimes t = analytic_step_times(plan, fabric);
@@ -231,6 +265,7 @@ int run_kernels_command(const KernelsOptions& o, const Catalog& catalog, std::os
   out << fmt::format("step total {:.3f} ms: attention {:.3f}, dense_ffn {:.3f}, moe {:.3f}, lm_head {:.3f}, comm {:.3f} ms "
                      "(each compute segment as its slowest GPU)\n",
                      t.total() * 1e3, t.attention * 1e3, t.dense * 1e3, t.moe * 1e3, t.lm_head * 1e3, t.comm * 1e3);
+  if (o.kernels) print_kernels(out, kernel_log, plan.micro_batches);
   if (!o.csv.empty()) {
     try {
       write_file_atomically(o.csv, csv_text(rows));

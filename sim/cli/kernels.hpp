@@ -9,7 +9,10 @@
 // and its bound (compute, memory, or overhead when launch costs dominate), and each communication
 // phase (all-reduce, all-gather, dispatch, combine) with its time, algorithm and bottleneck port.
 // The step total is the closed-form timeline the analytic fidelity runs (each compute segment
-// lasts as long as its slowest GPU), split by phase kind.
+// lasts as long as its slowest GPU), split by phase kind. With --kernels it then lists the kernels
+// behind the phases of one layer of each kind (attention, dense FFN, the first MoE layer, the LM
+// head): each kernel (or fixed group of kernels: the attention projections, the fused-MoE block)
+// with its launches, FLOPs, HBM bytes, time and bound on the GPU whose phase is slowest.
 #include <iosfwd>
 #include <string>
 #include <vector>
@@ -30,6 +33,7 @@ struct KernelsOptions {
   bool prefill = false;  ///< prefill chunks (default: decode, one token per sequence)
   int seqs = 0;          ///< prefill: sequences the tokens are split over (default 1)
   std::string csv;       ///< also write the table to this file
+  bool kernels = false;  ///< also list each kernel of one layer of each kind on its slowest GPU
 };
 
 /// Runs the command; returns the exit code (0, 2 bad input, 3 cannot write the CSV).

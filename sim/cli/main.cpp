@@ -427,6 +427,7 @@ int moesim_main(int argc, char** argv) {
   kernels->add_flag("--prefill", kopt.prefill, "prefill step: the tokens are prompt chunks")->excludes(decode_flag);
   kernels->add_option("--seqs", kopt.seqs, "prefill: sequences the tokens are split over (default 1)")->check(CLI::Range(1, kMaxNumSeqs));
   kernels->add_option("--csv", kopt.csv, "also write the table to this CSV file");
+  kernels->add_flag("--kernels", kopt.kernels, "also list the kernels behind one layer of each kind (slowest GPU)");
 
   auto* list = app.add_subcommand("list", "list catalog cards or registered components");
   std::string kind;

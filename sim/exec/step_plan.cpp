@@ -236,16 +236,6 @@ void Phase::set(int rank, const RankWork& w) {
   memory_util[r] = w.seconds > 0 ? std::min(1.0, w.memory_busy_s / w.seconds) : 0.0;
 }
 
-namespace {
-/// Kernels launched one after another (each pays its launches).
-RankWork separate_kernels(const RooflineModel& rf, std::initializer_list<KernelWork> kernels) {
-  return rf.sequence(std::span<const KernelWork>(kernels.begin(), kernels.size()));
-}
-
-/// A grouped kernel over several GEMMs (fused MoE): one tile, the sum of their rooflines, one launch.
-RankWork grouped_kernel(const RooflineModel& rf, const std::vector<KernelWork>& parts) { return rf.grouped(parts); }
-}  // namespace
-
 StepPlan StepPlanner::plan(const Batch& batch, double now_s, std::span<const GpuSignal> gpus) {
   StepPlan plan;
   plan_into(plan, batch, now_s, gpus);
@@ -380,6 +370,7 @@ void StepPlanner::plan_into(StepPlan& plan, const Batch& batch, double now_s, st
   StepPlan* attention_blocks[2] = {&attention_block_, &attention_micro_block_};
   StepPlan* dense_blocks[2] = {&dense_block_, &dense_micro_block_};
   for (int m = 0; m < timelines; ++m) {
+    log_micro_batch_ = m;
     attention_blocks[m]->phases.clear();
     add_attention(attention_blocks[m]->phases, *batches[m]);
     dense_blocks[m]->phases.clear();
@@ -391,6 +382,7 @@ void StepPlanner::plan_into(StepPlan& plan, const Batch& batch, double now_s, st
     const bool dense = layer < model_.num_dense_layers;
     if (!dense) route_moe_layer(plan, moe_layers);
     for (int m = 0; m < timelines; ++m) {
+      log_micro_batch_ = m;
       std::vector<Phase>& phases = *out[m];
       phases.insert(phases.end(), attention_blocks[m]->phases.begin(), attention_blocks[m]->phases.end());
       if (dense) phases.insert(phases.end(), dense_blocks[m]->phases.begin(), dense_blocks[m]->phases.end());
@@ -406,7 +398,11 @@ void StepPlanner::plan_into(StepPlan& plan, const Batch& batch, double now_s, st
     }
     ++moe_layers;
   }
-  for (int m = 0; m < timelines; ++m) add_lm_head(*out[m], *batches[m]);
+  for (int m = 0; m < timelines; ++m) {
+    log_micro_batch_ = m;
+    add_lm_head(*out[m], *batches[m]);
+  }
+  log_micro_batch_ = 0;
   if (dbo) overlap_micro_batches(micro_phases_[0], micro_phases_[1], plan.phases, [this](const Collective& c) { return overlap_stretch(c); });
 
   // add_moe_layer adds each layer's statistics to the load block; turn the sums into means.
@@ -434,14 +430,19 @@ void StepPlanner::add_attention(std::vector<Phase>& out, const Batch& batch) con
         tokens += item.num_tokens;
         (item.is_prefill ? prefill_core : decode_core) += attention_core_work(model_, item.num_tokens, item.context_before, 1);
       }
-      ph.set(r, separate_kernels(roofline_, {attention_projection_work(model_, tokens, 1), prefill_core, decode_core}));
+      ph.set(r, kernels(PhaseKind::attention, r,
+                        {{"attention projections", attention_projection_work(model_, tokens, 1)},
+                         {"attention core (prefill)", prefill_core},
+                         {"attention core (decode)", decode_core}}));
     }
   } else {
     KernelWork prefill_core, decode_core;
     for (const BatchItem& item : batch.items)
       (item.is_prefill ? prefill_core : decode_core) += attention_core_work(model_, item.num_tokens, item.context_before, shards);
-    const RankWork w =
-        separate_kernels(roofline_, {attention_projection_work(model_, batch.total_tokens(), shards), prefill_core, decode_core});
+    const RankWork w = kernels(PhaseKind::attention, 0,
+                               {{"attention projections", attention_projection_work(model_, batch.total_tokens(), shards)},
+                                {"attention core (prefill)", prefill_core},
+                                {"attention core (decode)", decode_core}});
     for (int r = 0; r < n_; ++r) ph.set(r, w);
   }
   out.push_back(std::move(ph));
@@ -454,7 +455,7 @@ void StepPlanner::add_dense(std::vector<Phase>& out, const MicroBatch& mb) const
   const double step_tokens = mb.share * static_cast<double>(step_tokens_);
   for (int r = 0; r < n_; ++r) {
     const double tokens = shards > 1 ? step_tokens : mb.tokens_per_rank[static_cast<std::size_t>(r)];
-    ph.set(r, separate_kernels(roofline_, {dense_ffn_work(model_, tokens, shards)}));
+    ph.set(r, kernels(PhaseKind::dense_ffn, r, {{"dense FFN", dense_ffn_work(model_, tokens, shards)}}));
   }
   out.push_back(std::move(ph));
   if (shards > 1) add_comm(out, all_reduce(n_, step_tokens * model_.hidden_size * kActivationBytes, fabric_));
@@ -634,7 +635,8 @@ void StepPlanner::add_moe_phases(std::vector<Phase>& out, const MicroBatch& mb, 
     parts.clear();
     for (double load : per_expert_) parts.push_back(expert_ffn_work(model_, load * mb.share, n_));
     parts.push_back(shared_expert_work(model_, tokens, n_));
-    const RankWork w = grouped_kernel(roofline_, parts);
+    log_moe_layer_ = moe_layer;
+    const RankWork w = fused_moe(0, parts);
     for (int r = 0; r < n_; ++r) ph.set(r, w);
     out.push_back(std::move(ph));
     add_comm(out, all_reduce(n_, tokens * hidden * kActivationBytes, fabric_));
@@ -652,12 +654,13 @@ void StepPlanner::add_moe_phases(std::vector<Phase>& out, const MicroBatch& mb, 
   const bool has_shared = model_.num_shared_experts > 0 && model_.shared_expert_intermediate_size > 0;
   const bool shared_beside = shared_expert_overlap_ && has_shared;
   Phase shared = Phase::compute(PhaseKind::moe, shared_beside ? n_ : 0);
+  log_moe_layer_ = moe_layer;
   for (int r = 0; r < n_; ++r) {
     const auto ri = static_cast<std::size_t>(r);
     const KernelWork sw = shared_expert_work(model_, shared_sharded ? tokens : mb.tokens_per_rank[ri], shared_sharded ? n_ : 1);
-    if (shared_beside) shared.set(r, separate_kernels(roofline_, {sw}));
+    if (shared_beside) shared.set(r, kernels(PhaseKind::moe, r, {{"shared experts (beside the dispatch)", sw}}));
     else parts[ri].push_back(sw);
-    ph.set(r, grouped_kernel(roofline_, parts[ri]));
+    ph.set(r, fused_moe(r, parts[ri]));
   }
   const bool whole = &mb == &whole_;
   Collective dispatch = whole ? std::move(moe_dispatch_) : ep_traffic_.dispatch(dispatch_token_bytes_ * mb.share);
@@ -688,7 +691,8 @@ void StepPlanner::add_lm_head(std::vector<Phase>& out, const Batch& batch) const
   }
   for (int r = 0; r < n_; ++r) {
     const double tokens = shards > 1 ? all : emitting[static_cast<std::size_t>(r)];
-    ph.set(r, separate_kernels(roofline_, {lm_head_work(model_, tokens, shards), sampler_work(model_, tokens, sampler_bytes_per_logit_)}));
+    ph.set(r, kernels(PhaseKind::lm_head, r,
+                      {{"LM head", lm_head_work(model_, tokens, shards)}, {"sampler", sampler_work(model_, tokens, sampler_bytes_per_logit_)}}));
   }
   out.push_back(std::move(ph));
 }
@@ -701,6 +705,53 @@ void StepPlanner::add_comm(std::vector<Phase>& out, Collective c) const {
   out.push_back(std::move(ph));
 }
 
+
+RankWork StepPlanner::kernels(PhaseKind phase, int rank, std::initializer_list<NamedKernel> ks) const {
+  RankWork total;
+  for (const NamedKernel& k : ks) {
+    const KernelTime t = roofline_.time(k.work);
+    total += t;
+    if (kernel_log_ != nullptr && !k.work.empty())
+      kernel_log_->push_back({phase, phase == PhaseKind::moe ? log_moe_layer_ : -1, log_micro_batch_, rank, k.name, k.work, t});
+  }
+  return total;
+}
+
+RankWork StepPlanner::fused_moe(int rank, const std::vector<KernelWork>& parts) const {
+  const RankWork total = roofline_.grouped(parts);
+  if (kernel_log_ != nullptr) {
+    // The routed experts' grouped GEMMs as one entry, each other part (shared experts) on its own:
+    // grouped() costs the latter as separate kernels, so the entries add up to the phase.
+    KernelWork routed;
+    RankWork others;
+    int experts = 0;
+    for (const KernelWork& k : parts) {
+      if (!k.grouped) {
+        const KernelTime t = roofline_.time(k);
+        others += t;
+        if (!k.empty()) kernel_log_->push_back({PhaseKind::moe, log_moe_layer_, log_micro_batch_, rank, "shared experts", k, t});
+        continue;
+      }
+      if (k.empty()) continue;
+      ++experts;
+      routed.flops += k.flops;
+      routed.bytes += k.bytes;
+      routed.rows += k.rows;
+      routed.launches = std::max(routed.launches, k.launches);
+    }
+    RankWork grouped = total;
+    grouped.seconds -= others.seconds;
+    grouped.compute_bound_s -= others.compute_bound_s;
+    grouped.compute_busy_s -= others.compute_busy_s;
+    grouped.memory_busy_s -= others.memory_busy_s;
+    grouped.launch_s -= others.launch_s;
+    if (experts > 0)
+      kernel_log_->push_back({PhaseKind::moe, log_moe_layer_, log_micro_batch_, rank,
+                              "fused MoE, " + std::to_string(experts) + " expert" + (experts == 1 ? "" : "s") + " with tokens", routed,
+                              grouped});
+  }
+  return total;
+}
 
 double StepPlanner::overlap_stretch(const Collective& c) const {
   // DeepEP's low-latency kernels receive through a hook that holds no SM while compute runs.

@@ -111,6 +111,18 @@ struct Migration {
   std::vector<std::vector<int>> phy2log;  ///< per MoE layer, the placement after the move
 };
 
+/// One kernel (or fixed group of kernels, KernelWork::launches) the planner costed: for
+/// `moesim kernels --kernels`.
+struct KernelLogEntry {
+  PhaseKind phase = PhaseKind::attention;
+  int moe_layer = -1;    ///< MoE layer of a moe entry, else -1
+  int micro_batch = 0;   ///< 1: the second micro-batch of dual-batch overlap
+  int rank = 0;          ///< GPU of the instance
+  std::string name;
+  KernelWork work;
+  KernelTime time;       ///< this kernel alone on the roofline
+};
+
 /// Sees every routing decision (the expert profiler subscribes here).
 class RoutingObserver {
  public:
@@ -194,6 +206,8 @@ class StepPlanner {
   [[nodiscard]] std::optional<Migration> take_migration();
   void apply_migration(const Migration& m);
   void set_observer(RoutingObserver* observer) { observer_ = observer; }
+  /// Records every kernel costed from now on into `log` (nullptr: stop).
+  void set_kernel_log(std::vector<KernelLogEntry>* log) { kernel_log_ = log; }
   [[nodiscard]] TokenRouter& router() { return *router_; }
   [[nodiscard]] const ExpertPlacement& placement() const { return placement_; }
   [[nodiscard]] int rebalances() const { return rebalances_; }
@@ -224,6 +238,17 @@ class StepPlanner {
   bool split_micro_batches(const Batch& batch);
   void rank_tokens(const Batch& batch, std::vector<double>& per_rank) const;
   [[nodiscard]] double overlap_stretch(const Collective& c) const;
+  struct NamedKernel {
+    const char* name;
+    KernelWork work;
+  };
+  /// Kernels launched one after another on `rank` (each pays its launches), logged if asked.
+  [[nodiscard]] RankWork kernels(PhaseKind phase, int rank, std::initializer_list<NamedKernel> ks) const;
+  /// A fused-MoE kernel over `parts` on `rank` (grouped GEMMs share one tile and launch; other
+  /// parts, the shared experts, are kernels of their own), logged if asked.
+  [[nodiscard]] RankWork fused_moe(int rank, const std::vector<KernelWork>& parts) const;
+  std::vector<KernelLogEntry>* kernel_log_ = nullptr;
+  int log_moe_layer_ = -1, log_micro_batch_ = 0;
 
   const ModelSpec model_;
   const ParallelLayout layout_;

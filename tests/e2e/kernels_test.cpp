@@ -74,6 +74,46 @@ TEST(Kernels, deepseek_v3_ep32_decode_lists_every_layer_with_dispatch_and_combin
   std::filesystem::remove_all(dir);
 }
 
+TEST(Kernels, listed_kernels_add_up_to_each_phase_on_its_slowest_gpu) {
+  // DeepSeek-V3 EP32 decode with data-parallel attention: per-GPU attention and MoE loads differ.
+  const auto dir = scratch_dir("kernels-list");
+  const auto csv = dir / "k.csv";
+  const CliResult r = run_cli("kernels --model deepseek-v3 --gpu h800 --mode ep --ep 32 --attention dp --batch-tokens 2048 "
+                              "--context 2048 --decode --kernels --csv '" + csv.string() + "'",
+                              "kernels-list");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Phase rows: attention (every layer the same), dense_ffn of layer 0, moe of the first MoE layer, lm_head.
+  std::map<std::string, double> phase_us;
+  for (const auto& row : read_rows(csv)) {
+    const std::string key = row.phase == "moe" ? "moe L0" : row.phase;
+    if (row.phase == "moe" && row.layer != 3) continue;  // first_k_dense_replace = 3
+    if (!phase_us.count(key)) phase_us[key] = row.time_us;
+  }
+  // Kernel lines: "<phase> <kernel name> <launches> <GFLOP> <MB> <time_us> <bound> (GPU n)".
+  std::map<std::string, double> kernel_us;
+  std::map<std::string, int> kernels;
+  std::istringstream in(r.out.substr(r.out.find("kernels of one layer")));
+  std::string line;
+  std::getline(in, line);
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::vector<std::string> t;
+    std::istringstream ls(line);
+    for (std::string w; ls >> w;) t.push_back(w);
+    if (t.size() < 8 || t.back().back() != ')') break;  // past the list ("table: ..." follows)
+    const std::string phase = line.substr(0, 12).substr(0, line.substr(0, 12).find_last_not_of(' ') + 1);
+    kernel_us[phase] += std::stod(t[t.size() - 4]);
+    kernels[phase] += 1;
+  }
+  for (const char* phase : {"attention", "dense_ffn", "moe L0", "lm_head"}) {
+    ASSERT_TRUE(phase_us.count(phase) && kernel_us.count(phase)) << phase;
+    EXPECT_NEAR(kernel_us[phase], phase_us[phase], 0.01 * kernels[phase] + 0.01) << phase;
+  }
+  EXPECT_EQ(kernels["lm_head"], 2);  // LM head and sampler
+  EXPECT_EQ(kernels["moe L0"], 2);   // the fused routed experts and the shared expert
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Kernels, prefill_experts_are_compute_bound_and_small_decode_is_memory_bound) {
   const auto dir = scratch_dir("kernels-mix");
   const CliResult prefill =
