@@ -89,7 +89,7 @@ TEST(NetworkFidelity, overlapped_compute_agrees_within_ten_percent_on_16_gpus) {
   for (const char* overlap : {"shared_expert_overlap", "dual_batch_overlap"}) {
     for (const char* mode : {"normal", "low_latency"}) {
       const std::string base = "--set model=deepseek-v2-lite --set cluster.nodes=2 --set cluster.gpus_per_node=8"
-                               " --set parallel.mode=ep --set parallel.attention=dp --set workload.requests=48"
+                               " --set parallel.mode=ep --set parallel.attention=dp --set workload.requests=32"
                                " --set workload.output_tokens.value=16 --set serving.max_model_len=4096"
                                " --set network.ep_mode=" + std::string(mode) + " --set serving." + overlap + "=true";
       const std::string tag = std::string(overlap) + "-" + mode;
