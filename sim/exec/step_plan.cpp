@@ -405,7 +405,7 @@ void StepPlanner::plan_into(StepPlan& plan, const Batch& batch, double now_s, st
   log_micro_batch_ = 0;
   if (dbo) overlap_micro_batches(micro_phases_[0], micro_phases_[1], plan.phases, [this](const Collective& c) { return overlap_stretch(c); });
 
-  // add_moe_layer adds each layer's statistics to the load block; turn the sums into means.
+  // route_moe_layer adds each layer's statistics to the load block; turn the sums into means.
   if (moe_layers > 0) {
     plan.load.expert_cv_mean /= moe_layers;
     plan.load.expert_max_over_mean /= moe_layers;

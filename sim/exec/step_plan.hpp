@@ -269,7 +269,7 @@ class StepPlanner {
   // Per-step scratch, reused between steps.
   StepPlan attention_block_, dense_block_;  ///< one layer's attention (dense FFN) phases, the same in every layer
   StepPlan attention_micro_block_, dense_micro_block_;  ///< the same for the second micro-batch (dual-batch overlap)
-  std::vector<double> gate_load_, per_expert_, per_slot_, per_gpu_, before_;  ///< add_moe_layer's per-layer vectors
+  std::vector<double> gate_load_, per_expert_, per_slot_, per_gpu_, before_;  ///< route_moe_layer's per-layer vectors (per_expert_, per_slot_ also feed add_moe_phases)
   std::vector<int> dests_;
   std::vector<std::vector<KernelWork>> parts_;  ///< per GPU: its expert GEMMs of the layer
   std::vector<KernelWork> tp_parts_;            ///< mode tp: every expert's 1/N GEMMs of the layer
