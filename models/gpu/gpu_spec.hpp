@@ -33,6 +33,7 @@ struct GpuSpec {
   double gemm_tile_m_min = 16;      ///< smallest M tile (rows) a GEMM is padded to
   double gemm_tile_m_max = 128;     ///< largest M tile
   double memory_efficiency = 0.8;   ///< fraction of HBM bandwidth streaming kernels reach
+  double moe_fp8_memory_efficiency = 0.8;  ///< the same for FP8 experts in vLLM's fused-MoE Triton kernel
   double kernel_launch_us = 4.0;    ///< per kernel launched eagerly
   double kernel_graph_launch_us = 2.0;  ///< per kernel replayed from a CUDA graph
   int sm_count = 132;               ///< streaming multiprocessors (compute units on AMD): what overlapped communication kernels take from compute

@@ -47,27 +47,41 @@ double RooflineModel::memory_seconds(const KernelWork& work) const {
   return work.bytes / (gpu_.hbm_bytes_per_s() * gpu_.memory_efficiency);
 }
 
+double RooflineModel::grouped_memory_efficiency(const KernelWork& part) const {
+  const bool triton_fp8 = moe_kernel_ == MoeKernel::triton && part.grouped && part.math_dtype == DType::fp8;
+  return triton_fp8 ? gpu_.moe_fp8_memory_efficiency : gpu_.memory_efficiency;
+}
+
 double RooflineModel::launch_seconds(int launches) const {
   const double us = mode_ == LaunchMode::graph ? gpu_.kernel_graph_launch_us : gpu_.kernel_launch_us;
   return std::max(0, launches) * us * 1e-6;
 }
 
-KernelTime RooflineModel::one(const KernelWork& work, double tile, int launches) const {
+KernelTime RooflineModel::one(const KernelWork& work, double tile, int launches, double memory_efficiency) const {
   KernelTime t;
   if (work.empty()) return t;
   const double rate = gpu_.peak_flops(work.math_dtype) * gpu_.compute_efficiency;
   const double exec = executed_flops(work, tile > 0 ? tile : tile_rows(work.rows));
   // Tensor-core work (the power model's u_c) is the executed FLOPs; the small-M term is stall time.
-  const double c = (exec + gpu_.gemm_m_half_rows * work.row_flops) / rate, m = memory_seconds(work);
+  const double c = (exec + gpu_.gemm_m_half_rows * work.row_flops) / rate;
+  const double m = work.bytes / (gpu_.hbm_bytes_per_s() * memory_efficiency);
   t.launch_s = launch_seconds(launches);
   t.seconds = t.launch_s + std::max(c, m);
   if (c >= m) t.compute_bound_s = c;
   t.compute_busy_s = exec / rate;
   t.memory_busy_s = m;
+  // Below the card's streaming efficiency the kernel is SM-bound, not HBM-bound: HBM is busy for
+  // the time the bytes take at memory_efficiency, the SMs for the rest (it counts as compute for
+  // the power model and stretches with the clock).
+  if (const double nominal = work.bytes / (gpu_.hbm_bytes_per_s() * gpu_.memory_efficiency); m > c && m > nominal) {
+    t.memory_busy_s = nominal;
+    t.compute_busy_s += m - nominal;
+    t.compute_bound_s = m - nominal;
+  }
   return t;
 }
 
-KernelTime RooflineModel::time(const KernelWork& work) const { return one(work, 0, work.launches); }
+KernelTime RooflineModel::time(const KernelWork& work) const { return one(work, 0, work.launches, gpu_.memory_efficiency); }
 
 KernelTime RooflineModel::sequence(std::span<const KernelWork> kernels) const {
   KernelTime t;
@@ -86,7 +100,7 @@ KernelTime RooflineModel::grouped(std::span<const KernelWork> parts) const {
   }
   const double tile = active > 0 ? tile_rows(rows / active) : 0;
   KernelTime t;
-  for (const auto& k : parts) t += k.grouped ? one(k, tile, 0) : time(k);
+  for (const auto& k : parts) t += k.grouped ? one(k, tile, 0, grouped_memory_efficiency(k)) : time(k);
   const double launch = launch_seconds(group_launches);
   t.seconds += launch;
   t.launch_s += launch;

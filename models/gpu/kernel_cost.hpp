@@ -20,6 +20,14 @@
 //           graph (decode steps replay captured graphs: the CPU launch path disappears, the
 //           GPU-side gap between dependent kernels stays).
 //
+// Grouped GEMMs of FP8 routed experts in vLLM's fused-MoE Triton kernel (MoeKernel::triton) stream
+// their weights at the card's moe_fp8_memory_efficiency instead of memory_efficiency: block-scaled
+// FP8 tiles carry scale loads and dequantisation in the K loop, so they reach a lower fraction of
+// HBM bandwidth than the BF16 kernel (the card cites the published kernel timings behind it).
+// Such a kernel is SM-bound: HBM is busy for bytes / (hbm_bw * memory_efficiency), the SMs for the
+// rest of t_memory (u_c for power; that part stretches as f_max / f under a lowered clock).
+// DeepGEMM's grouped GEMMs (MoeKernel::deepgemm) stream at memory_efficiency.
+//
 // Which term wins tells whether a kernel is compute- or memory-bound. The power model's
 // utilisations come from the same numbers: u_c = F_exec / (peak * compute_efficiency) / t and
 // u_m = t_memory / t (the small-M term is stall time, not tensor-core work).
@@ -73,12 +81,17 @@ struct KernelTime {
 /// How kernels are issued: one by one from the CPU, or replayed from a captured CUDA graph.
 enum class LaunchMode { eager, graph };
 
+/// Which grouped-GEMM implementation runs the routed experts (serving.moe_kernel).
+enum class MoeKernel { triton, deepgemm };
+
 class RooflineModel {
  public:
   explicit RooflineModel(const GpuSpec& gpu) : gpu_(gpu) {}
 
   void set_launch_mode(LaunchMode mode) { mode_ = mode; }
   [[nodiscard]] LaunchMode launch_mode() const { return mode_; }
+  void set_moe_kernel(MoeKernel kernel) { moe_kernel_ = kernel; }
+  [[nodiscard]] MoeKernel moe_kernel() const { return moe_kernel_; }
 
   /// One kernel (or the `launches` kernels `work` stands for); zero work costs nothing.
   [[nodiscard]] KernelTime time(const KernelWork& work) const;
@@ -92,6 +105,8 @@ class RooflineModel {
   /// Compute time with tile padding at `tile` rows (0: the tile for the work's own rows).
   [[nodiscard]] double compute_seconds(const KernelWork& work, double tile = 0) const;
   [[nodiscard]] double memory_seconds(const KernelWork& work) const;
+  /// Fraction of HBM bandwidth a part of a grouped (fused-MoE) kernel reaches.
+  [[nodiscard]] double grouped_memory_efficiency(const KernelWork& part) const;
   [[nodiscard]] double launch_seconds(int launches) const;
   /// Tile rows for a GEMM of `rows` rows (see the header comment).
   [[nodiscard]] double tile_rows(double rows) const;
@@ -100,9 +115,10 @@ class RooflineModel {
   [[nodiscard]] const GpuSpec& gpu() const { return gpu_; }
 
  private:
-  [[nodiscard]] KernelTime one(const KernelWork& work, double tile, int launches) const;
+  [[nodiscard]] KernelTime one(const KernelWork& work, double tile, int launches, double memory_efficiency) const;
   GpuSpec gpu_;
   LaunchMode mode_ = LaunchMode::eager;
+  MoeKernel moe_kernel_ = MoeKernel::triton;
 };
 
 }  // namespace moesim

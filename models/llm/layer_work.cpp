@@ -15,6 +15,11 @@ KernelWork gemm(double tokens, double params, double io_width, DType wdtype, int
   return w;
 }
 
+/// Activation-quantisation kernels in front of a block of FP8 GEMMs (kFp8ActivationQuantKernels).
+int quant_kernels(DType weights, bool fused = false) {
+  return weights == DType::fp8 && !fused ? kFp8ActivationQuantKernels : 0;
+}
+
 /// Per-token elementwise traffic of a layer: two fused residual-add RMSNorms, each reading and
 /// writing the hidden state and the residual.
 constexpr double kNormAccessesPerLayer = 8.0;
@@ -23,7 +28,7 @@ constexpr double kNormAccessesPerLayer = 8.0;
 KernelWork attention_projection_work(const ModelSpec& m, double tokens, int shards) {
   const double h = m.hidden_size;
   const double io = 2.0 * h + (m.num_attention_heads * (m.qk_head_dim() + m.value_head_dim())) / static_cast<double>(shards);
-  const int launches = m.attention == AttentionKind::mla ? kMlaProjectionKernels : kGqaProjectionKernels;
+  const int launches = (m.attention == AttentionKind::mla ? kMlaProjectionKernels : kGqaProjectionKernels) + quant_kernels(m.weight_dtype);
   KernelWork w = gemm(tokens, m.attention_params_per_layer() / shards, io, m.weight_dtype, launches);
   w.bytes += tokens * h * kActivationBytes * kNormAccessesPerLayer;
   return w;
@@ -74,22 +79,24 @@ KernelWork attention_core_work(const ModelSpec& m, double new_tokens, double cac
   return w;
 }
 
-KernelWork expert_ffn_work(const ModelSpec& m, double tokens, int shards) {
+KernelWork expert_ffn_work(const ModelSpec& m, double tokens, int shards, MoeKernel kernel) {
   const double width = static_cast<double>(m.moe_intermediate_size) / shards;
-  KernelWork w = gemm(tokens, m.expert_params() / shards, 2.0 * m.hidden_size + 2.0 * width, m.expert_weight_dtype, kMoeKernels);
+  const int launches = kMoeKernels + quant_kernels(m.expert_weight_dtype, kernel == MoeKernel::deepgemm);
+  KernelWork w = gemm(tokens, m.expert_params() / shards, 2.0 * m.hidden_size + 2.0 * width, m.expert_weight_dtype, launches);
   w.grouped = true;
   return w;
 }
 
-KernelWork shared_expert_work(const ModelSpec& m, double tokens, int shards) {
+KernelWork shared_expert_work(const ModelSpec& m, double tokens, int shards, MoeKernel kernel) {
   const double width = static_cast<double>(m.shared_expert_intermediate_size) / shards;
   return gemm(tokens, m.shared_expert_params() / shards, 2.0 * m.hidden_size + 2.0 * width, m.expert_weight_dtype,
-              kSharedExpertKernels);
+              kSharedExpertKernels + quant_kernels(m.expert_weight_dtype, kernel == MoeKernel::deepgemm));
 }
 
 KernelWork dense_ffn_work(const ModelSpec& m, double tokens, int shards) {
   const double width = static_cast<double>(m.dense_intermediate_size) / shards;
-  return gemm(tokens, m.dense_ffn_params() / shards, 2.0 * m.hidden_size + 2.0 * width, m.weight_dtype, kDenseFfnKernels);
+  return gemm(tokens, m.dense_ffn_params() / shards, 2.0 * m.hidden_size + 2.0 * width, m.weight_dtype,
+              kDenseFfnKernels + quant_kernels(m.weight_dtype));
 }
 
 KernelWork lm_head_work(const ModelSpec& m, double tokens, int shards) {

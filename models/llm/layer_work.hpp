@@ -48,6 +48,13 @@ inline constexpr int kMoeKernels = 8;
 inline constexpr int kSharedExpertKernels = 3;
 /// Dense FFN layer: post-attention RMSNorm, gate-up GEMM, activation, down GEMM.
 inline constexpr int kDenseFfnKernels = 4;
+/// FP8 GEMMs quantise their BF16 input activations on the fly (one scale per token and 128
+/// channels) with a kernel of their own before each block-scaled GEMM, as vLLM's FP8 linear and
+/// fused-MoE paths do: attention projections (QKV, O), dense FFN and shared experts (gate-up,
+/// down), and the routed experts in the Triton fused-MoE kernel (gate-up, down). DeepSeek's stack
+/// (MoeKernel::deepgemm) fuses the routed and shared experts' quantisation into the dispatch and
+/// the activation kernel.
+inline constexpr int kFp8ActivationQuantKernels = 2;
 /// LM head: final RMSNorm, vocabulary GEMM, sampler.
 inline constexpr int kLmHeadKernels = 3;
 inline constexpr int kSamplerKernels = 1;
@@ -56,8 +63,8 @@ inline constexpr int kSamplerKernels = 1;
 /// One sequence's attention core: `new_tokens` queries over `cached_tokens` + new keys.
 [[nodiscard]] KernelWork attention_core_work(const ModelSpec& m, double new_tokens, double cached_tokens, int shards);
 /// One routed expert over `tokens` tokens, its weights split `shards` ways (mode tp) or whole (1).
-[[nodiscard]] KernelWork expert_ffn_work(const ModelSpec& m, double tokens, int shards);
-[[nodiscard]] KernelWork shared_expert_work(const ModelSpec& m, double tokens, int shards);
+[[nodiscard]] KernelWork expert_ffn_work(const ModelSpec& m, double tokens, int shards, MoeKernel kernel = MoeKernel::triton);
+[[nodiscard]] KernelWork shared_expert_work(const ModelSpec& m, double tokens, int shards, MoeKernel kernel = MoeKernel::triton);
 [[nodiscard]] KernelWork dense_ffn_work(const ModelSpec& m, double tokens, int shards);
 [[nodiscard]] KernelWork lm_head_work(const ModelSpec& m, double tokens, int shards);
 /// Sampling the next token of `tokens` sequences from their full-vocabulary logits: HBM traffic of

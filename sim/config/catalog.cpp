@@ -130,6 +130,8 @@ void describe(Schema<GpuSpec>& s) {
   s.field("gemm_tile_m_min", &G::gemm_tile_m_min).min(1).max(4096).unit("rows").doc("smallest M tile GEMM rows are padded to");
   s.field("gemm_tile_m_max", &G::gemm_tile_m_max).min(1).max(4096).unit("rows").doc("largest M tile GEMM rows are padded to");
   s.field("memory_efficiency", &G::memory_efficiency).greater_than(0).max(1).doc("fraction of HBM bandwidth reached");
+  s.field("moe_fp8_memory_efficiency", &G::moe_fp8_memory_efficiency).greater_than(0).max(1)
+      .doc("fraction of HBM bandwidth FP8 routed experts reach in vLLM's fused-MoE Triton kernel (serving.moe_kernel triton)");
   s.field("kernel_launch_us", &G::kernel_launch_us).min(0).max(1e6).unit("us").doc("fixed cost per kernel launched eagerly");
   s.field("kernel_graph_launch_us", &G::kernel_graph_launch_us).min(0).max(1e6).unit("us")
       .doc("fixed cost per kernel replayed from a CUDA graph (serving.cuda_graphs)");

@@ -112,6 +112,12 @@ void describe(Schema<ServingConfig>& s) {
       .doc("SMs a normal-mode (network.ep_mode normal) communication kernel occupies while compute overlaps it: the "
            "overlapped compute-bound time stretches by sm_count / (sm_count - this) (vLLM's and DeepEP's default is 20); "
            "low-latency kernels overlap through a receive hook that occupies no SM");
+  s.field("moe_kernel", &S::moe_kernel)
+      .one_of([] { return std::vector<std::string>{"triton", "deepgemm"}; })
+      .doc("the routed experts' grouped GEMMs: triton (vLLM's fused-MoE Triton kernel; FP8 experts stream at the GPU "
+           "card's moe_fp8_memory_efficiency, and each FP8 GEMM's activations are quantised by a kernel of their own) "
+           "or deepgemm (DeepSeek's stack: DeepGEMM grouped GEMMs at the card's memory_efficiency, FP8 quantisation "
+           "fused into the dispatch and the activation kernel)");
 }
 
 void describe(Schema<NetworkConfig>& s) {

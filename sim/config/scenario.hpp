@@ -96,6 +96,7 @@ struct ServingConfig {
   bool shared_expert_overlap = false;      ///< mode ep: shared experts compute while the dispatch moves tokens
   bool dual_batch_overlap = false;         ///< mode ep: two micro-batches, one's compute beside the other's communication
   int overlap_comm_sms = 20;               ///< SMs a normal-mode communication kernel takes from overlapped compute
+  std::string moe_kernel = "triton";       ///< triton (vLLM's fused-MoE kernel) | deepgemm (DeepSeek's stack)
 };
 
 struct NetworkConfig {

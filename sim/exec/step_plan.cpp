@@ -96,6 +96,8 @@ StepPlanner::StepPlanner(const Scenario& scenario, const ParallelLayout& layout,
       dispatch_token_bytes_(token_bytes(scenario.model.spec.hidden_size,
                                         scenario.network.dispatch_bytes_per_element(scenario.model.spec.weight_dtype))),
       combine_token_bytes_(token_bytes(scenario.model.spec.hidden_size, scenario.network.combine_bytes_per_element())) {
+  moe_kernel_ = scenario.serving.moe_kernel == "deepgemm" ? MoeKernel::deepgemm : MoeKernel::triton;
+  roofline_.set_moe_kernel(moe_kernel_);
   const int E = model_.num_experts;
   layers_.resize(static_cast<std::size_t>(model_.num_moe_layers()));
   PolicyContext pc;
@@ -633,8 +635,8 @@ void StepPlanner::add_moe_phases(std::vector<Phase>& out, const MicroBatch& mb, 
     // Tensor parallelism: every GPU holds 1/N of every expert and computes all tokens.
     std::vector<KernelWork>& parts = tp_parts_;
     parts.clear();
-    for (double load : per_expert_) parts.push_back(expert_ffn_work(model_, load * mb.share, n_));
-    parts.push_back(shared_expert_work(model_, tokens, n_));
+    for (double load : per_expert_) parts.push_back(expert_ffn_work(model_, load * mb.share, n_, moe_kernel_));
+    parts.push_back(shared_expert_work(model_, tokens, n_, moe_kernel_));
     log_moe_layer_ = moe_layer;
     const RankWork w = fused_moe(0, parts);
     for (int r = 0; r < n_; ++r) ph.set(r, w);
@@ -647,7 +649,7 @@ void StepPlanner::add_moe_phases(std::vector<Phase>& out, const MicroBatch& mb, 
   parts.resize(static_cast<std::size_t>(n_));
   for (auto& p : parts) p.clear();
   for (std::size_t slot = 0; slot < per_slot_.size(); ++slot)
-    parts[static_cast<std::size_t>(place.gpu_of(static_cast<int>(slot)))].push_back(expert_ffn_work(model_, per_slot_[slot] * mb.share, 1));
+    parts[static_cast<std::size_t>(place.gpu_of(static_cast<int>(slot)))].push_back(expert_ffn_work(model_, per_slot_[slot] * mb.share, 1, moe_kernel_));
   // Shared experts: sharded with attention (tp), or each GPU on its own tokens (attention dp);
   // inside the MoE kernel, or beside the dispatch on their own kernels (shared_expert_overlap).
   const bool shared_sharded = layout_.attention_shards > 1;
@@ -657,7 +659,8 @@ void StepPlanner::add_moe_phases(std::vector<Phase>& out, const MicroBatch& mb, 
   log_moe_layer_ = moe_layer;
   for (int r = 0; r < n_; ++r) {
     const auto ri = static_cast<std::size_t>(r);
-    const KernelWork sw = shared_expert_work(model_, shared_sharded ? tokens : mb.tokens_per_rank[ri], shared_sharded ? n_ : 1);
+    const KernelWork sw =
+        shared_expert_work(model_, shared_sharded ? tokens : mb.tokens_per_rank[ri], shared_sharded ? n_ : 1, moe_kernel_);
     if (shared_beside) shared.set(r, kernels(PhaseKind::moe, r, {{"shared experts (beside the dispatch)", sw}}));
     else parts[ri].push_back(sw);
     ph.set(r, fused_moe(r, parts[ri]));

@@ -253,6 +253,7 @@ class StepPlanner {
   const ModelSpec model_;
   const ParallelLayout layout_;
   RooflineModel roofline_;
+  MoeKernel moe_kernel_ = MoeKernel::triton;
   int graph_max_tokens_ = 0;  ///< serving.cuda_graph_max_tokens: smaller steps replay CUDA graphs
   double host_fixed_s_ = 0, host_per_seq_s_ = 0;  ///< serving.step_overhead_us, step_overhead_per_seq_us
   bool async_scheduling_ = false;

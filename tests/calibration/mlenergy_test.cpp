@@ -22,13 +22,6 @@ constexpr const char* kFamily = "mlenergy";
 constexpr const char* kSource =
     "anchors README: Energy per token (ML.ENERGY Leaderboard v3.0, github.com/ml-energy/leaderboard, vLLM 0.11.1)";
 
-const char* const kGap235bTime =
-    "EP8 over 94 layers: the simulated step lacks about a third of the measured time at every batch (per-layer "
-    "latency of vLLM's EP collectives and FP8 block-quantised fused-MoE kernels), so ITL and J/token are low";
-const char* const kGap235bPower =
-    "with a third of the step missing (collective waits and FP8 MoE kernels, which draw power), the simulated "
-    "power per GPU is low as well";
-
 struct Case {
   std::string name;      ///< test name
   std::string anchor;    ///< row label
@@ -73,14 +66,6 @@ std::vector<Case> cases() {
   add("qwen3_235b_fp8_8xh100_ep8_b8", "Qwen3-235B-A22B-FP8 8xH100 EP8 batch 8", q235, 8, 8, 24.7, 450, 11.3896, 316, false, true);
   add("qwen3_235b_fp8_8xh100_ep8_b64", "Qwen3-235B-A22B-FP8 8xH100 EP8 batch 64", q235, 64, 8, 34.7, 466, 2.1160, 1761, true, true);
   add("qwen3_235b_fp8_8xh100_ep8_b128", "Qwen3-235B-A22B-FP8 8xH100 EP8 batch 128", q235, 128, 8, 42.1, 484, 1.3641, 2840, true, true);
-  // Known gaps (tests/calibration/NOTES.md explains each): asserted to stay outside tolerance.
-  for (Case& c : v) {
-    if (c.scenario == q235) {
-      c.itl = known_gap(kGap235bTime);
-      c.energy = known_gap(kGap235bTime);
-      c.power = known_gap(kGap235bPower);
-    }
-  }
   return v;
 }
 

@@ -56,7 +56,7 @@ INSTANTIATE_TEST_SUITE_P(
                      ":4: serving.max_num_seq: unknown key \"max_num_seq\" (did you mean \"max_num_seqs\"?); allowed keys: "
                      "max_num_batched_tokens, max_num_seqs, max_model_len, gpu_memory_utilization, activation_reserve_gb, "
                      "chunked_prefill, block_size, prefix_caching, cuda_graph_max_tokens, step_overhead_us, step_overhead_per_seq_us, "
-                     "sampler_bytes_per_logit, async_scheduling, shared_expert_overlap, dual_batch_overlap, overlap_comm_sms"},
+                     "sampler_bytes_per_logit, async_scheduling, shared_expert_overlap, dual_batch_overlap, overlap_comm_sms, moe_kernel"},
         BadInputCase{"wrong_type.yaml", ":4: serving.max_num_batched_tokens: expected an integer (got \"lots\")"},
         BadInputCase{"negative_bandwidth.yaml", ":7: cluster.inter_node.bw_gbytes_per_s: must be > 0 (got -50)"},
         BadInputCase{"tp_ep_dp_mismatch.yaml",
@@ -85,6 +85,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadInputCase{"overlap_in_tp.yaml",
                      ":4: serving.dual_batch_overlap: overlaps compute with mode ep's dispatch and combine: needs parallel.mode ep (got tp)"},
         BadInputCase{"unknown_mode.yaml", ":4: parallel.mode: must be one of: tp, ep (got \"xp\")"},
+        BadInputCase{"unknown_moe_kernel.yaml", ":5: serving.moe_kernel: unknown value \"cutlass\"; must be one of: triton, deepgemm"},
         BadInputCase{"missing_model.yaml", ":1: missing required key \"model\""},
         BadInputCase{"unknown_distribution.yaml",
                      ":5: workload.prompt_tokens.dist: unknown value \"lognorm\" (did you mean \"lognormal\"?); must be "

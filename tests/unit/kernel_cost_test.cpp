@@ -98,6 +98,55 @@ TEST(KernelCost, fp8_weights_use_the_fp8_peak_and_read_half_the_bytes) {
   EXPECT_NEAR(f8.bytes, bf.bytes / 2, 1e-6);
 }
 
+TEST(KernelCost, triton_fp8_experts_stream_at_the_moe_fp8_efficiency_and_the_rest_of_their_time_is_sm_bound) {
+  const ModelSpec m = load_card<ModelSpec>("qwen3-235b-a22b-fp8");
+  const GpuSpec g = h100();
+  ASSERT_LT(g.moe_fp8_memory_efficiency, g.memory_efficiency);
+  RooflineModel rf(g);
+  rf.set_launch_mode(LaunchMode::graph);
+  std::vector<KernelWork> parts;
+  for (int e = 0; e < 4; ++e) parts.push_back(expert_ffn_work(m, 2, 1));  // decode: memory-bound
+  double bytes = 0;
+  for (const auto& p : parts) bytes += p.bytes;
+  const double bw = g.hbm_bytes_per_s();
+  const KernelTime triton = rf.grouped(parts);
+  EXPECT_NEAR(triton.seconds - triton.launch_s, bytes / (bw * g.moe_fp8_memory_efficiency), 1e-12);
+  // HBM is busy for the bytes at the streaming efficiency; the SMs for the rest, which stretches
+  // with the clock like compute-bound time.
+  EXPECT_NEAR(triton.memory_busy_s, bytes / (bw * g.memory_efficiency), 1e-12);
+  const double sm_bound = bytes / (bw * g.moe_fp8_memory_efficiency) - bytes / (bw * g.memory_efficiency);
+  EXPECT_NEAR(triton.compute_bound_s, sm_bound, 1e-12);
+  EXPECT_GT(triton.compute_busy_s, sm_bound);
+  // DeepGEMM streams the same experts at memory_efficiency, with the FP8 quantisation fused.
+  rf.set_moe_kernel(MoeKernel::deepgemm);
+  std::vector<KernelWork> fused;
+  for (int e = 0; e < 4; ++e) fused.push_back(expert_ffn_work(m, 2, 1, MoeKernel::deepgemm));
+  const KernelTime deepgemm = rf.grouped(fused);
+  EXPECT_NEAR(deepgemm.seconds - deepgemm.launch_s, bytes / (bw * g.memory_efficiency), 1e-12);
+  EXPECT_EQ(deepgemm.compute_bound_s, 0.0);
+  EXPECT_NEAR(triton.launch_s - deepgemm.launch_s, kFp8ActivationQuantKernels * g.kernel_graph_launch_us * 1e-6, 1e-15);
+  // BF16 experts are not affected by the kernel choice.
+  const ModelSpec bf = load_card<ModelSpec>("qwen3-235b-a22b");
+  const std::vector<KernelWork> bf_parts(4, expert_ffn_work(bf, 2, 1));
+  rf.set_moe_kernel(MoeKernel::triton);
+  const KernelTime bf_triton = rf.grouped(bf_parts);
+  rf.set_moe_kernel(MoeKernel::deepgemm);
+  EXPECT_DOUBLE_EQ(rf.grouped(bf_parts).seconds, bf_triton.seconds);
+}
+
+TEST(LayerWork, fp8_gemms_pay_one_activation_quantisation_kernel_each) {
+  const ModelSpec f8 = load_card<ModelSpec>("qwen3-235b-a22b-fp8"), bf = load_card<ModelSpec>("qwen3-235b-a22b");
+  EXPECT_EQ(attention_projection_work(bf, 8, 8).launches, kGqaProjectionKernels);
+  EXPECT_EQ(attention_projection_work(f8, 8, 8).launches, kGqaProjectionKernels + kFp8ActivationQuantKernels);
+  EXPECT_EQ(expert_ffn_work(bf, 8, 1).launches, kMoeKernels);
+  EXPECT_EQ(expert_ffn_work(f8, 8, 1).launches, kMoeKernels + kFp8ActivationQuantKernels);
+  EXPECT_EQ(expert_ffn_work(f8, 8, 1, MoeKernel::deepgemm).launches, kMoeKernels);
+  const ModelSpec ds = load_card<ModelSpec>("deepseek-v3");
+  EXPECT_EQ(shared_expert_work(ds, 8, 1).launches, kSharedExpertKernels + kFp8ActivationQuantKernels);
+  EXPECT_EQ(shared_expert_work(ds, 8, 1, MoeKernel::deepgemm).launches, kSharedExpertKernels);
+  EXPECT_EQ(dense_ffn_work(ds, 8, 1).launches, kDenseFfnKernels + kFp8ActivationQuantKernels);
+}
+
 TEST(LayerWork, causal_prefill_attention_flops_and_gqa_decode_kv_reads) {
   const ModelSpec m = load_card<ModelSpec>("qwen3-30b-a3b");
   const double d = m.head_dim, heads = m.num_attention_heads;
