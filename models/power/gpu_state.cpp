@@ -11,6 +11,7 @@ GpuPowerState::GpuPowerState(const PowerModel& power, const RcThermal& thermal, 
     : power_(power), thermal_(thermal), inlet_c_(inlet_c), x_(initial), sample_interval_s_(sample_interval_s),
       clock_(power.gpu().clock_max_mhz) {
   max_die_c_ = die_c();
+  max_inlet_c_ = inlet_c_;
   choose_clock_and_power();
   sample(true);
 }
@@ -110,6 +111,18 @@ void GpuPowerState::set_activity(const Activity& a, double now) {
   const double before = power_w_;
   choose_clock_and_power();
   if (changed || power_w_ != before) sample(false);
+}
+
+void GpuPowerState::set_inlet(double inlet_c, double now) {
+  advance_to(std::max(now, t_));
+  const double shift = inlet_c - inlet_c_;
+  if (shift == 0) return;
+  x_.die -= shift;
+  x_.sink -= shift;
+  inlet_c_ = inlet_c;
+  max_inlet_c_ = std::max(max_inlet_c_, inlet_c_);
+  // Leakage follows the die temperature, which has not moved; the thresholds relative to the
+  // inlet have.
 }
 
 }  // namespace moesim

@@ -42,6 +42,11 @@ class GpuPowerState {
   void set_activity(const Activity& a, double now);
   /// Advances to `now` without changing the activity.
   void advance_to(double now);
+  /// Changes the inlet temperature from `now` (or from the state's own time, if later): the die
+  /// and sink temperatures stay continuous, their rise above the new inlet follows from there.
+  void set_inlet(double inlet_c, double now);
+  [[nodiscard]] double inlet_c() const { return inlet_c_; }
+  [[nodiscard]] double max_inlet_c() const { return max_inlet_c_; }
   /// Time from the last update until the die reaches the next throttle threshold (up or down) at
   /// the current power, if within `horizon`.
   [[nodiscard]] std::optional<double> time_to_next_threshold(double horizon) const;
@@ -78,7 +83,7 @@ class GpuPowerState {
   double power_w_ = 0;
   ThrottleState state_ = ThrottleState::none;
   double energy_j_ = 0;
-  double max_die_c_ = 0, peak_power_w_ = 0;
+  double max_die_c_ = 0, peak_power_w_ = 0, max_inlet_c_ = 0;
   double throttled_s_[4] = {0, 0, 0, 0};
   std::optional<double> failed_at_;
   std::vector<GpuSample> samples_;

@@ -750,6 +750,44 @@ std::size_t route_request(const std::string& router, const Request& r, std::vect
   return best;
 }
 
+/// Hot-air recirculation (thermal.recirculation_k_per_kw): each node's inlet follows its GPUs'
+/// power through a first-order lag, inlet = inlet_c + k * P_lag / 1000, updated every tick. The
+/// node's power over a tick is each GPU's energy over its own timeline since the last tick (at
+/// analytic fidelity a GPU's state may already stand at the end of its current step: the new inlet
+/// applies from there, at most one step late, against a lag of recirculation_tau_s).
+void recirculation(std::vector<GpuPowerState>& gpus, int gpus_per_node, const ThermalConfig& cfg) {
+  const double tick = std::min(1.0, cfg.recirculation_tau_s / 10.0);
+  const double keep = std::exp(-tick / cfg.recirculation_tau_s);
+  const std::size_t per_node = static_cast<std::size_t>(std::max(1, gpus_per_node));
+  const std::size_t nodes = (gpus.size() + per_node - 1) / per_node;
+  std::vector<double> lag(nodes, 0.0), last_energy(gpus.size()), last_time(gpus.size());
+  for (std::size_t g = 0; g < gpus.size(); ++g) {
+    last_energy[g] = gpus[g].energy_j();
+    last_time[g] = gpus[g].time_s();
+  }
+  for (std::size_t node = 0; node < nodes; ++node)
+    for (std::size_t g = node * per_node; g < std::min(gpus.size(), (node + 1) * per_node); ++g) lag[node] += gpus[g].power_w();
+  while (true) {
+    sg::this_actor::sleep_for(tick);
+    const double now = sg::Engine::get_clock();
+    for (std::size_t node = 0; node < nodes; ++node) {
+      double power = 0;
+      const std::size_t first = node * per_node, end = std::min(gpus.size(), (node + 1) * per_node);
+      for (std::size_t g = first; g < end; ++g) {
+        GpuPowerState& st = gpus[g];
+        if (st.time_s() < now) st.advance_to(now);
+        const double dt = st.time_s() - last_time[g];
+        power += dt > 0 ? (st.energy_j() - last_energy[g]) / dt : st.power_w();
+        last_energy[g] = st.energy_j();
+        last_time[g] = st.time_s();
+      }
+      lag[node] = keep * lag[node] + (1.0 - keep) * power;
+      const double inlet = cfg.inlet_c + cfg.recirculation_k_per_kw * lag[node] / 1000.0;
+      for (std::size_t g = first; g < end; ++g) gpus[g].set_inlet(inlet, now);
+    }
+  }
+}
+
 void frontend(const std::vector<Request>& requests, std::vector<std::unique_ptr<Instance>>& instances, SharedState& shared,
               int max_concurrency, const std::string& router) {
   std::int64_t sent = 0;
@@ -925,6 +963,12 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   sg::Actor::create("frontend", platform.gpus[0], guarded(shared, [&requests, &instances, &shared, max_concurrency, dp_router] {
                       frontend(requests, instances, shared, max_concurrency, dp_router);
                     }));
+
+  if (sc.thermal.recirculation_k_per_kw > 0) {
+    sg::Actor::create("recirculation", platform.gpus[0], guarded(shared, [&result, &sc] {
+      recirculation(result.gpus, sc.cluster.gpus_per_node, sc.thermal);
+    }))->daemonize();
+  }
 
   bool deadlock = false;
   sg::Engine::on_deadlock_cb([&deadlock] { deadlock = true; });

@@ -218,6 +218,11 @@ void describe(Schema<ThermalConfig>& s) {
       .doc("cold: GPUs start at the inlet temperature; steady_idle: at their idle steady state; steady_power: at the "
            "steady state of initial_power_w (GPUs that have been serving before the run)");
   s.field("initial_power_w", &T::initial_power_w).min(0).max(1e5).unit("W").doc("steady_power: the power whose steady state the GPUs start at");
+  s.field("recirculation_k_per_kw", &T::recirculation_k_per_kw).min(0).max(100).unit("K/kW")
+      .doc("hot-air recirculation: a node's inlet rises by this much per kW of its GPUs' power, reached through a "
+           "first-order lag of recirculation_tau_s (0: the inlet stays at inlet_c)");
+  s.field("recirculation_tau_s", &T::recirculation_tau_s).greater_than(0).max(1e6).unit("s")
+      .doc("time constant with which the recirculated air follows the node's power");
   s.check([](const T& t, Checker& c) {
     if (t.initial == ThermalStart::steady_power && t.initial_power_w <= 0)
       c.error("initial_power_w", "steady_power needs initial_power_w > 0");

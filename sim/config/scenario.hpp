@@ -121,6 +121,8 @@ struct ThermalConfig {
   double inlet_c = 25;
   ThermalStart initial = ThermalStart::cold;
   double initial_power_w = 0;  ///< steady_power: the GPUs start at the steady state of this power
+  double recirculation_k_per_kw = 0;  ///< inlet rise per kW of the node's GPU power (steady state); 0: off
+  double recirculation_tau_s = 60;    ///< time constant of the recirculated air's mixing
 };
 
 struct OutputsConfig {

@@ -300,7 +300,7 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   j["step_time_breakdown"] = time;
 
   {
-    double total = 0, peak = 0, max_temp = 0, prefill_j = 0, decode_j = 0;
+    double total = 0, peak = 0, max_temp = 0, max_inlet = -1e300, prefill_j = 0, decode_j = 0;
     double throttled_sw = 0, throttled_hw = 0;
     nlohmann::ordered_json per_gpu = nlohmann::ordered_json::array();
     for (std::size_t g = 0; g < result.gpus.size(); ++g) {
@@ -308,6 +308,7 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
       total += st.energy_j();
       peak = std::max(peak, st.peak_power_w());
       max_temp = std::max(max_temp, st.max_die_c());
+      max_inlet = std::max(max_inlet, st.max_inlet_c());
       throttled_sw += st.throttled_s(ThrottleState::sw_slowdown);
       throttled_hw += st.throttled_s(ThrottleState::hw_slowdown);
       nlohmann::ordered_json gj;
@@ -316,6 +317,7 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
       gj["avg_power_w"] = result.end_time_s > 0 ? st.energy_j() / result.end_time_s : 0.0;
       gj["peak_power_w"] = st.peak_power_w();
       gj["max_temp_c"] = st.max_die_c();
+      gj["max_inlet_c"] = st.max_inlet_c();
       gj["throttled_sw_s"] = st.throttled_s(ThrottleState::sw_slowdown);
       gj["throttled_hw_s"] = st.throttled_s(ThrottleState::hw_slowdown);
       per_gpu.push_back(std::move(gj));
@@ -333,6 +335,7 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
     e["avg_power_w"] = result.end_time_s > 0 && !result.gpus.empty() ? total / result.end_time_s / static_cast<double>(result.gpus.size()) : 0.0;
     e["peak_power_w"] = peak;
     e["max_temp_c"] = max_temp;
+    e["max_inlet_c"] = result.gpus.empty() ? sc.thermal.inlet_c : max_inlet;
     e["throttled_s"] = throttled_sw + throttled_hw;
     e["power_cap_w"] = effective_cap_w(sc);
     e["step_energy_j"] = prefill_j + decode_j;

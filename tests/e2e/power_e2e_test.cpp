@@ -65,6 +65,31 @@ TEST(Thermal, hot_sustained_load_throttles_and_a_cap_prevents_it) {
   EXPECT_LT(capped["energy"]["max_temp_c"].get<double>(), hot["energy"]["max_temp_c"].get<double>());
 }
 
+TEST(Thermal, recirculation_raises_each_nodes_inlet_by_k_times_its_lagged_power) {
+  const auto base = scratch_dir("recirculation");
+  // 8 GPUs on one node under sustained load; the lag (5 s) settles well within the run.
+  const std::string load = "scenarios/thermal_stress.yaml --set workload.requests=1500 --set thermal.inlet_c=35 "
+                           "--set thermal.recirculation_tau_s=5";
+  const auto off = run_summary(load, base / "off", "recirc-off");
+  const auto on = run_summary(load + " --set thermal.recirculation_k_per_kw=2", base / "on", "recirc-on");
+  EXPECT_DOUBLE_EQ(off["energy"]["max_inlet_c"].get<double>(), 35.0);
+  double node_peak = 0, node_avg = 0;
+  for (const auto& g : on["energy"]["per_gpu"]) {
+    node_peak += g["peak_power_w"].get<double>();
+    node_avg += g["avg_power_w"].get<double>();
+  }
+  const double inlet = on["energy"]["max_inlet_c"].get<double>();
+  // The lagged node power lies between the run's mean and the sum of the GPUs' peaks.
+  EXPECT_GE(inlet, 35.0 + 2.0 * node_avg / 1000.0 * 0.95);
+  EXPECT_LE(inlet, 35.0 + 2.0 * node_peak / 1000.0 + 1e-9);
+  for (const auto& g : on["energy"]["per_gpu"]) EXPECT_DOUBLE_EQ(g["max_inlet_c"].get<double>(), inlet);
+  // The hotter air heats the dies (over 50 s, a fraction of the heatsink's ~200 s time constant,
+  // so by less than the inlet rose).
+  const double rise = on["energy"]["max_temp_c"].get<double>() - off["energy"]["max_temp_c"].get<double>();
+  EXPECT_GT(rise, 1.0);
+  EXPECT_LT(rise, inlet - 35.0);
+}
+
 TEST(Thermal, a_gpu_reaching_its_shutdown_temperature_ends_the_run_with_a_clear_error) {
   const auto out = scratch_dir("shutdown") / "run";
   const CliResult r = run_cli("run scenarios/thermal_stress.yaml --set workload.requests=3000 --set thermal.inlet_c=68 --quiet --out '" +

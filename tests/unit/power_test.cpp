@@ -114,6 +114,38 @@ TEST(Thermal, throttle_event_fires_within_a_microsecond_of_the_analytic_crossing
   EXPECT_NEAR(change->temp_die_c, g.temp_slowdown_sw_c, 1e-3);
 }
 
+TEST(Thermal, an_inlet_change_keeps_temperatures_continuous_and_moves_the_steady_state_with_it) {
+  const GpuSpec g = gpu_card("h100-sxm");
+  const RcThermal th(thermal_of(g));
+  const PowerModel pm(g, 2000.0);
+  GpuPowerState st(pm, th, 30.0, {}, 0.0);
+  st.set_activity({0.2, 0.5, false}, 0.0);
+  st.advance_to(20.0);
+  const double die_before = st.die_c();
+  st.set_inlet(40.0, 20.0);
+  EXPECT_DOUBLE_EQ(st.inlet_c(), 40.0);
+  EXPECT_NEAR(st.die_c(), die_before, 1e-9);  // absolute temperature is continuous
+  EXPECT_DOUBLE_EQ(st.max_inlet_c(), 40.0);
+  // From there the die follows the RC solution towards the new inlet + P R_total (the power moves
+  // a little with leakage: compare with the power in effect at the end).
+  st.advance_to(20.0 + 5e4);
+  const double r_total = g.thermal_r_die_sink_k_per_w + g.thermal_r_sink_inlet_k_per_w;
+  EXPECT_NEAR(st.die_c(), 40.0 + st.power_w() * r_total, 0.02 * st.power_w() * r_total);
+  // A change requested for a time the state has already passed applies from the state's own time.
+  const double t_state = st.time_s();
+  st.set_inlet(35.0, t_state - 10.0);
+  EXPECT_DOUBLE_EQ(st.time_s(), t_state);
+  EXPECT_DOUBLE_EQ(st.max_inlet_c(), 40.0);
+  // Energy stays the integral of power across inlet changes.
+  GpuPowerState a(pm, th, 30.0, {}, 0.0), b(pm, th, 30.0, {}, 0.0);
+  a.set_activity({0.5, 0.5, false}, 0.0);
+  b.set_activity({0.5, 0.5, false}, 0.0);
+  b.set_inlet(30.0, 3.0);  // no change: nothing moves
+  a.advance_to(10.0);
+  b.advance_to(10.0);
+  EXPECT_DOUBLE_EQ(a.energy_j(), b.energy_j());
+}
+
 TEST(Power, a_cap_lowers_power_below_it_and_stretches_compute_bound_time_by_the_clock_ratio) {
   const GpuSpec g = gpu_card("h100-sxm");
   const PowerModel uncapped(g, g.tdp_w), capped(g, 400.0);
