@@ -46,6 +46,8 @@ struct Instance {
   std::vector<double> zero_flops;  ///< parallel tasks of collectives compute nothing
   std::vector<double> zero_bytes;  ///< ... and those of analytic steps move nothing (n x n)
   std::vector<double> analytic_flops, analytic_busy, analytic_wait;  ///< run_step_analytic_instance's scratch
+  std::vector<double> flow_cursor;          ///< run_overlap_slot's scratch
+  std::vector<const Phase*> flow_segment;   ///< run_step_flow_instance's scratch
   ContinuousBatchScheduler scheduler;
   StepPlanner planner;
 
@@ -55,14 +57,11 @@ struct Instance {
   sg::ConditionVariablePtr arrivals = sg::ConditionVariable::create();
   bool arrivals_done = false;
 
-  sg::BarrierPtr step_start, step_done, phase_sync;
-  const StepPlan* plan = nullptr;
   StepPlan step_plan;                ///< the engine plans every step into this one (storage reused)
   std::int64_t step = 0;             ///< index of the step being executed
   std::vector<GpuPowerState>* gpus = nullptr;  ///< cluster-wide power/thermal state
   int first_gpu = 0;                 ///< cluster index of this instance's GPU 0
   double sync_wait_energy_j = 0;     ///< GPUs waiting for the slowest before a collective
-  double slot_comm_end = 0;          ///< run_overlap_slot: when the slot's collective ended (set by the leader)
   double imbalance_energy_j = 0;     ///< ... when the compute before it was MoE (expert imbalance)
   double idle_energy_j = 0;          ///< between this instance's steps
   double step_energy_accounted_j = 0;
@@ -70,7 +69,6 @@ struct Instance {
   StepTimes times;
   StepTimes analytic_times;  ///< the step's closed-form timeline (analytic fidelity), computed once
   bool engine_finished = false;
-  int workers_finished = 0;
   std::int64_t outstanding = 0;  ///< requests routed here and not finished
   std::vector<double> last_step_power_w;  ///< mean power of each GPU over the instance's last step
   std::optional<Migration> overlapping;   ///< routing.migration overlap: weights in flight
@@ -218,24 +216,25 @@ void fail_if_shut_down(Instance& inst, int rank) {
                                          inst.hosts[static_cast<std::size_t>(rank)]->get_name(), *g.failed_at(), g.max_die_c()));
 }
 
-/// Executes `seconds` of kernel time (at f_max) of which `compute_bound_s` is compute-bound, at the
-/// clock the power cap and throttle state allow; a throttle threshold crossed on the way changes
-/// the clock at that instant and the rest of the work runs at the new clock.
-void run_compute(Instance& inst, int rank, double seconds, double compute_bound_s, const Activity& activity) {
+/// Advances GPU `rank` through `seconds` of kernel time (at f_max, `compute_bound_s` of it
+/// compute-bound) from `now` on its own timeline, at the clock its power state allows, chunked at
+/// throttle crossings; returns when its kernels end.
+double advance_compute(Instance& inst, int rank, double now, double seconds, double compute_bound_s, const Activity& activity) {
   auto& g = gpu_state(inst, rank);
   double remaining = 1.0;
   for (int guard = 0; remaining > 1e-12 && guard < 1000; ++guard) {
-    g.set_activity(activity, sg::Engine::get_clock());
+    g.set_activity(activity, now);
     fail_if_shut_down(inst, rank);
     const double full = seconds + compute_bound_s * (g.clock_ratio() - 1.0);
     const double need = remaining * full;
     const auto cross = g.time_to_next_threshold(need);
     const double run = cross ? std::max(*cross, 1e-12) : need;
-    sg::this_actor::execute(run * inst.host_speed);
+    now += run;
     remaining -= run / full;
-    g.advance_to(sg::Engine::get_clock());
+    g.advance_to(now);
   }
   fail_if_shut_down(inst, rank);
+  return now;
 }
 
 /// Analytic fidelity, the whole instance in one activity: each GPU's busy time is known in closed
@@ -303,26 +302,10 @@ double run_step_analytic_instance(Instance& inst, const StepPlan& plan) {
   for (std::size_t r = 0; r < n; ++r) {
     const int rank = static_cast<int>(r);
     if (inst.trace != nullptr && inst.trace->keep_spans(inst.step)) trace_analytic_step(inst, rank, plan, start);
-    // The GPU's kernels at the clock its power state allows, chunked at throttle crossings (as
-    // run_compute does for an actor), on the GPU's own timeline.
+    // The GPU's kernels at the clock its power state allows, chunked at throttle crossings, on
+    // the GPU's own timeline.
     auto& g = gpu_state(inst, rank);
-    double now = start;
-    if (busy[r] > 0) {
-      const Activity activity{uc[r] / busy[r], um[r] / busy[r], false};
-      double remaining = 1.0;
-      for (int guard = 0; remaining > 1e-12 && guard < 1000; ++guard) {
-        g.set_activity(activity, now);
-        fail_if_shut_down(inst, rank);
-        const double full = busy[r] + bound[r] * (g.clock_ratio() - 1.0);
-        const double need = remaining * full;
-        const auto cross = g.time_to_next_threshold(need);
-        const double run = cross ? std::max(*cross, 1e-12) : need;
-        now += run;
-        remaining -= run / full;
-        g.advance_to(now);
-      }
-      fail_if_shut_down(inst, rank);
-    }
+    const double now = busy[r] > 0 ? advance_compute(inst, rank, start, busy[r], bound[r], {uc[r] / busy[r], um[r] / busy[r], false}) : start;
     flops[r] = (now - start) * inst.host_speed;
     longest = std::max(longest, now - start);
     // The rest of the timeline (waits, collectives) follows the GPU's kernels, however long a
@@ -345,125 +328,130 @@ double run_step_analytic_instance(Instance& inst, const StepPlan& plan) {
 }
 
 /// A collective with compute beside it (Phase::overlapped), entered by every GPU of the instance
-/// together: the leader starts the transfer, every GPU runs its kernels, and the slot ends when
-/// both are done. Time a GPU spends after its kernels and after the collective, waiting for a
-/// slower GPU, counts as synchronisation wait (as imbalance when the compute is the MoE's).
-void run_overlap_slot(Instance& inst, int rank, const Phase& ph) {
-  const bool leader = rank == 0;
-  auto& g = gpu_state(inst, rank);
+/// together at the current time: the transfer starts, every GPU runs its kernels on its own
+/// timeline, and the slot ends when both are done. Time a GPU spends after its kernels and after
+/// the collective, waiting for a slower GPU, counts as synchronisation wait (as imbalance when the
+/// compute is the MoE's).
+void run_overlap_slot(Instance& inst, const Phase& ph) {
+  const auto n = inst.hosts.size();
   const double start = sg::Engine::get_clock();
-  sg::ExecPtr transfer;
-  double overhead = 0;
-  if (leader) {
-    const PortLoad load = port_load(ph.collective, inst.fabric);
-    transfer = start_collective_task(inst, ph.collective, load);
-    overhead = fixed_overhead_seconds(inst, ph.collective, load);
+  const PortLoad load = port_load(ph.collective, inst.fabric);
+  const sg::ExecPtr transfer = start_collective_task(inst, ph.collective, load);
+  const double overhead = fixed_overhead_seconds(inst, ph.collective, load);
+  std::vector<double>& computed = inst.flow_cursor;
+  computed.assign(n, start);
+  for (std::size_t r = 0; r < n; ++r) {
+    const int rank = static_cast<int>(r);
+    if (ph.compute_s[r] > 0)
+      computed[r] = advance_compute(inst, rank, start, ph.compute_s[r], ph.compute_bound_s[r], {ph.compute_util[r], ph.memory_util[r], false});
+    gpu_state(inst, rank).set_activity({0, 0, true}, computed[r]);
   }
-  const auto r = static_cast<std::size_t>(rank);
-  if (ph.compute_s[r] > 0) run_compute(inst, rank, ph.compute_s[r], ph.compute_bound_s[r], {ph.compute_util[r], ph.memory_util[r], false});
-  g.set_activity({0, 0, true}, sg::Engine::get_clock());
-  const double computed = sg::Engine::get_clock();
-  if (leader) {
-    transfer->wait();
-    inst.slot_comm_end = transfer->get_finish_time() + overhead;
-    if (inst.slot_comm_end > sg::Engine::get_clock()) sg::this_actor::sleep_until(inst.slot_comm_end);
+  transfer->wait();
+  const double comm_end = transfer->get_finish_time() + overhead;
+  const double end = std::max(comm_end, *std::max_element(computed.begin(), computed.end()));
+  if (end > sg::Engine::get_clock()) sg::this_actor::sleep_until(end);
+  for (std::size_t r = 0; r < n; ++r) {
+    auto& g = gpu_state(inst, static_cast<int>(r));
+    const double polled_from = g.energy_j();
+    g.advance_to(end);
+    // From the end of its kernels the GPU polls at constant activity; the part after the
+    // collective too is waiting for the slowest GPU.
+    const double polled = end - computed[r];
+    const double idle = end - std::max(computed[r], comm_end);
+    if (polled > 0 && idle > 0) {
+      const double waited = (g.energy_j() - polled_from) * idle / polled;
+      inst.sync_wait_energy_j += waited;
+      if (ph.overlap_kind == PhaseKind::moe) inst.imbalance_energy_j += waited;
+    }
   }
-  const double polled_from = g.energy_j();
-  inst.phase_sync->wait();
-  const double end = sg::Engine::get_clock();
-  g.advance_to(end);
-  // From the end of its kernels the GPU polls at constant activity; the part after the collective
-  // too is waiting for the slowest GPU.
-  const double polled = end - computed;
-  const double idle = end - std::max(computed, inst.slot_comm_end);
-  if (polled > 0 && idle > 0) {
-    const double waited = (g.energy_j() - polled_from) * idle / polled;
-    inst.sync_wait_energy_j += waited;
-    if (ph.overlap_kind == PhaseKind::moe) inst.imbalance_energy_j += waited;
-  }
-  if (leader) {
-    const double collective = std::min(end, inst.slot_comm_end) - start;
-    inst.times.comm += collective;
-    inst.times.add(ph.overlap_kind, end - start - collective);
-  }
+  const double collective = std::min(end, comm_end) - start;
+  inst.times.comm += collective;
+  inst.times.add(ph.overlap_kind, end - start - collective);
 }
 
-void worker(Instance& inst, int rank) {
-  const bool leader = rank == 0;
-  std::vector<const Phase*> segment;
-  while (true) {
-    inst.step_start->wait();
-    const StepPlan* plan = inst.plan;
-    if (plan == nullptr) break;
-    double segment_start = sg::Engine::get_clock();
+/// Flow fidelity, driven by the engine alone: kernels do not contend for anything SimGrid
+/// models, so each GPU's kernels advance its power state on its own timeline in closed form (as at
+/// analytic fidelity, throttle crossings included), and the engine sleeps to the slowest GPU before
+/// each run of collectives, which move as parallel tasks on the links, contending with every other
+/// transfer of the cluster. Returns when the step's last segment ends.
+void run_step_flow_instance(Instance& inst, const StepPlan& plan) {
+  const auto n = static_cast<std::size_t>(plan.gpus);
+  const bool tracing = inst.trace != nullptr && inst.trace->keep_spans(inst.step);
+  std::vector<double> cursor(n, sg::Engine::get_clock()), polled_from(n, 0.0);
+  std::vector<const Phase*>& segment = inst.flow_segment;
+  segment.clear();
+  double segment_start = sg::Engine::get_clock();
+  // Every GPU polls from the end of its kernels until the slowest is done.
+  auto synchronise = [&] {
+    for (std::size_t r = 0; r < n; ++r) {
+      auto& g = gpu_state(inst, static_cast<int>(r));
+      g.set_activity({0, 0, true}, cursor[r]);
+      polled_from[r] = g.energy_j();
+    }
+    const double slowest = *std::max_element(cursor.begin(), cursor.end());
+    if (slowest > sg::Engine::get_clock()) sg::this_actor::sleep_until(slowest);
+    return sg::Engine::get_clock();
+  };
+  const auto& phases = plan.phases;
+  for (std::size_t i = 0; i < phases.size();) {
+    const Phase& ph = phases[i];
+    if (ph.kind != PhaseKind::comm) {
+      for (std::size_t r = 0; r < n; ++r) {
+        const double s = ph.compute_s[r];
+        if (s <= 0) continue;
+        const double t0 = cursor[r];
+        cursor[r] = advance_compute(inst, static_cast<int>(r), t0, s, ph.compute_bound_s[r], {ph.compute_util[r], ph.memory_util[r], false});
+        if (tracing) inst.trace->span(inst.index, static_cast<int>(r), to_string(ph.kind), t0, cursor[r]);
+      }
+      segment.push_back(&ph);
+      ++i;
+      continue;
+    }
+    std::size_t run_end = i;
+    while (run_end < phases.size() && phases[run_end].kind == PhaseKind::comm) ++run_end;
+    // Waiting for the slowest GPU, then the collectives: SMs poll inside the comm kernel.
+    const double comm_start = synchronise();
+    const bool moe = std::any_of(segment.begin(), segment.end(), [](const Phase* p) { return p->kind == PhaseKind::moe; });
+    for (std::size_t r = 0; r < n; ++r) {
+      auto& g = gpu_state(inst, static_cast<int>(r));
+      g.advance_to(comm_start);
+      const double waited = g.energy_j() - polled_from[r];
+      inst.sync_wait_energy_j += waited;
+      if (moe) inst.imbalance_energy_j += waited;
+    }
+    attribute_segment(inst.times, segment, comm_start - segment_start);
     segment.clear();
-    const auto& phases = plan->phases;
-    const bool tracing = inst.trace != nullptr && inst.trace->keep_spans(inst.step);
-    for (std::size_t i = 0; i < phases.size();) {
-      const Phase& ph = phases[i];
-      if (ph.kind != PhaseKind::comm) {
-        const double s = ph.compute_s[static_cast<std::size_t>(rank)];
-        if (s > 0) {
-          const double t0 = sg::Engine::get_clock();
-          const auto r = static_cast<std::size_t>(rank);
-          run_compute(inst, rank, s, ph.compute_bound_s[r], {ph.compute_util[r], ph.memory_util[r], false});
-          if (tracing) inst.trace->span(inst.index, rank, to_string(ph.kind), t0, sg::Engine::get_clock());
-        }
-        segment.push_back(&ph);
-        ++i;
+    // The run's collectives in order: plain ones back to back, each with overlapped compute in a
+    // slot of its own.
+    for (std::size_t c = i; c < run_end;) {
+      if (phases[c].overlapped()) {
+        run_overlap_slot(inst, phases[c]);
+        ++c;
         continue;
       }
-      std::size_t run_end = i;
-      while (run_end < phases.size() && phases[run_end].kind == PhaseKind::comm) ++run_end;
-      // Waiting for the slowest GPU, then the collective: SMs poll inside the comm kernel.
-      auto& g = gpu_state(inst, rank);
-      g.set_activity({0, 0, true}, sg::Engine::get_clock());
-      const double wait_from = g.energy_j();
-      inst.phase_sync->wait();
-      const double comm_start = sg::Engine::get_clock();
-      g.advance_to(comm_start);
-      const double waited = g.energy_j() - wait_from;
-      inst.sync_wait_energy_j += waited;
-      if (std::any_of(segment.begin(), segment.end(), [](const Phase* p) { return p->kind == PhaseKind::moe; }))
-        inst.imbalance_energy_j += waited;
-      if (leader) attribute_segment(inst.times, segment, comm_start - segment_start);
-      segment.clear();
-      // The run's collectives in order: plain ones back to back (the leader moves the bytes while
-      // the others poll), each with overlapped compute in a slot of its own.
-      for (std::size_t c = i; c < run_end;) {
-        if (phases[c].overlapped()) {
-          run_overlap_slot(inst, rank, phases[c]);
-          ++c;
-          continue;
-        }
-        std::size_t e = c;
-        while (e < run_end && !phases[e].overlapped()) ++e;
-        const double plain_start = sg::Engine::get_clock();
-        if (leader) {
-          run_collectives(inst, std::span<const Phase>(phases.data() + c, e - c));
-          inst.times.comm += sg::Engine::get_clock() - plain_start;
-        }
-        inst.phase_sync->wait();
-        c = e;
-      }
-      if (tracing) {
-        std::string name;
-        for (std::size_t c = i; c < run_end; ++c) {
-          if (!name.empty()) name += '+';
-          name += span_name(phases[c]);
-        }
-        inst.trace->span(inst.index, rank, std::move(name), comm_start, sg::Engine::get_clock());
-      }
-      segment_start = sg::Engine::get_clock();
-      i = run_end;
+      std::size_t e = c;
+      while (e < run_end && !phases[e].overlapped()) ++e;
+      const double plain_start = sg::Engine::get_clock();
+      run_collectives(inst, std::span<const Phase>(phases.data() + c, e - c));
+      inst.times.comm += sg::Engine::get_clock() - plain_start;
+      c = e;
     }
-    gpu_state(inst, rank).set_activity({0, 0, true}, sg::Engine::get_clock());
-    inst.phase_sync->wait();
-    if (leader) attribute_segment(inst.times, segment, sg::Engine::get_clock() - segment_start);
-    gpu_state(inst, rank).set_activity({0, 0, false}, sg::Engine::get_clock());
-    inst.step_done->wait();
+    const double comm_end = sg::Engine::get_clock();
+    if (tracing) {
+      std::string name;
+      for (std::size_t c = i; c < run_end; ++c) {
+        if (!name.empty()) name += '+';
+        name += span_name(phases[c]);
+      }
+      for (std::size_t r = 0; r < n; ++r) inst.trace->span(inst.index, static_cast<int>(r), name, comm_start, comm_end);
+    }
+    std::fill(cursor.begin(), cursor.end(), comm_end);
+    segment_start = comm_end;
+    i = run_end;
   }
-  inst.workers_finished += 1;
+  const double end = synchronise();
+  attribute_segment(inst.times, segment, end - segment_start);
+  for (std::size_t r = 0; r < n; ++r) gpu_state(inst, static_cast<int>(r)).set_activity({0, 0, false}, end);
 }
 
 /// Wraps an actor body so that a C++ exception becomes a reported failure, not an abort.
@@ -633,7 +621,6 @@ void engine(Instance& inst, SharedState& shared) {
     inst.planner.plan_into(plan, batch, start, signals, inst.fidelity == NetworkFidelity::analytic);
     inst.times = {};
     if (inst.fidelity == NetworkFidelity::analytic) inst.analytic_times = analytic_step_times(plan, inst.fabric);
-    inst.plan = &plan;
     inst.step = step;
     // The engine's CPU work for the step follows the GPUs' work: the GPUs idle meanwhile (async
     // scheduling hides the part that ran during the GPU time).
@@ -646,8 +633,7 @@ void engine(Instance& inst, SharedState& shared) {
       const double until = gpus_done + host_after(gpus_done);
       if (until > sg::Engine::get_clock()) sg::this_actor::sleep_until(until);
     } else {
-      inst.step_start->wait();
-      inst.step_done->wait();
+      run_step_flow_instance(inst, plan);
       const double host = host_after(sg::Engine::get_clock());
       if (host > 0) sg::this_actor::sleep_for(host);
     }
@@ -719,8 +705,6 @@ void engine(Instance& inst, SharedState& shared) {
     shared.profiler->on_step(inst.index, sr.step, start, batch.total_tokens(), plan.load.layer_expert_counts);
     if (auto m = inst.planner.take_migration()) start_migration(inst, std::move(*m), shared);
   }
-  inst.plan = nullptr;
-  if (inst.fidelity != NetworkFidelity::analytic) inst.step_start->wait();  // releases the workers
   inst.engine_finished = true;
   if (inst.role == Instance::Role::prefill && --shared.prefill_engines_running == 0) close_decode_pool_if_done(shared);
 }
@@ -936,9 +920,6 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
     inst->host_speed = platform.host_speed_flops;
     inst->zero_flops.assign(static_cast<std::size_t>(n), 0.0);
     if (inst->fidelity == NetworkFidelity::analytic) inst->zero_bytes.assign(static_cast<std::size_t>(n) * n, 0.0);
-    inst->step_start = sg::Barrier::create(static_cast<unsigned>(n + 1));
-    inst->step_done = sg::Barrier::create(static_cast<unsigned>(n + 1));
-    inst->phase_sync = sg::Barrier::create(static_cast<unsigned>(n));
     if (inst->role == Instance::Role::decode) shared.decode_pool.push_back(inst.get());
     instances.push_back(std::move(inst));
   }
@@ -946,16 +927,10 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
 
   for (auto& inst_ptr : instances) {
     Instance& inst = *inst_ptr;
+    // The engine runs each step itself: as one parallel task (analytic fidelity,
+    // run_step_analytic_instance) or collective by collective on the links (flow fidelity,
+    // run_step_flow_instance).
     sg::Actor::create("engine-" + std::to_string(inst.index), inst.hosts[0], guarded(shared, [&inst, &shared] { engine(inst, shared); }));
-    // Flow fidelity: one actor per GPU replays the plan phase by phase. Analytic fidelity: the
-    // engine runs each step as one parallel task (run_step_analytic_instance).
-    if (inst.fidelity == NetworkFidelity::analytic) {
-      inst.workers_finished = n;
-      continue;
-    }
-    for (int r = 0; r < n; ++r)
-      sg::Actor::create("worker-" + std::to_string(inst.index) + "-" + std::to_string(r), inst.hosts[static_cast<std::size_t>(r)],
-                        guarded(shared, [&inst, r] { worker(inst, r); }));
   }
   const int max_concurrency =
       arrival_processes().get(sc.workload.arrival.process).closed_loop ? sc.workload.arrival.max_concurrency : 0;
@@ -1030,7 +1005,7 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   }
   if (deadlock || !shared.frontend_finished) throw std::runtime_error("simulation deadlocked before every actor finished");
   for (const auto& inst : instances)
-    if (!inst->engine_finished || inst->workers_finished != n)
+    if (!inst->engine_finished)
       throw std::runtime_error("instance " + std::to_string(inst->index) + " did not finish (deadlock)");
   return result;
 }

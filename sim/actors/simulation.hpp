@@ -1,8 +1,8 @@
 #pragma once
-// One simulation run over SimGrid: platform, a frontend actor that injects arrivals, an engine
-// actor per serving instance that forms each step's batch, and a worker actor per GPU that
-// executes the step's plan (compute as SimGrid execs on its host, collectives as parallel tasks on
-// the platform's links).
+// One simulation run over SimGrid: platform, a frontend actor that injects arrivals, and an
+// engine actor per serving instance that forms each step's batch and executes its plan: each
+// GPU's kernels advance its power state on its own timeline, collectives run as parallel tasks on
+// the platform's links (flow fidelity) or the whole step as one parallel task (analytic).
 //
 // Only one run per process: SimGrid's engine cannot be restarted (SIMGRID_NOTES).
 #include <string>
