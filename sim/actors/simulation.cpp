@@ -262,7 +262,7 @@ double run_step_analytic_instance(Instance& inst, const StepPlan& plan) {
   double* moe_wait = wait.data() + n;
   std::vector<double> segment(n, 0.0);
   bool moe = false;
-  for_each_phase(plan, [&](const Phase& ph) {
+  for_each_phase_weighted(plan, [&](const Phase& ph, double copies) {
     if (ph.kind == PhaseKind::comm) {
       const double slowest = *std::max_element(segment.begin(), segment.end());
       for (std::size_t r = 0; r < n; ++r) {
@@ -291,10 +291,10 @@ double run_step_analytic_instance(Instance& inst, const StepPlan& plan) {
     }
     moe = moe || ph.kind == PhaseKind::moe;
     for (std::size_t r = 0; r < n; ++r) {
-      const double s = ph.compute_s[r];
+      const double s = ph.compute_s[r] * copies;
       segment[r] += s;
       busy[r] += s;
-      bound[r] += ph.compute_bound_s[r];
+      bound[r] += ph.compute_bound_s[r] * copies;
       uc[r] += ph.compute_util[r] * s;
       um[r] += ph.memory_util[r] * s;
     }

@@ -45,16 +45,30 @@ void attribute_segment(StepTimes& times, const std::vector<const Phase*>& segmen
     times.add(segment[i]->kind, total > 0 ? wall * worst[i] / total : wall / static_cast<double>(segment.size()));
 }
 
+void attribute_segment(StepTimes& times, const std::vector<std::pair<const Phase*, double>>& segment, double wall) {
+  if (segment.empty() || wall <= 0) return;
+  double total = 0, copies = 0;
+  std::vector<double> worst(segment.size(), 0.0);
+  for (std::size_t i = 0; i < segment.size(); ++i) {
+    for (double s : segment[i].first->compute_s) worst[i] = std::max(worst[i], s);
+    worst[i] *= segment[i].second;
+    total += worst[i];
+    copies += segment[i].second;
+  }
+  for (std::size_t i = 0; i < segment.size(); ++i)
+    times.add(segment[i].first->kind, total > 0 ? wall * worst[i] / total : wall * segment[i].second / copies);
+}
+
 StepTimes analytic_step_times(const StepPlan& plan, const FabricView& fabric) {
   StepTimes t;
-  std::vector<const Phase*> segment;
+  std::vector<std::pair<const Phase*, double>> segment;
   std::vector<double> per_gpu(static_cast<std::size_t>(plan.gpus), 0.0);
   auto close_segment = [&] {
     attribute_segment(t, segment, *std::max_element(per_gpu.begin(), per_gpu.end()));
     segment.clear();
     std::fill(per_gpu.begin(), per_gpu.end(), 0.0);
   };
-  for_each_phase(plan, [&](const Phase& ph) {
+  for_each_phase_weighted(plan, [&](const Phase& ph, double copies) {
     if (ph.kind == PhaseKind::comm) {
       close_segment();
       const double collective = analytic_collective_seconds(ph.collective, fabric);
@@ -63,8 +77,8 @@ StepTimes analytic_step_times(const StepPlan& plan, const FabricView& fabric) {
       if (ph.overlapped()) t.add(ph.overlap_kind, phase_seconds(ph, collective) - collective);
       return;
     }
-    segment.push_back(&ph);
-    for (std::size_t r = 0; r < per_gpu.size(); ++r) per_gpu[r] += ph.compute_s[r];
+    segment.emplace_back(&ph, copies);
+    for (std::size_t r = 0; r < per_gpu.size(); ++r) per_gpu[r] += ph.compute_s[r] * copies;
   });
   close_segment();
   return t;

@@ -160,6 +160,26 @@ void for_each_phase(const StepPlan& plan, F&& f) {
   for (std::size_t i = end; i < n; ++i) f(plan.phases[i]);
 }
 
+/// Calls f(phase, copies) for every phase of the step in order. A repeated block without
+/// collectives is visited once with copies = plan.repeat (consumers that only sum over phases scale
+/// by it); one with collectives is expanded (copies = 1), since each collective synchronises.
+template <class F>
+void for_each_phase_weighted(const StepPlan& plan, F&& f) {
+  const std::size_t n = plan.phases.size();
+  const bool repeats = plan.repeat > 1 && plan.repeat_end > plan.repeat_begin;
+  bool collapsible = repeats;
+  for (std::size_t i = plan.repeat_begin; collapsible && i < plan.repeat_end; ++i)
+    collapsible = plan.phases[i].kind != PhaseKind::comm;
+  if (repeats && !collapsible) {
+    for_each_phase(plan, [&f](const Phase& ph) { f(ph, 1.0); });
+    return;
+  }
+  const std::size_t begin = repeats ? plan.repeat_begin : n, end = repeats ? plan.repeat_end : n;
+  for (std::size_t i = 0; i < begin; ++i) f(plan.phases[i], 1.0);
+  for (std::size_t i = begin; i < end; ++i) f(plan.phases[i], static_cast<double>(plan.repeat));
+  for (std::size_t i = end; i < n; ++i) f(plan.phases[i], 1.0);
+}
+
 /// Wall time of a phase whose collective (if any) takes `collective_s`: a compute phase's slowest
 /// GPU, a comm phase's collective, or with overlap the longer of the collective and the compute.
 [[nodiscard]] double phase_seconds(const Phase& ph, double collective_s);
@@ -183,6 +203,8 @@ struct StepTimes {
 /// Splits the wall time of a compute segment (the phases between two synchronisations) over its
 /// phase kinds, in proportion to each kind's slowest GPU.
 void attribute_segment(StepTimes& times, const std::vector<const Phase*>& segment, double wall);
+/// The same for phases that stand for several copies of themselves (for_each_phase_weighted).
+void attribute_segment(StepTimes& times, const std::vector<std::pair<const Phase*, double>>& segment, double wall);
 
 /// The step's timeline in closed form: every compute segment lasts as long as its slowest GPU
 /// (the collective after it waits for everyone), every collective its analytic time.
