@@ -1,6 +1,7 @@
 #include "models/power/gpu_state.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 
@@ -54,12 +55,12 @@ double GpuPowerState::next_down_level() const {
 
 std::optional<double> GpuPowerState::time_to_next_threshold(double horizon) const {
   if (state_ == ThrottleState::shutdown || horizon <= 0) return std::nullopt;
-  std::optional<double> best;
-  for (double level : {next_up_level(), next_down_level()}) {
-    if (!std::isfinite(level)) continue;
-    if (auto t = thermal_.first_crossing(x_, power_w_, horizon, level - inlet_c_)) best = best ? std::min(*best, *t) : *t;
-  }
-  return best;
+  std::array<double, 2> levels{};
+  std::size_t count = 0;
+  for (double level : {next_up_level(), next_down_level()})
+    if (std::isfinite(level)) levels[count++] = level - inlet_c_;
+  if (count == 0) return std::nullopt;
+  return thermal_.first_crossing(x_, power_w_, horizon, std::span<const double>(levels.data(), count));
 }
 
 void GpuPowerState::integrate(double dt) {

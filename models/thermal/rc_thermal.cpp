@@ -1,6 +1,7 @@
 #include "models/thermal/rc_thermal.hpp"
 
 #include <Eigen/Eigenvalues>
+#include <array>
 #include <cmath>
 
 namespace moesim {
@@ -39,39 +40,53 @@ void RcThermal::die_terms(const State& x0, double p, double& ss, double& a1, dou
 }
 
 std::optional<double> RcThermal::first_crossing(const State& x0, double p, double dt, double level) const {
+  return first_crossing(x0, p, dt, std::span<const double>(&level, 1));
+}
+
+std::optional<double> RcThermal::first_crossing(const State& x0, double p, double dt, std::span<const double> levels) const {
   double ss = 0, a1 = 0, a2 = 0;
   die_terms(x0, p, ss, a1, a2);
   const double l1 = lambda_(0), l2 = lambda_(1);
-  auto g = [&](double t) { return ss + a1 * std::exp(l1 * t) + a2 * std::exp(l2 * t) - level; };
-  // Split [0, dt] at the one point where the derivative may vanish.
-  std::vector<double> cuts{0.0};
+  auto die = [&](double t) { return ss + a1 * std::exp(l1 * t) + a2 * std::exp(l2 * t); };
+  // die(t) is monotone on each side of the one point where its derivative may vanish: split
+  // [0, dt] there and evaluate the ends once for every level.
+  std::array<double, 3> cuts{0.0, dt, dt};
+  std::size_t pieces = 1;
   if (a1 * l1 != 0.0) {
     const double arg = -a2 * l2 / (a1 * l1);
     if (arg > 0 && l1 != l2) {
       const double t = std::log(arg) / (l1 - l2);
-      if (t > 0 && t < dt) cuts.push_back(t);
-    }
-  }
-  cuts.push_back(dt);
-  const double g0 = g(0.0);
-  for (std::size_t i = 0; i + 1 < cuts.size(); ++i) {
-    double lo = cuts[i], hi = cuts[i + 1];
-    double glo = i == 0 ? g0 : g(lo), ghi = g(hi);
-    if (i == 0 && glo == 0.0) glo = g(lo + 1e-15);
-    if ((glo < 0) == (ghi < 0) && ghi != 0.0) continue;
-    for (int it = 0; it < 200 && hi - lo > 1e-12; ++it) {
-      const double mid = 0.5 * (lo + hi);
-      const double gm = g(mid);
-      if ((gm < 0) == (glo < 0)) {
-        lo = mid;
-        glo = gm;
-      } else {
-        hi = mid;
+      if (t > 0 && t < dt) {
+        cuts[1] = t;
+        pieces = 2;
       }
     }
-    return hi;
   }
-  return std::nullopt;
+  std::array<double, 3> at{ss + a1 + a2, die(cuts[1]), pieces == 2 ? die(dt) : 0.0};
+  std::optional<double> best;
+  for (const double level : levels) {
+    for (std::size_t i = 0; i < pieces; ++i) {
+      double lo = cuts[i], hi = cuts[i + 1];
+      if (best && lo >= *best) break;
+      double glo = at[i] - level;
+      const double ghi = at[i + 1] - level;
+      if (i == 0 && glo == 0.0) glo = die(lo + 1e-15) - level;
+      if ((glo < 0) == (ghi < 0) && ghi != 0.0) continue;
+      for (int it = 0; it < 200 && hi - lo > 1e-12; ++it) {
+        const double mid = 0.5 * (lo + hi);
+        const double gm = die(mid) - level;
+        if ((gm < 0) == (glo < 0)) {
+          lo = mid;
+          glo = gm;
+        } else {
+          hi = mid;
+        }
+      }
+      if (!best || hi < *best) best = hi;
+      break;
+    }
+  }
+  return best;
 }
 
 std::pair<double, double> RcThermal::time_constants() const { return {-1.0 / lambda_(0), -1.0 / lambda_(1)}; }

@@ -10,6 +10,7 @@
 // exponentials, so the exact time it crosses a threshold is found by bisection on each side of
 // its single possible extremum — crossings are events, not found by stepping.
 #include <optional>
+#include <span>
 
 #include <Eigen/Dense>
 
@@ -35,6 +36,8 @@ class RcThermal {
   [[nodiscard]] State advance(const State& x0, double power_w, double dt_s) const;
   /// First t in (0, dt] where the die (K above inlet) reaches `level`, from either side.
   [[nodiscard]] std::optional<double> first_crossing(const State& x0, double power_w, double dt_s, double level) const;
+  /// The earliest such t over several levels (the die's closed form is set up once).
+  [[nodiscard]] std::optional<double> first_crossing(const State& x0, double power_w, double dt_s, std::span<const double> levels) const;
   /// The two time constants (s), fast first.
   [[nodiscard]] std::pair<double, double> time_constants() const;
 
