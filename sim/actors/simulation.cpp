@@ -154,16 +154,16 @@ double fixed_overhead_seconds(const Instance& inst, const Collective& c, const P
 }
 
 /// Runs consecutive collectives (no compute between them, so nobody needs to synchronise in
-/// between) and returns when the last one ends. The fixed per-collective overheads are paid in
-/// one sleep after the transfers.
-void run_collectives(Instance& inst, std::span<const Phase> comms) {
+/// between) and returns when the last transfer ends, with the fixed per-collective overheads
+/// still to pay: the caller's next wait covers them (they hold no link).
+double run_collectives(Instance& inst, std::span<const Phase> comms) {
   double overhead = 0;
   for (const Phase& ph : comms) {
     const PortLoad load = port_load(ph.collective, inst.fabric);
     run_collective_task(inst, ph.collective, load);
     overhead += fixed_overhead_seconds(inst, ph.collective, load);
   }
-  if (overhead > 0) sg::this_actor::sleep_for(overhead);
+  return overhead;
 }
 
 /// A comm phase's name on the trace: its collective, with the compute that overlaps it.
@@ -423,20 +423,24 @@ void run_step_flow_instance(Instance& inst, const StepPlan& plan) {
     segment.clear();
     // The run's collectives in order: plain ones back to back, each with overlapped compute in a
     // slot of its own.
+    double owed = 0;  // fixed overheads of the last plain collectives, paid by the next wait
     for (std::size_t c = i; c < run_end;) {
       if (phases[c].overlapped()) {
+        if (owed > 0) sg::this_actor::sleep_for(owed);
+        owed = 0;
         run_overlap_slot(inst, phases[c]);
         ++c;
         continue;
       }
       std::size_t e = c;
       while (e < run_end && !phases[e].overlapped()) ++e;
+      if (owed > 0) sg::this_actor::sleep_for(owed);
       const double plain_start = sg::Engine::get_clock();
-      run_collectives(inst, std::span<const Phase>(phases.data() + c, e - c));
-      inst.times.comm += sg::Engine::get_clock() - plain_start;
+      owed = run_collectives(inst, std::span<const Phase>(phases.data() + c, e - c));
+      inst.times.comm += sg::Engine::get_clock() + owed - plain_start;
       c = e;
     }
-    const double comm_end = sg::Engine::get_clock();
+    const double comm_end = sg::Engine::get_clock() + owed;
     if (tracing) {
       std::string name;
       for (std::size_t c = i; c < run_end; ++c) {
