@@ -152,11 +152,15 @@ def main():
     for r in rows:
         metric_order.setdefault((r["family"], r["metric"]), len(metric_order))
     # Families in file order; anchors that differ only in their numbers (batch 8, batch 32, ...) together
-    # and in numeric order, groups in order of first appearance; metrics in the order first written.
-    family_order, stem_order = {}, {}
+    # and in numeric order, groups in the natural order of their first anchor (tests of one family run in
+    # parallel and append in any order, so nothing depends on the order rows were written); metrics in
+    # the order first written (one test writes all of an anchor's metrics, in a fixed order).
+    family_order, first_anchor = {}, {}
     for r in rows:
         family_order.setdefault(r["family"], len(family_order))
-        stem_order.setdefault((r["family"], stem(r["anchor"])), len(stem_order))
+        key = (r["family"], stem(r["anchor"]))
+        first_anchor[key] = min(first_anchor.get(key, natural_key(r["anchor"])), natural_key(r["anchor"]))
+    stem_order = {k: i for i, k in enumerate(sorted(first_anchor, key=lambda k: (family_order[k[0]], first_anchor[k])))}
     rows.sort(key=lambda r: (family_order[r["family"]], stem_order[(r["family"], stem(r["anchor"]))], natural_key(r["anchor"]),
                              metric_order[(r["family"], r["metric"])]))
     if not rows:
