@@ -339,7 +339,11 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
     e["throttled_s"] = throttled_sw + throttled_hw;
     e["power_cap_w"] = effective_cap_w(sc);
     e["step_energy_j"] = prefill_j + decode_j;
-    e["idle_energy_j"] = result.energy.idle_between_steps_j + result.energy.idle_after_last_step_j;
+    // The idle energy is what the GPUs consumed minus what the steps account for: a run without
+    // idle time leaves a rounding remainder of either sign, shown as the zero it is (within the
+    // invariant's 1e-9 relative tolerance).
+    const double idle = result.energy.idle_between_steps_j + result.energy.idle_after_last_step_j;
+    e["idle_energy_j"] = std::fabs(idle) <= 1e-9 * std::max(1.0, total) ? 0.0 : idle;
     e["migration_energy_j"] = result.policy.migration_energy_j;
     e["sync_wait_energy_j"] = result.energy.sync_wait_j;
     e["imbalance_energy_j"] = result.energy.imbalance_j;

@@ -68,9 +68,14 @@ def cases():
              ["workload.requests=4608", "workload.prompt_tokens.value=32", "workload.output_tokens.value=8",
               "network.fidelity=flow"],
              target="simulated/wall >= 1", checks={"sim_per_wall": (">=", 1.0)}),
+        # Ten simulated minutes at each fidelity (--full only: at this design's 0.2-0.3x real time they
+        # take 40-70 minutes of wall time each).
         Case("deepseek_v3_ep144_decode_10min_analytic", "run", ds_decode,
              ["workload.requests=320000", "workload.output_tokens.value=256"], target="simulated/wall >= 100",
              checks={"sim_per_wall": (">=", 100.0)}, full_only=True),
+        Case("deepseek_v3_ep144_decode_10min_flow", "run", ds_decode,
+             ["workload.requests=320000", "workload.output_tokens.value=256", "network.fidelity=flow"],
+             target="simulated/wall >= 1", checks={"sim_per_wall": (">=", 1.0)}, full_only=True),
         Case("deepseek_v3_ep32_prefill_analytic", "run", str(PERF / "deepseek_v3_ep32_prefill.yaml"),
              ["workload.requests=256"], target="(measured)"),
         Case("dense_llama2_7b_1000", "run", str(PERF / "dense_llama2_7b_a100.yaml"), [], repeat=5,
