@@ -106,10 +106,21 @@ TEST(Thermal, a_gpu_reaching_its_shutdown_temperature_ends_the_run_with_a_clear_
     EXPECT_NE(e.path().filename().string().rfind(".tmp-", 0), 0u) << e.path();
 }
 
-TEST(Thermal, an_inlet_at_the_shutdown_temperature_is_rejected) {
-  const CliResult r = run_cli("validate scenarios/quickstart.yaml --set thermal.inlet_c=80 --set power.cap_w=100", "inlet");
+TEST(Thermal, bad_inlet_cap_and_recirculation_settings_are_rejected_naming_field_and_range) {
+  const CliResult r = run_cli("validate scenarios/quickstart.yaml --set thermal.inlet_c=95 --set power.cap_w=100 "
+                              "--set thermal.recirculation_k_per_kw=-1 --set thermal.recirculation_tau_s=0",
+                              "inlet");
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("power.cap_w: must be in [200, 700] W for a h100-sxm (got 100)"), std::string::npos) << r.err;
+  // An inlet at or above any card's shutdown temperature (92 degC) is outside the field's range.
+  EXPECT_NE(r.err.find("thermal.inlet_c: must be in [-20, 80] (got 95)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("thermal.recirculation_k_per_kw: must be in [0, 100] (got -1)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("thermal.recirculation_tau_s: must be"), std::string::npos) << r.err;
+  const CliResult cap = run_cli("validate scenarios/quickstart.yaml --set power.cap_w=100", "cap");
+  EXPECT_EQ(cap.exit_code, 2);
+  EXPECT_NE(cap.err.find("power.cap_w: must be in [200, 700] W for a h100-sxm (got 100)"), std::string::npos) << cap.err;
+  const CliResult over = run_cli("validate scenarios/quickstart.yaml --set power.cap_w=900", "cap-over");
+  EXPECT_EQ(over.exit_code, 2);
+  EXPECT_NE(over.err.find("power.cap_w: must be in [200, 700] W for a h100-sxm (got 900)"), std::string::npos) << over.err;
 }
 
 }  // namespace

@@ -107,5 +107,29 @@ TEST(Catalog, card_without_a_source_does_not_load) {
   std::filesystem::remove_all(home);
 }
 
+TEST(Catalog, gpu_card_with_a_zero_thermal_resistance_does_not_load) {
+  const auto home = std::filesystem::temp_directory_path() / "moesim-catalog-thermal-test";
+  std::filesystem::remove_all(home);
+  std::filesystem::create_directories(home / "models/gpu/cards");
+  {
+    std::ifstream in(kSourceDir / "models/gpu/cards/h100-sxm.yaml");
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string s = text.str();
+    const std::string key = "\nthermal_r_die_sink_k_per_w: ";
+    const auto pos = s.find(key);
+    ASSERT_NE(pos, std::string::npos);
+    s.replace(pos, s.find('\n', pos + 1) - pos, key + "0.0");
+    std::ofstream out(home / "models/gpu/cards/h100-sxm.yaml");
+    out << s;
+  }
+  std::vector<Diagnostic> sink;
+  EXPECT_FALSE(Catalog(home).load<GpuSpec>("h100-sxm", sink).has_value());
+  bool found = false;
+  for (const auto& d : sink) found = found || (d.key_path == "thermal_r_die_sink_k_per_w" && d.message.find("> 0") != std::string::npos);
+  EXPECT_TRUE(found) << (sink.empty() ? std::string("no diagnostic") : sink.front().key_path + ": " + sink.front().message);
+  std::filesystem::remove_all(home);
+}
+
 }  // namespace
 }  // namespace moesim::test
