@@ -29,7 +29,7 @@ void GpuPowerState::choose_clock_and_power() {
 
 void GpuPowerState::sample(bool force) {
   if (!force && t_ - last_sample_t_ < sample_interval_s_) return;
-  samples_.push_back({t_, power_w_, die_c(), inlet_c_ + x_.sink, clock_, state_, activity_.compute_util, activity_.memory_util});
+  samples_.push_back({t_, power_w_, die_c(), sink_c(), clock_, state_, activity_.compute_util, activity_.memory_util, inlet_c_});
   last_sample_t_ = t_;
 }
 
@@ -122,6 +122,7 @@ void GpuPowerState::set_inlet(double inlet_c, double now) {
   x_.sink -= shift;
   inlet_c_ = inlet_c;
   max_inlet_c_ = std::max(max_inlet_c_, inlet_c_);
+  sample(true);
   // Leakage follows the die temperature, which has not moved; the thresholds relative to the
   // inlet have.
 }

@@ -29,6 +29,7 @@ struct GpuSample {
   ThrottleState state;
   double compute_util;
   double memory_util;
+  double inlet_c;
 };
 
 class GpuPowerState {
@@ -57,6 +58,7 @@ class GpuPowerState {
   [[nodiscard]] double power_w() const { return power_w_; }
   [[nodiscard]] double energy_j() const { return energy_j_; }
   [[nodiscard]] double die_c() const { return inlet_c_ + x_.die; }
+  [[nodiscard]] double sink_c() const { return inlet_c_ + x_.sink; }
   [[nodiscard]] double max_die_c() const { return max_die_c_; }
   [[nodiscard]] double peak_power_w() const { return peak_power_w_; }
   [[nodiscard]] double time_s() const { return t_; }

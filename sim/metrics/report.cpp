@@ -406,9 +406,9 @@ std::string gpus_csv(const RunResult& result) {
   for (std::size_t g = 0; g < result.gpus.size(); ++g)
     for (const auto& s : result.gpus[g].samples()) rows.push_back({s.time_s, g, &s});
   std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.t < b.t || (a.t == b.t && a.gpu < b.gpu); });
-  std::string out = "time_s,gpu,power_w,temp_die_c,temp_sink_c,clock_mhz,throttle_state,compute_util,mem_util\n";
+  std::string out = "time_s,gpu,power_w,temp_die_c,temp_sink_c,clock_mhz,throttle_state,compute_util,mem_util,inlet_c\n";
   const auto row = [&out](double t, std::size_t gpu, double power, double die, double sink, double clock, ThrottleState state,
-                          double uc, double um) {
+                          double uc, double um, double inlet) {
     using namespace csv;
     fixed_c(out, t, 9);
     integer_c(out, gpu);
@@ -419,19 +419,22 @@ std::string gpus_csv(const RunResult& result) {
     out += to_string(state);
     out += ',';
     fixed_c(out, uc, 4);
-    fixed(out, um, 4);
+    fixed_c(out, um, 4);
+    fixed(out, inlet, 4);
     out += '\n';
   };
-  out.reserve(rows.size() * 72);
+  out.reserve(rows.size() * 80);
   for (const auto& r : rows)
-    row(r.t, r.gpu, r.s->power_w, r.s->temp_die_c, r.s->temp_sink_c, r.s->clock_mhz, r.s->state, r.s->compute_util, r.s->memory_util);
+    row(r.t, r.gpu, r.s->power_w, r.s->temp_die_c, r.s->temp_sink_c, r.s->clock_mhz, r.s->state, r.s->compute_util, r.s->memory_util,
+        r.s->inlet_c);
   // The last state of every GPU holds until the end of the run.
   for (std::size_t g = 0; g < result.gpus.size(); ++g) {
     const auto& st = result.gpus[g];
     if (st.samples().empty()) continue;
     const auto& last = st.samples().back();
     if (last.time_s < st.time_s())
-      row(st.time_s(), g, st.power_w(), st.die_c(), last.temp_sink_c, st.clock_mhz(), st.state(), last.compute_util, last.memory_util);
+      row(st.time_s(), g, st.power_w(), st.die_c(), st.sink_c(), st.clock_mhz(), st.state(), last.compute_util, last.memory_util,
+          st.inlet_c());
   }
   return out;
 }

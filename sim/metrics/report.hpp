@@ -27,7 +27,7 @@ void check_invariants(const Scenario& scenario, const RunResult& result);
 [[nodiscard]] nlohmann::ordered_json make_summary(const Scenario& scenario, const RunResult& result);
 [[nodiscard]] std::string requests_csv(const RunResult& result);
 [[nodiscard]] std::string steps_csv(const RunResult& result);
-/// gpus.csv: time_s,gpu,power_w,temp_die_c,temp_sink_c,clock_mhz,throttle_state,compute_util,mem_util
+/// gpus.csv: time_s,gpu,power_w,temp_die_c,temp_sink_c,clock_mhz,throttle_state,compute_util,mem_util,inlet_c
 [[nodiscard]] std::string gpus_csv(const RunResult& result);
 
 /// Writes `content` to `path` through a temporary file in the same directory and a rename.

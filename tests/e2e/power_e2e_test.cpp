@@ -25,7 +25,7 @@ TEST(Energy, gpus_csv_integrates_to_each_gpus_energy) {
   std::stringstream csv(read_text(out / "gpus.csv"));
   std::string line;
   std::getline(csv, line);
-  EXPECT_EQ(line, "time_s,gpu,power_w,temp_die_c,temp_sink_c,clock_mhz,throttle_state,compute_util,mem_util");
+  EXPECT_EQ(line, "time_s,gpu,power_w,temp_die_c,temp_sink_c,clock_mhz,throttle_state,compute_util,mem_util,inlet_c");
   std::map<int, std::pair<double, double>> last;  // gpu -> (time, power)
   std::map<int, double> integral;
   while (std::getline(csv, line)) {
@@ -83,6 +83,20 @@ TEST(Thermal, recirculation_raises_each_nodes_inlet_by_k_times_its_lagged_power)
   EXPECT_GE(inlet, 35.0 + 2.0 * node_avg / 1000.0 * 0.95);
   EXPECT_LE(inlet, 35.0 + 2.0 * node_peak / 1000.0 + 1e-9);
   for (const auto& g : on["energy"]["per_gpu"]) EXPECT_DOUBLE_EQ(g["max_inlet_c"].get<double>(), inlet);
+  // gpus.csv records every inlet change in its last column.
+  std::stringstream csv(read_text(base / "on" / "gpus.csv"));
+  std::string line;
+  std::getline(csv, line);
+  ASSERT_EQ(line.substr(line.rfind(',') + 1), "inlet_c");
+  double csv_max = 0;
+  int changes = 0;
+  while (std::getline(csv, line)) {
+    const double v = std::stod(line.substr(line.rfind(',') + 1));
+    changes += v > 35.0 ? 1 : 0;
+    csv_max = std::max(csv_max, v);
+  }
+  EXPECT_NEAR(csv_max, inlet, 1e-4);
+  EXPECT_GT(changes, 8 * 40);  // every GPU, about every 0.5 s (tau / 10) for 50 s
   // The hotter air heats the dies (over 50 s, a fraction of the heatsink's ~200 s time constant,
   // so by less than the inlet rose).
   const double rise = on["energy"]["max_temp_c"].get<double>() - off["energy"]["max_temp_c"].get<double>();
