@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <sstream>
 #include <fstream>
 
@@ -74,27 +75,31 @@ TEST(Catalog, mixtral_8x7b_counts_match_the_paper) {
   EXPECT_DOUBLE_EQ(m->kv_bytes_per_token_per_layer(), 4096.0);
 }
 
-TEST(Catalog, card_without_a_source_does_not_load) {
-  const auto home = std::filesystem::temp_directory_path() / "moesim-catalog-test";
+/// A catalog home under the temp directory holding one card of the source tree, `dir/card.yaml`,
+/// with `edit` applied to its text.
+std::filesystem::path home_with_edited_card(const std::string& home_name, const std::string& dir, const std::string& card,
+                                            const std::function<void(std::string&)>& edit) {
+  const auto home = std::filesystem::temp_directory_path() / home_name;
   std::filesystem::remove_all(home);
-  std::filesystem::create_directories(home / "models/network/cards");
-  {
-    std::ifstream in(kSourceDir / "models/network/cards/ib-ndr400.yaml");
-    std::stringstream text;
-    text << in.rdbuf();
-    std::string s = text.str();
-    // Drop the citation of latency_us and of kind.
-    auto drop = [&s](const std::string& prefix) {
-      for (const char* block : {"\n  "}) {
-        const auto pos = s.find(std::string(block) + prefix + ":");
-        if (pos != std::string::npos) s.erase(pos, s.find('\n', pos + 1) - pos);
-      }
-    };
-    drop("latency_us");
-    drop("kind");
-    std::ofstream out(home / "models/network/cards/ib-ndr400.yaml");
-    out << s;
-  }
+  std::filesystem::create_directories(home / dir);
+  std::ifstream in(kSourceDir / dir / (card + ".yaml"));
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string s = text.str();
+  edit(s);
+  std::ofstream out(home / dir / (card + ".yaml"));
+  out << s;
+  return home;
+}
+
+TEST(Catalog, card_without_a_source_does_not_load) {
+  // Drop the citation of latency_us and of kind.
+  const auto home = home_with_edited_card("moesim-catalog-test", "models/network/cards", "ib-ndr400", [](std::string& s) {
+    for (const std::string prefix : {"latency_us", "kind"}) {
+      const auto pos = s.find("\n  " + prefix + ":");
+      if (pos != std::string::npos) s.erase(pos, s.find('\n', pos + 1) - pos);
+    }
+  });
   std::vector<Diagnostic> sink;
   const auto spec = Catalog(home).load<InterconnectSpec>("ib-ndr400", sink);
   EXPECT_FALSE(spec.has_value());
@@ -108,21 +113,11 @@ TEST(Catalog, card_without_a_source_does_not_load) {
 }
 
 TEST(Catalog, gpu_card_with_a_zero_thermal_resistance_does_not_load) {
-  const auto home = std::filesystem::temp_directory_path() / "moesim-catalog-thermal-test";
-  std::filesystem::remove_all(home);
-  std::filesystem::create_directories(home / "models/gpu/cards");
-  {
-    std::ifstream in(kSourceDir / "models/gpu/cards/h100-sxm.yaml");
-    std::stringstream text;
-    text << in.rdbuf();
-    std::string s = text.str();
-    const std::string key = "\nthermal_r_die_sink_k_per_w: ";
+  const std::string key = "\nthermal_r_die_sink_k_per_w: ";
+  const auto home = home_with_edited_card("moesim-catalog-thermal-test", "models/gpu/cards", "h100-sxm", [&key](std::string& s) {
     const auto pos = s.find(key);
-    ASSERT_NE(pos, std::string::npos);
-    s.replace(pos, s.find('\n', pos + 1) - pos, key + "0.0");
-    std::ofstream out(home / "models/gpu/cards/h100-sxm.yaml");
-    out << s;
-  }
+    if (pos != std::string::npos) s.replace(pos, s.find('\n', pos + 1) - pos, key + "0.0");
+  });
   std::vector<Diagnostic> sink;
   EXPECT_FALSE(Catalog(home).load<GpuSpec>("h100-sxm", sink).has_value());
   bool found = false;
