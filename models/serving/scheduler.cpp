@@ -126,7 +126,9 @@ Batch ContinuousBatchScheduler::schedule() {
     if (hit > 0) {
       s.shared_blocks = hit;
       prefixes_[{rank, s.request.prefix_id}].users += 1;
-      if (s.prefill_target == s.request.prompt_tokens) stats_.prefix_hit_tokens += hit * params_.block_size;
+      const int hit_tokens = static_cast<int>(hit * params_.block_size);
+      stats_.prefix_hit_tokens += std::max(0, hit_tokens - s.prompt_covered);
+      s.prompt_covered = std::max(s.prompt_covered, hit_tokens);
     }
     blocks_used_[static_cast<std::size_t>(rank)] += need;
     seqs_on_rank_[static_cast<std::size_t>(rank)] += 1;
@@ -149,7 +151,14 @@ StepOutcome ContinuousBatchScheduler::complete(const Batch& batch) {
     if (si == running_.size()) throw std::logic_error("batch item for a sequence that is not running");
     Sequence& s = running_[si];
     const bool recompute = item.is_prefill && s.prefill_target > s.request.prompt_tokens;
-    if (recompute) stats_.recomputed_tokens += item.num_tokens;
+    if (item.is_prefill) {
+      // Positions [cached, cached + n): those past the high-water mark and inside the prompt are
+      // computed for the first time; the rest were computed before a preemption.
+      const int end = std::min(s.cached + item.num_tokens, s.request.prompt_tokens);
+      const int first_time = std::max(0, end - std::max(s.cached, s.prompt_covered));
+      stats_.recomputed_tokens += item.num_tokens - first_time;
+      s.prompt_covered = std::max(s.prompt_covered, end);
+    }
     s.cached += item.num_tokens;
     // The first sequence past its shareable prefix hands those blocks to the prefix cache (a
     // sequence that computed the prefix while another registered it keeps its own copy).

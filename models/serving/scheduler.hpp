@@ -51,6 +51,11 @@ struct Sequence {
   int attention_rank = 0;
   std::int64_t blocks = 0;         ///< blocks this sequence owns
   std::int64_t shared_blocks = 0;  ///< prefix blocks it uses from the prefix cache
+  /// Prompt positions [0, prompt_covered) were computed or served from the prefix cache at least
+  /// once. Prefill goes in position order from 0, so this high-water mark is all the history the
+  /// recompute accounting needs: a prefilled position below it, or past the prompt, is a
+  /// recomputation; a prefix hit below it is not a new hit.
+  int prompt_covered = 0;
 
   [[nodiscard]] bool in_prefill() const { return cached < prefill_target; }
 };
@@ -85,9 +90,11 @@ struct StepOutcome {
 /// Running totals the run reports and checks.
 struct SchedulerStats {
   std::int64_t preemptions = 0;
-  std::int64_t recomputed_tokens = 0;     ///< prefill tokens spent recomputing preempted sequences
+  /// Prefill tokens spent on positions a preempted sequence had computed (or been served) before,
+  /// or had generated: prefilled = prompt + recomputed - prefix hits, preempted mid-prefill or not.
+  std::int64_t recomputed_tokens = 0;
   std::int64_t recompute_emissions = 0;   ///< output tokens emitted by a re-prefill instead of a decode
-  std::int64_t prefix_hit_tokens = 0;     ///< prompt tokens not computed thanks to the prefix cache
+  std::int64_t prefix_hit_tokens = 0;     ///< prompt positions first covered by the prefix cache (not computed)
 };
 
 class ContinuousBatchScheduler {

@@ -31,6 +31,24 @@ TEST(Serving, a_small_kv_cache_preempts_and_every_request_still_finishes) {
   EXPECT_EQ(preempted, s["serving"]["preemptions"].get<int>());
 }
 
+TEST(Serving, prefill_tokens_are_conserved_when_kv_pressure_preempts_requests_mid_prefill) {
+  // Long prompts, a KV cache of about 10 of them and a burst: sequences are preempted while their
+  // chunked prefill is still running, and the run must still finish with its accounting closed.
+  const auto out = scratch_dir("preempt-mid") / "run";
+  const CliResult r = run_cli("run scenarios/quickstart.yaml --quiet --set serving.activation_reserve_gb=48 "
+                              "--set serving.max_model_len=4096 --set workload.requests=40 --set workload.arrival.process=burst "
+                              "--set workload.prompt_tokens.dist=fixed --set workload.prompt_tokens.value=2000 "
+                              "--set workload.output_tokens.value=300 --set network.fidelity=analytic --out '" + out.string() + "'",
+                              "preempt-mid");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto s = nlohmann::json::parse(read_text(out / "summary.json"));
+  EXPECT_EQ(s["completed"].get<int>(), 40);
+  EXPECT_GT(s["serving"]["preemptions"].get<int>(), 0);
+  std::int64_t prefilled = 0;
+  for (const auto& row : read_rows(out / "steps.csv")) prefilled += std::stoll(row.at("prefill_tokens"));
+  EXPECT_EQ(prefilled, 40 * 2000 + s["serving"]["recomputed_tokens"].get<std::int64_t>());
+}
+
 TEST(Serving, least_outstanding_router_balances_instances_within_one_request) {
   const auto out = scratch_dir("dp") / "run";
   const CliResult r = run_cli("run scenarios/quickstart.yaml --quiet --set cluster.gpus_per_node=8 --set parallel.dp=2 "
