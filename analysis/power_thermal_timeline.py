@@ -14,7 +14,9 @@ rows of a GPU at the same time form an interval of zero length, so only the late
 Per GPU g, with rows i = 1..n at times t_1 <= ... <= t_n and dt_i = t_{i+1} - t_i (dt_n = 0: the
 summary covers [t_1, t_n], the last row's values hold from t_n on and add nothing):
 
-    energy_j       = sum_i power_w_i * dt_i        (the exact integral of the step function)
+    energy_j       = sum_i power_w_i * dt_i        (the exact integral of the step function; moesim
+                                                     writes each row's power_w as its interval's
+                                                     mean power, so this is the GPU's energy)
     covered_s      = t_n - t_1
     avg_power_w    = energy_j / covered_s          (NaN, printed "n/a", when covered_s is 0)
     peak_power_w   = max_i power_w_i               } over the rows in effect at some instant of

@@ -14,7 +14,23 @@ GpuPowerState::GpuPowerState(const PowerModel& power, const RcThermal& thermal, 
   max_die_c_ = die_c();
   max_inlet_c_ = inlet_c_;
   choose_clock_and_power();
+  settle_state();
   sample(true);
+}
+
+void GpuPowerState::settle_state() {
+  // Thresholds are states: a die at or above a level is in its state whatever the history (a GPU
+  // that starts hot, or whose inlet jumps), and one below a level's release point leaves it.
+  for (;;) {
+    if (state_ == ThrottleState::shutdown) return;
+    if (die_c() >= next_up_level()) {
+      change_state(static_cast<ThrottleState>(static_cast<int>(state_) + 1));
+    } else if (die_c() < next_down_level()) {
+      change_state(static_cast<ThrottleState>(static_cast<int>(state_) - 1));
+    } else {
+      return;
+    }
+  }
 }
 
 void GpuPowerState::choose_clock_and_power() {
@@ -29,8 +45,25 @@ void GpuPowerState::choose_clock_and_power() {
 
 void GpuPowerState::sample(bool force) {
   if (!force && t_ - last_sample_t_ < sample_interval_s_) return;
-  samples_.push_back({t_, power_w_, die_c(), sink_c(), clock_, state_, activity_.compute_util, activity_.memory_util, inlet_c_});
+  const GpuSample s{t_, power_w_, die_c(), sink_c(), clock_, state_, activity_.compute_util, activity_.memory_util, inlet_c_, energy_j_};
+  // Several changes at one instant leave one sample: the state in effect from then on.
+  if (!samples_.empty() && samples_.back().time_s == t_) {
+    samples_.back() = s;
+  } else {
+    samples_.push_back(s);
+  }
   last_sample_t_ = t_;
+}
+
+std::vector<double> interval_mean_power_w(const std::vector<GpuSample>& samples, double end_s, double end_energy_j) {
+  std::vector<double> mean(samples.size());
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    const double t1 = i + 1 < samples.size() ? samples[i + 1].time_s : end_s;
+    const double e1 = i + 1 < samples.size() ? samples[i + 1].energy_j : end_energy_j;
+    const double dt = t1 - samples[i].time_s;
+    mean[i] = dt > 0 ? (e1 - samples[i].energy_j) / dt : samples[i].power_w;
+  }
+  return mean;
 }
 
 double GpuPowerState::next_up_level() const {
@@ -96,6 +129,7 @@ void GpuPowerState::advance_to(double now) {
     } else {
       change_state(static_cast<ThrottleState>(static_cast<int>(state_) - 1));
     }
+    settle_state();
     if (state_ == ThrottleState::shutdown) {
       integrate(now - t_);
       break;

@@ -11,6 +11,8 @@
 // Throttle states (thresholds from the card, hysteresis on the way down):
 //   none --T >= slowdown_sw--> sw_slowdown --T >= slowdown_hw--> hw_slowdown --T >= shutdown--> shutdown
 //   leaving a state needs T < threshold − hysteresis; shutdown is final (the GPU has failed).
+// The state is a function of the temperature, not only of crossings: a GPU created at, or moved
+// by an inlet change to, a temperature past a threshold is in that threshold's state at once.
 #include <functional>
 #include <optional>
 #include <vector>
@@ -30,7 +32,14 @@ struct GpuSample {
   double compute_util;
   double memory_util;
   double inlet_c;
+  double energy_j;  ///< the GPU's energy consumed up to time_s
 };
+
+/// Mean power of each sample's interval (to the next sample, the last one to `end_s` with the
+/// GPU's energy `end_energy_j`): a step function of these integrates exactly to the energy, which
+/// the power held at each sample does not when samples are sparser than power changes. A sample
+/// whose interval is empty keeps its instantaneous power.
+[[nodiscard]] std::vector<double> interval_mean_power_w(const std::vector<GpuSample>& samples, double end_s, double end_energy_j);
 
 class GpuPowerState {
  public:
@@ -69,6 +78,8 @@ class GpuPowerState {
  private:
   void integrate(double dt);  ///< constant power, no threshold inside
   void change_state(ThrottleState s);
+  /// Moves to the throttle state the die temperature is in (several levels at once if need be).
+  void settle_state();
   void choose_clock_and_power();
   void sample(bool force);
   [[nodiscard]] double next_up_level() const;

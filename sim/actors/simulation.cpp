@@ -962,9 +962,13 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   for (auto& g : result.gpus) g.advance_to(result.end_time_s);
   if (result.trace) {
     // Power and temperature counters from the GPU samples.
-    for (std::size_t g = 0; g < result.gpus.size(); ++g)
-      for (const auto& smp : result.gpus[g].samples())
-        result.trace->gpu_counter(static_cast<int>(g) / n, static_cast<int>(g) % n, smp.time_s, smp.power_w, smp.temp_die_c);
+    for (std::size_t g = 0; g < result.gpus.size(); ++g) {
+      const auto& st = result.gpus[g];
+      const std::vector<double> mean = interval_mean_power_w(st.samples(), st.time_s(), st.energy_j());
+      for (std::size_t i = 0; i < st.samples().size(); ++i)
+        result.trace->gpu_counter(static_cast<int>(g) / n, static_cast<int>(g) % n, st.samples()[i].time_s, mean[i],
+                                  st.samples()[i].temp_die_c);
+    }
   }
   for (const auto& inst : instances) {
     const auto& st = inst->scheduler.stats();

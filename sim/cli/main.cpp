@@ -244,18 +244,20 @@ void print_run_table(const Scenario& sc, const nlohmann::ordered_json& s, const 
     std::cout << fmt::format("  {:<28}{:>12}  ({})\n", "requests rejected", count.get<std::size_t>(), reason);
   std::cout << fmt::format("  {:<28}{:>12.3f}\n", "duration (s)", s["duration"].get<double>());
   std::cout << fmt::format("  {:<28}{:>12}{:>12}{:>12}\n", "", "mean", "median", "p99");
+  // A statistic with nothing to measure is null in summary.json and "n/a" here.
+  const auto cell = [](const nlohmann::ordered_json& v) { return v.is_null() ? std::string("n/a") : fmt::format("{:.2f}", v.get<double>()); };
   for (const char* m : {"ttft", "tpot", "itl", "e2el"}) {
     const std::string k = m;
-    std::cout << fmt::format("  {:<28}{:>12.2f}{:>12.2f}{:>12.2f}\n", k + " (ms)", s["mean_" + k + "_ms"].get<double>(),
-                             s["median_" + k + "_ms"].get<double>(), s["p99_" + k + "_ms"].get<double>());
+    std::cout << fmt::format("  {:<28}{:>12}{:>12}{:>12}\n", k + " (ms)", cell(s["mean_" + k + "_ms"]), cell(s["median_" + k + "_ms"]),
+                             cell(s["p99_" + k + "_ms"]));
   }
   std::cout << fmt::format("  {:<28}{:>12.1f}\n", "output tokens/s", s["output_throughput"].get<double>());
   std::cout << fmt::format("  {:<28}{:>12.1f}\n", "total tokens/s", s["total_token_throughput"].get<double>());
   std::cout << fmt::format("  {:<28}{:>12.4f}\n", "joules per output token", s["energy"]["joules_per_output_token"].get<double>());
   std::cout << fmt::format("  {:<28}{:>12.1f}\n", "avg power per GPU (W)", s["energy"]["avg_power_w"].get<double>());
   std::cout << fmt::format("  {:<28}{:>12.1f}\n", "max GPU temperature (C)", s["energy"]["max_temp_c"].get<double>());
-  std::cout << fmt::format("  {:<28}{:>12.4f}\n", "expert load CV (per step)",
-                           s["imbalance"]["cv_per_step_mean"].get<double>());
+  if (sc.model.spec.num_moe_layers() > 0 && sc.model.spec.num_experts > 0)
+    std::cout << fmt::format("  {:<28}{:>12.4f}\n", "expert load CV (per step)", s["imbalance"]["cv_per_step_mean"].get<double>());
   std::string files = "summary.json, requests.csv, steps.csv, gpus.csv, experts.csv";
   const bool routes = sc.model.spec.num_moe_layers() > 0 && sc.model.spec.num_experts > 0;
   if (sc.outputs.gate_logs && routes) files += ", gate_logs/";

@@ -517,6 +517,18 @@ void check_consistency(const Scenario& sc, ParseContext& ctx) {
   if (sc.thermal.inlet_c >= g.temp_shutdown_c)
     ctx.error_at("thermal.inlet_c", "must be below the " + g.name + "'s shutdown temperature " +
                                         Rules<double>::num(g.temp_shutdown_c) + " degC (got " + Rules<double>::num(sc.thermal.inlet_c) + ")");
+  if (sc.thermal.initial == ThermalStart::steady_power && sc.thermal.initial_power_w > 0) {
+    // The steady state of the two-node RC network: die = inlet + P (R_die_sink + R_sink_inlet).
+    const double die = sc.thermal.inlet_c + sc.thermal.initial_power_w * (g.thermal_r_die_sink_k_per_w + g.thermal_r_sink_inlet_k_per_w);
+    if (die >= g.temp_shutdown_c)
+      ctx.error_at("thermal.initial_power_w", "its steady state puts the " + g.name + " die at " + Rules<double>::num(die) +
+                                                  " degC, at or above its shutdown temperature " + Rules<double>::num(g.temp_shutdown_c) +
+                                                  " degC: such a GPU has failed before the run starts; must be < " +
+                                                  Rules<double>::num((g.temp_shutdown_c - sc.thermal.inlet_c) /
+                                                                     (g.thermal_r_die_sink_k_per_w + g.thermal_r_sink_inlet_k_per_w)) +
+                                                  " W at inlet " + Rules<double>::num(sc.thermal.inlet_c) + " degC (got " +
+                                                  Rules<double>::num(sc.thermal.initial_power_w) + ")");
+  }
   if (tp_ep_dp != gpus || par.tp < 1 || par.ep < 1) return;  // layout meaningless
   const ParallelLayout lay = make_layout(sc);
   const double kv_min = lay.kv_bytes_for(sc.serving.max_model_len);

@@ -19,8 +19,50 @@
 
 namespace moesim {
 
+namespace {
+
+/// A NaN or infinity in a result is a broken model, not a number to print (JSON would show it as
+/// null, which reads as "not applicable"): names the first one found by its key path.
+void require_finite_json(const nlohmann::ordered_json& j, const std::string& path) {
+  if (j.is_number_float()) {
+    if (!std::isfinite(j.get<double>()))
+      throw std::runtime_error(fmt::format("invariant broken: summary value {} is {} (a result must be a finite number)", path,
+                                           j.get<double>()));
+  } else if (j.is_object()) {
+    for (const auto& [k, v] : j.items()) require_finite_json(v, path.empty() ? k : path + "." + k);
+  } else if (j.is_array()) {
+    for (std::size_t i = 0; i < j.size(); ++i) require_finite_json(j[i], fmt::format("{}[{}]", path, i));
+  }
+}
+
+void require_finite(double x, const char* what, std::size_t index) {
+  if (!std::isfinite(x)) throw std::runtime_error(fmt::format("invariant broken: {} {} is {} (not a finite number)", what, index, x));
+}
+
+}  // namespace
+
 void check_invariants(const Scenario& sc, const RunResult& result) {
   const auto& rec = result.recorder;
+  // Every number the outputs are made of is finite: GPU energy, power and temperatures, and
+  // request times (the energy and token balances below cannot see a NaN: it compares false).
+  for (std::size_t g = 0; g < result.gpus.size(); ++g) {
+    const auto& st = result.gpus[g];
+    require_finite(st.energy_j(), "energy (J) of GPU", g);
+    require_finite(st.max_die_c(), "maximum die temperature (degC) of GPU", g);
+    require_finite(st.peak_power_w(), "peak power (W) of GPU", g);
+    for (const auto& smp : st.samples()) {
+      require_finite(smp.power_w, "a power sample (W) of GPU", g);
+      require_finite(smp.temp_die_c, "a die temperature sample (degC) of GPU", g);
+      require_finite(smp.temp_sink_c, "a heatsink temperature sample (degC) of GPU", g);
+    }
+  }
+  for (const auto& r : rec.requests()) {
+    const auto id = static_cast<std::size_t>(r.request.id);
+    require_finite(r.finish_s, "the finish time (s) of request", id);
+    require_finite(r.first_token_s, "the first-token time (s) of request", id);
+    require_finite(r.prefill_energy_j + r.decode_energy_j, "the energy (J) of request", id);
+  }
+  require_finite(result.end_time_s, "the simulated end time (s) of run", 0);
   std::int64_t prompt_sum = 0, decode_expected = 0;
   for (const auto& r : rec.requests()) {
     const auto& q = r.request;
@@ -95,6 +137,12 @@ namespace {
 
 /// Mean and std in the values' own order, then the percentiles by selection (reorders the values).
 void add_stats(nlohmann::ordered_json& j, const std::string& name, std::vector<double>& values_ms) {
+  if (values_ms.empty()) {
+    // No request to measure (all rejected, or no request with a second token): not applicable,
+    // which 0 ms would misstate.
+    for (const char* stat : {"mean_", "median_", "std_", "p90_", "p95_", "p99_"}) j[stat + name + "_ms"] = nullptr;
+    return;
+  }
   const double mean = mean_of(values_ms), std = stddev_of(values_ms);
   static constexpr double kPs[] = {50, 90, 95, 99};
   double pct[4];
@@ -365,6 +413,7 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   run["steps"] = rec.num_steps();
   run["simulated_end_s"] = result.end_time_s;
   j["run"] = run;
+  require_finite_json(j, "");
   return j;
 }
 
@@ -401,10 +450,14 @@ std::string gpus_csv(const RunResult& result) {
     double t;
     std::size_t gpu;
     const GpuSample* s;
+    double power_w;  ///< mean power over the interval to the GPU's next row
   };
   std::vector<Row> rows;
-  for (std::size_t g = 0; g < result.gpus.size(); ++g)
-    for (const auto& s : result.gpus[g].samples()) rows.push_back({s.time_s, g, &s});
+  for (std::size_t g = 0; g < result.gpus.size(); ++g) {
+    const auto& st = result.gpus[g];
+    const std::vector<double> mean = interval_mean_power_w(st.samples(), st.time_s(), st.energy_j());
+    for (std::size_t i = 0; i < st.samples().size(); ++i) rows.push_back({st.samples()[i].time_s, g, &st.samples()[i], mean[i]});
+  }
   std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.t < b.t || (a.t == b.t && a.gpu < b.gpu); });
   std::string out = "time_s,gpu,power_w,temp_die_c,temp_sink_c,clock_mhz,throttle_state,compute_util,mem_util,inlet_c\n";
   const auto row = [&out](double t, std::size_t gpu, double power, double die, double sink, double clock, ThrottleState state,
@@ -425,7 +478,7 @@ std::string gpus_csv(const RunResult& result) {
   };
   out.reserve(rows.size() * 80);
   for (const auto& r : rows)
-    row(r.t, r.gpu, r.s->power_w, r.s->temp_die_c, r.s->temp_sink_c, r.s->clock_mhz, r.s->state, r.s->compute_util, r.s->memory_util,
+    row(r.t, r.gpu, r.power_w, r.s->temp_die_c, r.s->temp_sink_c, r.s->clock_mhz, r.s->state, r.s->compute_util, r.s->memory_util,
         r.s->inlet_c);
   // The last state of every GPU holds until the end of the run.
   for (std::size_t g = 0; g < result.gpus.size(); ++g) {

@@ -53,6 +53,59 @@ TEST(Energy, gpus_csv_integrates_to_each_gpus_energy) {
   EXPECT_NEAR(request_energy, e["step_energy_j"].get<double>(), 1e-3);
 }
 
+/// Integral of the step function a gpus.csv describes, per GPU.
+std::map<int, double> integrate_gpus_csv(const std::filesystem::path& csv_path) {
+  std::stringstream csv(read_text(csv_path));
+  std::string line;
+  std::getline(csv, line);
+  std::map<int, std::pair<double, double>> last;
+  std::map<int, double> integral;
+  while (std::getline(csv, line)) {
+    std::stringstream ls(line);
+    std::vector<std::string> f;
+    for (std::string x; std::getline(ls, x, ',');) f.push_back(x);
+    const int g = std::stoi(f[1]);
+    const double t = std::stod(f[0]), p = std::stod(f[2]);
+    if (last.count(g)) integral[g] += last[g].second * (t - last[g].first);
+    last[g] = {t, p};
+  }
+  return integral;
+}
+
+TEST(Energy, sparse_gpus_csv_rows_carry_interval_mean_power_and_integrate_to_the_energy) {
+  // The thermal scenario samples every 0.5 s while power changes every step: held power would
+  // misstate energy; the interval means integrate to it (to the CSV's 1e-4 W rounding).
+  const auto out = scratch_dir("energy-sparse") / "run";
+  const auto s = run_summary("scenarios/thermal_stress.yaml --set workload.requests=400", out, "energy-sparse");
+  const auto integral = integrate_gpus_csv(out / "gpus.csv");
+  ASSERT_EQ(integral.size(), 8u);
+  for (const auto& gpu : s["energy"]["per_gpu"]) {
+    const int g = gpu["gpu"].get<int>();
+    EXPECT_NEAR(integral.at(g), gpu["energy_j"].get<double>(), 1e-4 * s["run"]["simulated_end_s"].get<double>() + 1e-6) << g;
+  }
+}
+
+TEST(Thermal, a_gpu_that_starts_above_its_slowdown_temperature_throttles_from_the_start) {
+  // inlet 62 degC and the steady state of 400 W: the dies start at 88 degC, past SW slowdown (87).
+  const auto out = scratch_dir("hot-start") / "run";
+  const auto s = run_summary("scenarios/thermal_stress.yaml --set workload.requests=300 --set thermal.inlet_c=62 "
+                             "--set thermal.initial=steady_power --set thermal.initial_power_w=400",
+                             out, "hot-start");
+  EXPECT_LT(s["energy"]["max_temp_c"].get<double>(), 92.0);
+  for (const auto& gpu : s["energy"]["per_gpu"]) EXPECT_GT(gpu["throttled_sw_s"].get<double>() + gpu["throttled_hw_s"].get<double>(), 0.0);
+  const auto rows = read_rows(out / "gpus.csv");
+  ASSERT_FALSE(rows.empty());
+  EXPECT_EQ(std::stod(rows.front().at("time_s")), 0.0);
+  EXPECT_EQ(rows.front().at("throttle_state"), "sw_slowdown");
+  // A steady state past the shutdown temperature is refused before anything runs.
+  const CliResult r = run_cli("run scenarios/thermal_stress.yaml --set thermal.initial=steady_power --set thermal.initial_power_w=100000 "
+                              "--quiet --out '" + (out.parent_path() / "dead").string() + "'",
+                              "hot-start-dead");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("thermal.initial_power_w"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("shutdown temperature 92"), std::string::npos) << r.err;
+}
+
 TEST(Thermal, hot_sustained_load_throttles_and_a_cap_prevents_it) {
   const auto base = scratch_dir("thermal");
   const std::string shorter = "scenarios/thermal_stress.yaml --set workload.requests=4000";

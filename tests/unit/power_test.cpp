@@ -174,5 +174,57 @@ TEST(Power, energy_is_the_integral_of_piecewise_constant_power) {
   EXPECT_NEAR(st.energy_j(), p1 * 0.002 + p2 * 0.003, 1e-12);
 }
 
+TEST(Thermal, a_gpu_that_starts_past_a_threshold_is_in_that_thresholds_state_at_once) {
+  const GpuSpec g = gpu_card("h100-sxm");
+  const RcThermal th(thermal_of(g));
+  const PowerModel pm(g, g.tdp_w);
+  const double inlet = 40;
+  // Die (K above inlet) just past each level; the sink below it so that the die is not rising.
+  const auto starting_at = [&](double die_c) { return RcThermal::State{die_c - inlet, die_c - inlet - 5}; };
+  GpuPowerState below(pm, th, inlet, starting_at(g.temp_slowdown_sw_c - 1), 0.0);
+  EXPECT_EQ(below.state(), ThrottleState::none);
+  GpuPowerState sw(pm, th, inlet, starting_at(g.temp_slowdown_sw_c + 0.5), 0.0);
+  EXPECT_EQ(sw.state(), ThrottleState::sw_slowdown);
+  EXPECT_LT(sw.clock_mhz(), g.clock_max_mhz);
+  GpuPowerState hw(pm, th, inlet, starting_at(g.temp_slowdown_hw_c + 0.5), 0.0);
+  EXPECT_EQ(hw.state(), ThrottleState::hw_slowdown);
+  EXPECT_LT(hw.clock_mhz(), sw.clock_mhz());
+  GpuPowerState dead(pm, th, inlet, starting_at(g.temp_shutdown_c + 0.5), 0.0);
+  EXPECT_EQ(dead.state(), ThrottleState::shutdown);
+  ASSERT_TRUE(dead.failed_at().has_value());
+  EXPECT_EQ(*dead.failed_at(), 0.0);
+  // One sample at t = 0, in the state the GPU is in, not one per level passed through.
+  ASSERT_EQ(hw.samples().size(), 1u);
+  EXPECT_EQ(hw.samples()[0].state, ThrottleState::hw_slowdown);
+  // Throttled time accrues from the start, and the clock recovers once the die cools below the
+  // release point.
+  hw.advance_to(600.0);
+  EXPECT_GT(hw.throttled_s(ThrottleState::hw_slowdown), 0.0);
+  EXPECT_EQ(hw.state(), ThrottleState::none);
+}
+
+TEST(Power, gpus_csv_interval_means_integrate_to_the_energy_when_samples_are_sparse) {
+  const GpuSpec g = gpu_card("h100-sxm");
+  GpuPowerState st(PowerModel(g, g.tdp_w), RcThermal(thermal_of(g)), 25, {}, 1.0);  // a sample at most every 1 s
+  double t = 0;
+  for (int i = 0; i < 2000; ++i) {
+    st.set_activity({(i % 3) * 0.45, 0.2 + (i % 5) * 0.15, false}, t);
+    t += 0.0013 * (1 + i % 7);
+  }
+  st.advance_to(t);
+  const auto& s = st.samples();
+  ASSERT_GT(s.size(), 5u);
+  const std::vector<double> mean = interval_mean_power_w(s, st.time_s(), st.energy_j());
+  double integral = 0, held = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const double t1 = i + 1 < s.size() ? s[i + 1].time_s : st.time_s();
+    integral += mean[i] * (t1 - s[i].time_s);
+    held += s[i].power_w * (t1 - s[i].time_s);
+  }
+  EXPECT_NEAR(integral, st.energy_j(), 1e-9 * st.energy_j());
+  // The power held at each sample does not integrate to the energy here (the reason for means).
+  EXPECT_GT(std::fabs(held - st.energy_j()), 1e-3 * st.energy_j());
+}
+
 }  // namespace
 }  // namespace moesim::test
