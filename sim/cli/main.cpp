@@ -164,7 +164,9 @@ int cmd_sweep(const std::string& file, const std::vector<std::string>& sets, Swe
       std::cout << fmt::format("moesim: merged {} of {} points into {}\n", n, spec.points.size(), (opt.out / "sweep.csv").string());
       return n == static_cast<int>(spec.points.size()) ? kExitOk : kExitRun;
     }
-    const int failed = run_sweep(spec, opt);
+    const SweepOutcome outcome = run_sweep(spec, opt);
+    if (outcome.interrupted != 0) return 128 + outcome.interrupted;
+    const int failed = outcome.failed;
     std::cout << fmt::format("moesim: sweep of {} points in {} ({} failed); table: {}\n", spec.points.size(), opt.out.string(),
                              failed, (opt.out / (opt.shard_count > 1 ? fmt::format("sweep.shard-{}-of-{}.csv", opt.shard_index,
                                                                                     opt.shard_count)

@@ -1,5 +1,9 @@
 #include "sim/config/scenario.hpp"
 
+#include <fmt/format.h>
+
+#include <bit>
+
 #include <fstream>
 #include <sstream>
 
@@ -622,7 +626,23 @@ std::shared_ptr<const WorkloadInputs> load_inputs(Scenario& sc, const std::files
       return inputs;
     }
     try {
-      (void)load_routing_trace(path, m.num_moe_layers(), m.num_experts);
+      const RoutingTrace trace = load_routing_trace(path, m.num_moe_layers(), m.num_experts);
+      // What the run will read, for scenario_fingerprint: a trace edited between two runs is a
+      // different input even under the same path.
+      std::uint64_t h = 14695981039346656037ull;
+      const auto mix = [&h](std::uint64_t x) {
+        for (int b = 0; b < 8; ++b, x >>= 8) {
+          h ^= x & 0xff;
+          h *= 1099511628211ull;
+        }
+      };
+      mix(static_cast<std::uint64_t>(trace.per_step));
+      for (const auto& step : trace.steps) {
+        mix(step.size());
+        for (const auto& layer : step)
+          for (const double c : layer) mix(std::bit_cast<std::uint64_t>(c));
+      }
+      inputs->routing_trace_digest = h;
     } catch (const InputError& e) {
       add_input_issues(e, diags);
     }
@@ -679,6 +699,46 @@ std::string resolved_yaml(const Scenario& scenario) {
   YAML::Emitter out;
   out << schema_of<Scenario>().dump(scenario);
   return std::string(out.c_str()) + "\n";
+}
+
+namespace {
+
+struct Fnv1a64 {
+  std::uint64_t h = 14695981039346656037ull;
+  void bytes(std::string_view text) {
+    for (const unsigned char c : text) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+    // A separator, so that consecutive fields cannot run into each other.
+    h ^= 0xff;
+    h *= 1099511628211ull;
+  }
+  void number(std::int64_t x) { bytes(std::to_string(x)); }
+};
+
+}  // namespace
+
+std::string scenario_fingerprint(const Scenario& scenario) {
+  Fnv1a64 f;
+  f.bytes(resolved_yaml(scenario));
+  if (scenario.inputs) {
+    for (std::size_t d = 0; d < scenario.inputs->corpus.names.size(); ++d) {
+      f.bytes(scenario.inputs->corpus.names[d]);
+      for (const auto& q : scenario.inputs->corpus.queries[d]) f.bytes(q);
+    }
+    for (const auto& r : scenario.inputs->dataset) {
+      f.bytes(r.prompt);
+      f.number(r.domain);
+      f.number(r.prompt_tokens);
+      f.number(r.output_tokens);
+      f.bytes(r.arrival_s ? fmt::format("{:a}", *r.arrival_s) : std::string("-"));
+      f.number(r.prefix_id);
+      f.number(r.prefix_tokens);
+    }
+    f.bytes(std::to_string(scenario.inputs->routing_trace_digest));
+  }
+  return fmt::format("{:016x}", f.h);
 }
 
 }  // namespace moesim

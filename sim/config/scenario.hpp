@@ -141,6 +141,7 @@ struct OutputsConfig {
 struct WorkloadInputs {
   DomainCorpus corpus;
   std::vector<DatasetRecord> dataset;
+  std::uint64_t routing_trace_digest = 0;  ///< FNV-1a 64 of the routing trace's counts (0: none read)
 };
 
 struct Scenario {
@@ -192,5 +193,9 @@ void describe(Schema<Scenario>& s);
 
 /// The fully resolved scenario as YAML (every field, cards expanded); loading it gives the same run.
 [[nodiscard]] std::string resolved_yaml(const Scenario& scenario);
+/// A digest (16 hex digits, FNV-1a 64) of everything a run of the scenario depends on: the
+/// resolved configuration with its cards, and the content of the files its workload read. Two
+/// scenarios with the same fingerprint give the same outputs from the same moesim build.
+[[nodiscard]] std::string scenario_fingerprint(const Scenario& scenario);
 
 }  // namespace moesim

@@ -5,10 +5,13 @@
 #include <glob.h>
 #include <nlohmann/json.hpp>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -119,6 +122,28 @@ SweepSpec load_sweep(const std::filesystem::path& scenario, const std::vector<st
       target.emplace_back(path, std::move(values));
     }
   }
+  {
+    // A key swept twice would label rows with one value while the run used another.
+    std::map<std::string, std::string> swept;
+    for (const auto& [k, v] : grid) swept.emplace(k, "sweep.grid");
+    for (const auto& [k, v] : zip) {
+      auto [it, fresh] = swept.emplace(k, "sweep.zip");
+      if (!fresh)
+        diags.push_back({file, line_of(sweep["zip"]), "sweep.zip." + k,
+                         "is also swept by sweep.grid." + k + "; a key may be swept in grid or in zip, not both"});
+    }
+    if (seeds > 1 && swept.contains("seed"))
+      diags.push_back({file, line_of(sweep["seeds"]), "sweep.seeds",
+                       "repeats every point with its own seed, but " + swept["seed"] + ".seed sweeps the seed too; use one of them"});
+    for (const auto& set : base_sets) {
+      const std::string key = set.substr(0, set.find('='));
+      if (auto it = swept.find(key); it != swept.end())
+        diags.push_back({"--set " + set, 0, key,
+                         "is swept by " + it->second + "." + key + ", which would override it in every point; drop the --set or the swept key"});
+      else if (key == "seed" && seeds > 1)
+        diags.push_back({"--set " + set, 0, key, "is swept by sweep.seeds; drop the --set or set seeds to 1"});
+    }
+  }
   if (!zip.empty()) {
     for (const auto& [k, v] : zip)
       if (v.size() != zip.front().second.size())
@@ -187,11 +212,11 @@ SweepSpec load_sweep(const std::filesystem::path& scenario, const std::vector<st
     }
 
   // Every point must load: unknown keys, bad values and impossible layouts fail here.
-  for (const auto& p : spec.points) {
+  for (auto& p : spec.points) {
     auto sets = base_sets;
     for (const auto& a : p.set_args()) sets.push_back(a);
     try {
-      (void)load_scenario(scenario, sets, catalog);
+      p.fingerprint = scenario_fingerprint(load_scenario(scenario, sets, catalog));
     } catch (const ConfigError& e) {
       for (auto d : e.diagnostics()) {
         d.message += fmt::format(" (sweep point {})", p.index);
@@ -221,15 +246,42 @@ nlohmann::json read_json(const std::filesystem::path& p) {
   return nlohmann::json::parse(in, nullptr, false);
 }
 
-bool completed(const SweepPoint& p, const std::filesystem::path& dir) {
-  const auto marker = dir / "done.json";
-  if (!std::filesystem::exists(marker) || !std::filesystem::exists(dir / "run" / "summary.json")) return false;
-  const auto j = read_json(marker);
-  if (j.is_discarded() || !j.contains("overrides")) return false;
-  nlohmann::json expected = nlohmann::json::object();
-  for (const auto& [k, v] : p.overrides) expected[k] = v;
-  return j["overrides"] == expected;
+/// A summary.json a finished run wrote: a JSON object with the blocks every run has.
+bool valid_summary(const nlohmann::json& j) {
+  return j.is_object() && j.contains("completed") && j["completed"].is_number_integer() && j.contains("run") &&
+         j["run"].is_object() && j.contains("energy") && j["energy"].is_object();
 }
+
+/// What the folder of a point holds, judged against the point as it would run now.
+enum class PointState { absent, complete, stale, invalid, failed };
+
+struct PointStatus {
+  PointState state = PointState::absent;
+  std::string why;  ///< stale, invalid: what is wrong
+};
+
+PointStatus point_status(const SweepPoint& p, const std::filesystem::path& dir) {
+  std::error_code ec;
+  const auto marker = dir / "done.json";
+  if (std::filesystem::is_regular_file(marker, ec)) {
+    const auto j = read_json(marker);
+    if (j.is_discarded() || !j.is_object() || !j.contains("overrides") || !j.contains("fingerprint") || !j["fingerprint"].is_string())
+      return {PointState::invalid, "done.json is unreadable or from an older moesim"};
+    nlohmann::json expected = nlohmann::json::object();
+    for (const auto& [k, v] : p.overrides) expected[k] = v;
+    if (j["overrides"] != expected) return {PointState::stale, "the point's overrides changed since it ran"};
+    if (j["fingerprint"].get<std::string>() != p.fingerprint)
+      return {PointState::stale, "the resolved configuration (base scenario, --set, cards or input files) changed since it ran"};
+    const auto summary = dir / "run" / "summary.json";
+    if (!std::filesystem::is_regular_file(summary, ec)) return {PointState::invalid, "run/summary.json is missing"};
+    if (!valid_summary(read_json(summary))) return {PointState::invalid, "run/summary.json is empty, corrupt or incomplete"};
+    return {PointState::complete, ""};
+  }
+  if (std::filesystem::is_regular_file(dir / "failed.json", ec)) return {PointState::failed, ""};
+  return {PointState::absent, ""};
+}
+
+bool completed(const SweepPoint& p, const std::filesystem::path& dir) { return point_status(p, dir).state == PointState::complete; }
 
 std::string tail_of(const std::filesystem::path& file, std::size_t max_chars) {
   std::ifstream in(file);
@@ -247,6 +299,7 @@ nlohmann::json marker_json(const SweepPoint& p, const std::string& status, doubl
   nlohmann::json o = nlohmann::json::object();
   for (const auto& [k, v] : p.overrides) o[k] = v;
   j["overrides"] = o;
+  j["fingerprint"] = p.fingerprint;
   j["status"] = status;
   j["wall_s"] = wall;
   if (!error.empty()) j["error"] = error;
@@ -267,9 +320,15 @@ pid_t spawn_point(const SweepPoint& p, const SweepSpec& spec, const SweepOptions
     std::cout.flush();
     std::cerr.flush();
     std::fflush(nullptr);
+    const pid_t parent = ::getpid();
     const pid_t pid = ::fork();
     if (pid < 0) throw std::runtime_error(std::string("cannot fork a sweep point: ") + std::strerror(errno));
     if (pid == 0) {
+      // The point dies with the sweep, however the sweep ends (even SIGKILL), and takes the
+      // default action of the signals the sweep handles.
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != parent) ::_exit(128 + SIGTERM);
+      for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, SIG_DFL);
       const int out = ::open("/dev/null", O_WRONLY);
       const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       if (out < 0 || err < 0 || ::dup2(out, STDOUT_FILENO) < 0 || ::dup2(err, STDERR_FILENO) < 0) ::_exit(126);
@@ -288,14 +347,21 @@ pid_t spawn_point(const SweepPoint& p, const SweepSpec& spec, const SweepOptions
     }
     return pid;
   }
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) throw std::runtime_error("cannot start " + args[0] + ": " + std::strerror(rc));
+  // A fresh exec of the binary, with the same tie to the sweep's life as a fork.
+  std::fflush(nullptr);
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error(std::string("cannot fork a sweep point: ") + std::strerror(errno));
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(128 + SIGTERM);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, SIG_DFL);
+    const int out = ::open("/dev/null", O_WRONLY);
+    const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out < 0 || err < 0 || ::dup2(out, STDOUT_FILENO) < 0 || ::dup2(err, STDERR_FILENO) < 0) ::_exit(126);
+    ::execve(argv[0], argv.data(), environ);
+    ::_exit(127);
+  }
   return pid;
 }
 
@@ -336,9 +402,59 @@ class Progress {
   std::chrono::steady_clock::time_point start_;
 };
 
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+/// Handles SIGINT, SIGTERM and SIGHUP for the life of a sweep (without SA_RESTART, so that a
+/// blocking waitpid returns to look at the flag), and restores the previous handlers after.
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    for (std::size_t i = 0; i < kSignals.size(); ++i) ::sigaction(kSignals[i], &sa, &previous_[i]);
+  }
+  ~StopSignals() {
+    for (std::size_t i = 0; i < kSignals.size(); ++i) ::sigaction(kSignals[i], &previous_[i], nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+ private:
+  static constexpr std::array<int, 3> kSignals{SIGINT, SIGTERM, SIGHUP};
+  std::array<struct sigaction, 3> previous_{};
+};
+
+/// Terminates the running points (SIGTERM, then SIGKILL after 5 s) and reaps them.
+void stop_points(const std::map<pid_t, std::pair<const SweepPoint*, std::chrono::steady_clock::time_point>>& running) {
+  for (const auto& [pid, point] : running) ::kill(pid, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  std::set<pid_t> left;
+  for (const auto& [pid, point] : running) left.insert(pid);
+  while (!left.empty()) {
+    for (auto it = left.begin(); it != left.end();) {
+      int status = 0;
+      const pid_t r = ::waitpid(*it, &status, WNOHANG);
+      it = (r == *it || (r < 0 && errno == ECHILD)) ? left.erase(it) : std::next(it);
+    }
+    if (left.empty()) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      for (pid_t pid : left) ::kill(pid, SIGKILL);
+      for (pid_t pid : left) ::waitpid(pid, nullptr, 0);
+      break;
+    }
+    ::usleep(10'000);
+  }
+}
+
 }  // namespace
 
-int run_sweep(const SweepSpec& spec, const SweepOptions& opt) {
+SweepOutcome run_sweep(const SweepSpec& spec, const SweepOptions& opt) {
+  const StopSignals stop_signals;
   std::error_code ec;
   std::filesystem::create_directories(opt.out, ec);
   if (ec) throw std::runtime_error("cannot create sweep directory " + opt.out.string() + ": " + ec.message() + "; nothing was run");
@@ -357,7 +473,8 @@ int run_sweep(const SweepSpec& spec, const SweepOptions& opt) {
   int done = 0, failed = 0;
   std::fflush(stdout);
   while (next < todo.size() || !running.empty()) {
-    while (next < todo.size() && static_cast<int>(running.size()) < std::max(1, opt.jobs)) {
+    if (g_stop_signal != 0) break;
+    while (g_stop_signal == 0 && next < todo.size() && static_cast<int>(running.size()) < std::max(1, opt.jobs)) {
       const SweepPoint& p = *todo[next++];
       const auto dir = opt.out / p.dir_name();
       std::filesystem::create_directories(dir);
@@ -365,16 +482,23 @@ int run_sweep(const SweepSpec& spec, const SweepOptions& opt) {
       remove_stale_temporaries(dir);
       running[spawn_point(p, spec, opt, dir)] = {&p, std::chrono::steady_clock::now()};
     }
+    if (running.empty()) continue;
     int status = 0;
     const pid_t pid = ::waitpid(-1, &status, 0);
-    if (pid < 0) break;
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
     auto it = running.find(pid);
     if (it == running.end()) continue;
     const SweepPoint& p = *it->second.first;
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - it->second.second).count();
     running.erase(it);
     const auto dir = opt.out / p.dir_name();
-    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && std::filesystem::exists(dir / "run" / "summary.json");
+    // A point the stop signal reached (the terminal sends Ctrl-C to every process of the group)
+    // was interrupted, not failed: no marker, so that a resume runs it again.
+    if (g_stop_signal != 0 && WIFSIGNALED(status)) continue;
+    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && valid_summary(read_json(dir / "run" / "summary.json"));
     if (ok) {
       std::filesystem::remove(dir / "failed.json");
       write_file_atomically(dir / "done.json", marker_json(p, "ok", wall, "").dump(2) + "\n");
@@ -387,9 +511,15 @@ int run_sweep(const SweepSpec& spec, const SweepOptions& opt) {
     ++done;
     progress.update(done, failed, fmt::format("point {} {}", p.index, ok ? "ok" : "FAILED"));
   }
+  SweepOutcome outcome{failed, static_cast<int>(g_stop_signal)};
+  if (outcome.interrupted != 0) {
+    stop_points(running);
+    std::cerr << fmt::format("\nsweep: stopped by signal {} ({}): {} of {} points done; run the same command again to resume\n",
+                             outcome.interrupted, strsignal(outcome.interrupted), done, todo.size());
+  }
   const std::string csv = opt.shard_count > 1 ? fmt::format("sweep.shard-{}-of-{}.csv", opt.shard_index, opt.shard_count) : "sweep.csv";
   write_sweep_csv(spec, opt.out, csv, opt.shard_index, opt.shard_count);
-  return failed;
+  return outcome;
 }
 
 namespace {
@@ -434,17 +564,26 @@ int write_sweep_csv(const SweepSpec& spec, const std::filesystem::path& out, con
     if (p.index % shard_count != shard_index - 1) continue;
     const auto dir = out / p.dir_name();
     Row r{&p, "", "", "", {}};
-    if (completed(p, dir)) {
+    const PointStatus st = point_status(p, dir);
+    if (st.state == PointState::complete) {
       r.status = "ok";
       r.wall = fmt::format("{:.3f}", read_json(dir / "done.json").value("wall_s", 0.0));
       flatten(read_json(dir / "run" / "summary.json"), "", r.metrics);
       ++with_result;
-    } else if (std::filesystem::exists(dir / "failed.json")) {
+    } else if (st.state == PointState::failed) {
       const auto j = read_json(dir / "failed.json");
       r.status = "failed";
-      r.wall = fmt::format("{:.3f}", j.value("wall_s", 0.0));
-      r.error = j.value("error", "");
+      if (j.is_object()) {
+        r.wall = fmt::format("{:.3f}", j.value("wall_s", 0.0));
+        r.error = j.value("error", "");
+      } else {
+        r.error = "failed.json is unreadable";
+      }
       ++with_result;
+    } else if (st.state == PointState::stale || st.state == PointState::invalid) {
+      // Listed, without numbers: its outputs are not a result of this sweep as it stands.
+      r.status = st.state == PointState::stale ? "stale" : "invalid";
+      r.error = st.why + "; run the sweep again to redo the point";
     } else {
       continue;  // not run (another shard, or not yet)
     }

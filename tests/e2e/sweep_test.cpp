@@ -89,6 +89,138 @@ TEST(Sweep, every_point_runs_once_and_a_rerun_skips_completed_points) {
   EXPECT_EQ(read_csv(out / "sweep.csv").size(), 5u);
 }
 
+TEST(Sweep, resume_reruns_points_whose_resolved_configuration_changed) {
+  const auto dir = scratch_dir("sweep-stale");
+  const auto file = write_sweep(dir, "sweep:\n  grid:\n    parallel.mode: [tp, ep]\n");
+  const auto out = dir / "out";
+  const std::string cmd = "sweep '" + file.string() + "' --out '" + out.string() + "'";
+  ASSERT_EQ(run_cli(cmd, "stale-1").exit_code, 0);
+  // Another --set on the sweep: every point's configuration differs, so none is reused.
+  const CliResult with_set = run_cli(cmd + " --set workload.requests=4", "stale-2");
+  ASSERT_EQ(with_set.exit_code, 0) << with_set.err;
+  EXPECT_EQ(with_set.err.find("already complete"), std::string::npos) << with_set.err;
+  auto rows = read_csv(out / "sweep.csv");
+  for (std::size_t i = 1; i < rows.size(); ++i) EXPECT_EQ(rows[i][column(rows[0], "completed")], "4");
+  // An edit of the base scenario file (the same overrides): rerun as well.
+  {
+    std::string text = read_text(file);
+    text.replace(text.find("requests: 6"), 11, "requests: 5");
+    std::ofstream(file) << text;
+  }
+  // A merge without running lists the points as stale, without their old numbers.
+  const CliResult merged = run_cli(cmd + " --merge", "stale-3");
+  EXPECT_EQ(merged.exit_code, 3);
+  rows = read_csv(out / "sweep.csv");
+  ASSERT_EQ(rows.size(), 3u);
+  for (std::size_t i = 1; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i][column(rows[0], "status")], "stale");
+    EXPECT_EQ(column(rows[0], "completed"), rows[0].size());  // no metric columns at all
+  }
+  ASSERT_EQ(run_cli(cmd, "stale-4").exit_code, 0);
+  rows = read_csv(out / "sweep.csv");
+  for (std::size_t i = 1; i < rows.size(); ++i) EXPECT_EQ(rows[i][column(rows[0], "completed")], "5");
+  // Unchanged now: both skipped.
+  const CliResult again = run_cli(cmd, "stale-5");
+  EXPECT_NE(again.err.find("2 of 2 points already complete, skipped"), std::string::npos) << again.err;
+}
+
+TEST(Sweep, a_corrupt_or_empty_point_summary_is_neither_merged_as_ok_nor_skipped) {
+  const auto dir = scratch_dir("sweep-corrupt");
+  const auto file = write_sweep(dir, "sweep:\n  grid:\n    parallel.mode: [tp, ep]\n");
+  const auto out = dir / "out";
+  const std::string cmd = "sweep '" + file.string() + "' --out '" + out.string() + "'";
+  ASSERT_EQ(run_cli(cmd, "corrupt-1").exit_code, 0);
+  std::ofstream(out / "point-0000/run/summary.json", std::ios::trunc).flush();          // empty
+  std::ofstream(out / "point-0001/run/summary.json", std::ios::trunc) << "{\"compl";   // cut short
+  EXPECT_EQ(run_cli(cmd + " --merge", "corrupt-2").exit_code, 3);
+  auto rows = read_csv(out / "sweep.csv");
+  ASSERT_EQ(rows.size(), 3u);
+  for (std::size_t i = 1; i < rows.size(); ++i) EXPECT_EQ(rows[i][column(rows[0], "status")], "invalid");
+  const CliResult rerun = run_cli(cmd, "corrupt-3");
+  ASSERT_EQ(rerun.exit_code, 0) << rerun.err;
+  EXPECT_EQ(rerun.err.find("already complete"), std::string::npos) << rerun.err;
+  rows = read_csv(out / "sweep.csv");
+  for (std::size_t i = 1; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i][column(rows[0], "status")], "ok");
+    EXPECT_EQ(rows[i][column(rows[0], "completed")], "6");
+  }
+}
+
+TEST(Sweep, a_signal_stops_the_sweep_and_no_point_outlives_it) {
+  const auto dir = scratch_dir("sweep-signal");
+  // Points of a few seconds each, so that the signals reach running points.
+  const auto file = write_sweep(dir, "sweep:\n  grid:\n    workload.requests: [3000, 3001, 3002, 3003]\n");
+  {
+    std::string text = read_text(file);
+    text.replace(text.find("arrival: {process: burst}"), 25, "arrival: {process: poisson, rate_per_s: 200}");
+    std::ofstream(file) << text;
+  }
+  const auto out = dir / "out";
+  const auto children_of = [](const std::string& pid) {
+    const std::string cmd = "pgrep -P " + pid + " | wc -l";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    int n = -1;
+    if (p != nullptr && std::fscanf(p, "%d", &n) != 1) n = -1;
+    if (p != nullptr) ::pclose(p);
+    return n;
+  };
+  for (const char* sig : {"TERM", "KILL"}) {
+    std::filesystem::remove_all(out);
+    const std::string launch = "cd '" + kSourceDir.string() + "' && { '" + kBinary.string() + "' sweep '" + file.string() +
+                               "' -j 2 --out '" + out.string() + "' > /dev/null 2>&1 & echo $! > '" + (dir / "pid").string() +
+                               "'; wait $!; echo $? > '" + (dir / "rc").string() + "'; } &";
+    std::filesystem::remove(dir / "rc");
+    ASSERT_EQ(std::system(launch.c_str()), 0);
+    std::string pid;
+    for (int i = 0; i < 200 && pid.empty(); ++i) {
+      ::usleep(10'000);
+      pid = read_text(dir / "pid");
+      while (!pid.empty() && pid.back() == '\n') pid.pop_back();
+    }
+    ASSERT_FALSE(pid.empty());
+    int running = 0;
+    for (int i = 0; i < 500 && running < 2; ++i) {
+      ::usleep(10'000);
+      running = children_of(pid);
+    }
+    ASSERT_EQ(running, 2) << "the sweep should run two points at once";
+    std::vector<std::string> points;
+    {
+      FILE* p = ::popen(("pgrep -P " + pid).c_str(), "r");
+      char buf[64];
+      while (p != nullptr && std::fgets(buf, sizeof buf, p) != nullptr) points.emplace_back(buf);
+      if (p != nullptr) ::pclose(p);
+    }
+    ASSERT_EQ(std::system(("kill -" + std::string(sig) + " " + pid).c_str()), 0);
+    std::string rc;
+    for (int i = 0; i < 1000 && rc.empty(); ++i) {
+      ::usleep(10'000);
+      rc = read_text(dir / "rc");
+    }
+    ASSERT_FALSE(rc.empty()) << "the sweep did not stop after SIG" << sig;
+    EXPECT_EQ(std::stoi(rc), std::string(sig) == "TERM" ? 128 + 15 : 128 + 9) << sig;
+    // Every point process is gone (PR_SET_PDEATHSIG for the SIGKILL case).
+    for (int i = 0; i < 200; ++i) {
+      bool alive = false;
+      for (auto p : points) {
+        while (!p.empty() && p.back() == '\n') p.pop_back();
+        alive = alive || ::kill(std::stoi(p), 0) == 0;
+      }
+      if (!alive) break;
+      ::usleep(10'000);
+    }
+    for (auto p : points) {
+      while (!p.empty() && p.back() == '\n') p.pop_back();
+      EXPECT_NE(::kill(std::stoi(p), 0), 0) << "point process " << p << " outlived the sweep after SIG" << sig;
+    }
+    // The interrupted points carry no marker: neither done nor failed.
+    for (const char* point : {"point-0000", "point-0001"}) {
+      EXPECT_FALSE(std::filesystem::exists(out / point / "done.json") && std::filesystem::exists(out / point / "failed.json"));
+      EXPECT_FALSE(std::filesystem::exists(out / point / "failed.json")) << point << " after SIG" << sig;
+    }
+  }
+}
+
 TEST(Sweep, shards_run_with_gnu_parallel_then_merge_into_one_table) {
   const auto dir = scratch_dir("sweep-shard");
   const auto file = write_sweep(dir, kTwoByTwo);
@@ -157,6 +289,24 @@ TEST(SweepBadInput, unknown_key_is_rejected_with_a_suggestion_before_anything_ru
   const CliResult r = run_cli("sweep '" + file.string() + "' --out '" + out.string() + "'", "bad1");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("parallel.mod: unknown key \"mod\" (did you mean \"mode\"?)"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+TEST(SweepBadInput, a_key_swept_twice_is_rejected_before_anything_runs) {
+  const auto dir = scratch_dir("sweep-twice");
+  const auto out = dir / "out";
+  const auto both = write_sweep(dir, "sweep:\n  grid:\n    serving.max_num_seqs: [8, 16]\n  zip:\n    serving.max_num_seqs: [4, 32]\n");
+  const CliResult r = run_cli("sweep '" + both.string() + "' --out '" + out.string() + "'", "twice-1");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("sweep.zip.serving.max_num_seqs: is also swept by sweep.grid.serving.max_num_seqs"), std::string::npos) << r.err;
+  const auto seeds = write_sweep(dir, "sweep:\n  grid:\n    seed: [1, 2]\n  seeds: 2\n");
+  const CliResult s = run_cli("sweep '" + seeds.string() + "' --out '" + out.string() + "'", "twice-2");
+  EXPECT_EQ(s.exit_code, 2);
+  EXPECT_NE(s.err.find("sweep.seeds"), std::string::npos) << s.err;
+  const auto grid = write_sweep(dir, "sweep:\n  grid:\n    parallel.mode: [tp, ep]\n");
+  const CliResult set = run_cli("sweep '" + grid.string() + "' --set parallel.mode=tp --out '" + out.string() + "'", "twice-3");
+  EXPECT_EQ(set.exit_code, 2);
+  EXPECT_NE(set.err.find("parallel.mode: is swept by sweep.grid.parallel.mode"), std::string::npos) << set.err;
   EXPECT_FALSE(std::filesystem::exists(out));
 }
 
