@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -302,20 +303,20 @@ int cmd_run(const std::string& file, const std::vector<std::string>& sets, std::
     return kExitConfig;
   }
   if (out.empty()) out = "results/" + sc.name;
-  {
-    // An output folder that cannot be made fails now, not after the simulation.
-    std::error_code ec;
-    std::filesystem::create_directories(out, ec);
-    if (ec) {
-      std::cerr << "error: cannot create output directory " << out << ": " << ec.message() << "\nnothing was run\n";
-      return kExitRun;
-    }
+  // The output folder is locked and staged before anything runs: a folder that cannot be made, or
+  // that another run is writing, fails now; the outputs replace the previous result only whole.
+  std::unique_ptr<StagedRunFolder> folder;
+  try {
+    folder = std::make_unique<StagedRunFolder>(out);
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\nnothing was run\n";
+    return kExitRun;
   }
   t.load_s = seconds_since(t0);
   try {
     auto mark = clock::now();
     RunOptions run_opts = opts;
-    run_opts.stream_steps_to = out;
+    run_opts.stream_steps_to = folder->staging();
     const RunResult result = run_simulation(sc, run_opts);
     t.simulate_s = seconds_since(mark);
     t.engine_s = result.engine_wall_s;
@@ -323,13 +324,23 @@ int cmd_run(const std::string& file, const std::vector<std::string>& sets, std::
     check_invariants(sc, result);
     t.check_s = seconds_since(mark);
     mark = clock::now();
-    write_run_outputs(out, sc, result);
+    write_run_outputs(folder->staging(), sc, result);
+    folder->commit();
+    folder.reset();
     t.outputs_s = seconds_since(mark);
     t.total_s = seconds_since(t0);
     if (!quiet) print_run_table(sc, make_summary(sc, result), out, t, result.policy.policy_wall_s);
     if (timings) print_timings(t, result);
   } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\nno outputs were written\n";
+    // The files went to the staging folder; the user knows them under the output folder.
+    std::string what = e.what();
+    if (folder) {
+      const std::string staging = folder->staging().string();
+      for (auto pos = what.find(staging); pos != std::string::npos; pos = what.find(staging, pos + out.size()))
+        what.replace(pos, staging.size(), out);
+    }
+    std::cerr << "error: " << what << "\nno outputs were written"
+              << (std::filesystem::exists(out) ? " (the previous result in " + out + " is unchanged)" : std::string()) << "\n";
     return kExitRun;
   }
   return kExitOk;
@@ -339,7 +350,12 @@ int moesim_main(int argc, char** argv);
 
 }  // namespace
 
-int main(int argc, char** argv) { return moesim_main(argc, argv); }
+int main(int argc, char** argv) {
+  // A file-size limit (ulimit -f) must fail a write with EFBIG, reported as the documented exit-3
+  // error, not kill the process with SIGXFSZ.
+  std::signal(SIGXFSZ, SIG_IGN);
+  return moesim_main(argc, argv);
+}
 
 namespace {
 

@@ -1,5 +1,7 @@
 #include "sim/metrics/recorder.hpp"
 
+#include "sim/metrics/output_files.hpp"
+
 #include "sim/metrics/csv_text.hpp"
 
 #include <fcntl.h>
@@ -97,10 +99,8 @@ constexpr std::size_t kStreamBuffer = std::size_t{1} << 20;
 }
 }  // namespace
 
-StepsCsvStream::StepsCsvStream(const std::filesystem::path& dir)
-    : tmp_(dir / (".tmp-steps.csv-" + std::to_string(::getpid()))) {
-  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) stream_failure(tmp_, errno);
+StepsCsvStream::StepsCsvStream(const std::filesystem::path& dir) {
+  fd_ = create_exclusive_temporary(dir, ".tmp-steps.csv-", tmp_);
   buffer_.reserve(kStreamBuffer + 1024);
   buffer_ = steps_csv_header();
 }

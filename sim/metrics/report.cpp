@@ -336,6 +336,12 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   }
   j["routing"] = routing;
   j["imbalance"] = imbalance_json(result.profiler->tracker().result(), sc.outputs.imbalance_filter_max_tokens, step_mm_mean, step_gpu_mm_mean);
+  if (sc.model.spec.num_moe_layers() == 0 || sc.model.spec.num_experts == 0) {
+    // A dense model routes nothing: expert-load statistics are not applicable (null), with the
+    // same keys as a MoE run's so that a sweep over both has one set of columns.
+    for (auto& [k, v] : j["imbalance"].items())
+      if (v.is_number_float()) v = nullptr;
+  }
 
   nlohmann::ordered_json time;
   time["attention_s"] = attention;
@@ -492,39 +498,12 @@ std::string gpus_csv(const RunResult& result) {
   return out;
 }
 
-void write_file_atomically(const std::filesystem::path& path, const std::string& content) {
-  // Write a hidden temporary in the same directory, flush it to disk, then rename: readers (and a
-  // resumed sweep) see either the old file or the whole new one, never a prefix of it.
-  const auto tmp = path.parent_path() / (".tmp-" + path.filename().string() + "-" + std::to_string(::getpid()));
-  auto fail = [&](const char* what, int err, bool remove_tmp) {
-    if (remove_tmp) ::unlink(tmp.c_str());
-    throw std::runtime_error(fmt::format("cannot write {}: {}{}", path.string(), what, std::strerror(err)));
-  };
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("", errno, false);
-  for (std::size_t done = 0; done < content.size();) {
-    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = n < 0 ? errno : EIO;
-      ::close(fd);
-      fail("", err, true);
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    const int err = errno;
-    ::close(fd);
-    fail("", err, true);
-  }
-  if (::close(fd) != 0) fail("", errno, true);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("rename failed: ", errno, true);
-}
-
 void write_run_outputs(const std::filesystem::path& dir, const Scenario& sc, const RunResult& result) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw std::runtime_error("cannot create output directory " + dir.string() + ": " + ec.message());
+  // The summary first: a result that cannot be summarised (a NaN) writes nothing.
+  const std::string summary = make_summary(sc, result).dump(2) + "\n";
   // summary.json marks a complete set: a previous run's must not vouch for files half replaced.
   if (!std::filesystem::remove(dir / "summary.json", ec) && ec)
     throw std::runtime_error("cannot remove the previous " + (dir / "summary.json").string() + ": " + ec.message());
@@ -546,7 +525,6 @@ void write_run_outputs(const std::filesystem::path& dir, const Scenario& sc, con
   write_file_atomically(dir / "requests.csv", requests_csv(result));
   if (result.recorder.steps_streamed()) result.recorder.commit_steps_csv(dir / "steps.csv");
   else write_file_atomically(dir / "steps.csv", steps_csv(result));
-  const std::string summary = make_summary(sc, result).dump(2) + "\n";
   write_file_atomically(dir / "summary.json", summary);
 }
 

@@ -10,7 +10,8 @@
 // Files (tidy CSV, units in column names; JSON with the key names of vLLM's benchmark results):
 //   requests.csv, steps.csv, summary.json, config.resolved.yaml. Each is written to a temporary
 //   name, flushed to disk and renamed into place; summary.json last, after any previous one was
-//   removed, so its presence means the set is complete.
+//   removed, so its presence means the set is complete. `moesim run` writes them into a staged
+//   folder that replaces the previous result whole (output_files.hpp).
 #include <filesystem>
 #include <string>
 
@@ -18,6 +19,7 @@
 
 #include "sim/actors/simulation.hpp"
 #include "sim/config/scenario.hpp"
+#include "sim/metrics/output_files.hpp"
 
 namespace moesim {
 
@@ -29,9 +31,6 @@ void check_invariants(const Scenario& scenario, const RunResult& result);
 [[nodiscard]] std::string steps_csv(const RunResult& result);
 /// gpus.csv: time_s,gpu,power_w,temp_die_c,temp_sink_c,clock_mhz,throttle_state,compute_util,mem_util,inlet_c
 [[nodiscard]] std::string gpus_csv(const RunResult& result);
-
-/// Writes `content` to `path` through a temporary file in the same directory and a rename.
-void write_file_atomically(const std::filesystem::path& path, const std::string& content);
 
 /// Writes every output of a run into `dir` (created if needed).
 void write_run_outputs(const std::filesystem::path& dir, const Scenario& scenario, const RunResult& result);

@@ -458,6 +458,10 @@ SweepOutcome run_sweep(const SweepSpec& spec, const SweepOptions& opt) {
   std::error_code ec;
   std::filesystem::create_directories(opt.out, ec);
   if (ec) throw std::runtime_error("cannot create sweep directory " + opt.out.string() + ": " + ec.message() + "; nothing was run");
+  // One sweep (or one shard of it) at a time per folder: two would run the same points at once.
+  const ExclusiveLock lock(opt.out / (opt.shard_count > 1 ? fmt::format(".sweep.shard-{}-of-{}.lock", opt.shard_index, opt.shard_count)
+                                                          : std::string(".sweep.lock")),
+                           "sweep directory " + opt.out.string());
   std::vector<const SweepPoint*> todo;
   int mine = 0;
   for (const auto& p : spec.points) {

@@ -78,6 +78,7 @@ void expect_identical_trees(const fs::path& a, const fs::path& b) {
   ASSERT_EQ(na, nb);
   for (const auto& [rel, content] : fa) {
     const std::string name = fs::path(rel).filename().string();
+    if (name.size() > 5 && name.rfind(".lock") == name.size() - 5) continue;  // a run folder's lock: the writer's pid
     if (name == "sweep.csv") {
       EXPECT_EQ(csv_without_column(content, "wall_s"), csv_without_column(fb.at(rel), "wall_s")) << rel;
     } else if (name == "done.json") {
@@ -292,11 +293,12 @@ TEST(Outputs, an_output_directory_that_cannot_be_created_fails_naming_it_before_
   EXPECT_EQ(s.err, "error: cannot create sweep directory " + sweep_out.string() + ": Not a directory; nothing was run\n");
 }
 
-TEST(Outputs, a_full_disk_fails_naming_the_file_and_leaves_no_set_that_looks_complete) {
+TEST(Outputs, a_full_disk_fails_naming_the_file_and_keeps_the_previous_complete_result) {
   const auto out = scratch_dir("out-full") / "run";
   const CliResult first = run_cli(kSmallRun + " --out '" + out.string() + "'", "full-first");
   ASSERT_EQ(first.exit_code, 0) << first.err;
   ASSERT_TRUE(fs::exists(out / "summary.json"));
+  const auto before = files_under(out);
   // A file-size limit makes every write past 16 KiB fail the way a full disk does (write(2)
   // returns an error part-way through a file); SIGXFSZ is ignored so the error reaches moesim.
   const auto io = scratch_dir("full-io");
@@ -310,10 +312,109 @@ TEST(Outputs, a_full_disk_fails_naming_the_file_and_leaves_no_set_that_looks_com
   EXPECT_NE(err.find("error: cannot write " + out.string() + "/"), std::string::npos) << err;
   EXPECT_NE(err.find("File too large"), std::string::npos) << err;
   EXPECT_NE(err.find("no outputs were written"), std::string::npos) << err;
-  // The previous run's summary.json is gone: it must not vouch for a set now partly replaced.
-  EXPECT_FALSE(fs::exists(out / "summary.json"));
+  EXPECT_NE(err.find("the previous result in " + out.string() + " is unchanged"), std::string::npos) << err;
+  // The outputs were staged beside the folder: the previous complete result is untouched, and
+  // no staging folder or temporary is left behind.
+  EXPECT_EQ(files_under(out), before);
   EXPECT_EQ(temporaries_under(out), std::vector<std::string>{});
+  for (const auto& e : fs::directory_iterator(out.parent_path()))
+    EXPECT_EQ(e.path().filename().string().find(".staging-"), std::string::npos) << e.path();
   expect_every_file_complete(out);
+}
+
+TEST(Outputs, two_runs_into_one_folder_never_mix_the_second_is_refused_while_the_first_writes) {
+  const auto out = scratch_dir("out-two") / "run";
+  const auto io = scratch_dir("out-two-io");
+  // A run of about a second in the background, then a second run into the same folder.
+  const std::string slow = "run scenarios/quickstart.yaml --quiet --set workload.requests=2000 --set workload.arrival.rate_per_s=400 "
+                           "--set network.fidelity=analytic --out '" + out.string() + "'";
+  const std::string bg = "cd '" + kSourceDir.string() + "' && { MOESIM_HOME='" + kSourceDir.string() + "' '" + kBinary.string() + "' " +
+                         slow + " > /dev/null 2> '" + (io / "err1").string() + "'; echo $? > '" + (io / "rc1").string() + "'; } &";
+  ASSERT_EQ(std::system(bg.c_str()), 0);
+  // Wait until the first run holds the lock (it writes its pid into the lock file).
+  for (int i = 0; i < 500 && read_text(out.parent_path() / ".run.lock").empty(); ++i) ::usleep(5'000);
+  const CliResult second = run_cli(kSmallRun + " --out '" + out.string() + "'", "out-two-2");
+  EXPECT_EQ(second.exit_code, 3);
+  EXPECT_NE(second.err.find("another moesim run (pid "), std::string::npos) << second.err;
+  EXPECT_NE(second.err.find("nothing was run"), std::string::npos) << second.err;
+  std::string rc;
+  for (int i = 0; i < 3000 && rc.empty(); ++i) {
+    ::usleep(10'000);
+    rc = read_text(io / "rc1");
+  }
+  ASSERT_EQ(rc, "0\n") << read_text(io / "err1");
+  // The folder is the first run's, whole.
+  const auto summary = nlohmann::json::parse(read_text(out / "summary.json"));
+  EXPECT_EQ(summary["completed"].get<int>(), 2000);
+  EXPECT_EQ(read_rows(out / "requests.csv").size(), 2000u);
+  // Once it is done, the next run may write the folder (and replaces it whole).
+  const CliResult third = run_cli(kSmallRun + " --out '" + out.string() + "'", "out-two-3");
+  ASSERT_EQ(third.exit_code, 0) << third.err;
+  EXPECT_EQ(read_rows(out / "requests.csv").size(), 4u);
+}
+
+TEST(Outputs, a_symlink_planted_beside_the_outputs_is_never_written_through) {
+  const auto dir = scratch_dir("out-symlink");
+  const auto out = dir / "run";
+  const auto victim = dir / "victim.txt";
+  std::ofstream(victim) << "precious\n";
+  // The lock's name is predictable: a symlink there makes the run fail, and the victim is untouched.
+  fs::create_symlink(victim, dir / ".run.lock");
+  const CliResult r = run_cli(kSmallRun + " --out '" + out.string() + "'", "symlink-1");
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("cannot create output directory"), std::string::npos) << r.err;
+  EXPECT_EQ(read_text(victim), "precious\n");
+  fs::remove(dir / ".run.lock");
+  // Temporaries have random names created exclusively: symlinks at the old predictable names
+  // (".tmp-<file>-<pid>") are not followed, and the run succeeds.
+  ASSERT_EQ(run_cli(kSmallRun + " --out '" + out.string() + "'", "symlink-2").exit_code, 0);
+  for (const char* f : {"summary.json", "steps.csv", "requests.csv", "gpus.csv"})
+    for (int pid = 1; pid < 50; ++pid) fs::create_symlink(victim, out / (std::string(".tmp-") + f + "-" + std::to_string(pid)));
+  ASSERT_EQ(run_cli(kSmallRun + " --out '" + out.string() + "'", "symlink-3").exit_code, 0);
+  EXPECT_EQ(read_text(victim), "precious\n");
+}
+
+TEST(Outputs, a_file_size_limit_is_the_documented_exit_3_error_not_a_signal) {
+  const auto out = scratch_dir("out-xfsz") / "run";
+  const auto io = scratch_dir("out-xfsz-io");
+  // No `trap '' XFSZ` here: moesim itself must ignore SIGXFSZ.
+  const std::string cmd = "cd '" + kSourceDir.string() + "' && (ulimit -f 16; MOESIM_HOME='" + kSourceDir.string() + "' exec '" +
+                          kBinary.string() + "' " + kSmallRun + " --out '" + out.string() + "') > /dev/null 2> '" + (io / "err").string() + "'";
+  const int status = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by a signal";
+  EXPECT_EQ(WEXITSTATUS(status), 3);
+  EXPECT_NE(read_text(io / "err").find("File too large"), std::string::npos) << read_text(io / "err");
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(Outputs, a_killed_runs_leftovers_are_removed_by_the_next_run) {
+  const auto dir = scratch_dir("out-leftover");
+  const auto out = dir / "run";
+  // What a run killed while writing leaves: its staging folder, with a partial file.
+  fs::create_directories(dir / ".run.staging-AbC123");
+  std::ofstream(dir / ".run.staging-AbC123" / "steps.csv") << "step,inst";
+  fs::create_directories(dir / ".run.old-AbC123");
+  ASSERT_EQ(run_cli(kSmallRun + " --out '" + out.string() + "'", "leftover").exit_code, 0);
+  std::vector<std::string> hidden;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().front() == '.' && e.path().filename() != ".run.lock") hidden.push_back(e.path().filename());
+  EXPECT_EQ(hidden, std::vector<std::string>{});
+  // A killed run leaves the previous result as it was (no commit happened).
+  EXPECT_TRUE(fs::exists(out / "summary.json"));
+}
+
+TEST(Outputs, a_folder_of_other_files_is_not_replaced_by_a_run) {
+  const auto dir = scratch_dir("out-foreign");
+  std::ofstream(dir / "thesis.tex") << "\\documentclass{article}\n";
+  const CliResult r = run_cli(kSmallRun + " --out '" + dir.string() + "'", "foreign");
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_NE(r.err.find("holds other files and no run's outputs"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(dir / "thesis.tex"));
+  for (const std::string bad : {".", "..", "results/.."}) {
+    const CliResult c = run_cli(kSmallRun + " --out '" + bad + "'", "foreign-dot");
+    EXPECT_EQ(c.exit_code, 3) << bad;
+    EXPECT_NE(c.err.find("must be a folder of its own"), std::string::npos) << bad << ": " << c.err;
+  }
 }
 
 // ---- limits ---------------------------------------------------------------------------------
