@@ -200,6 +200,10 @@ std::optional<YAML::Node> Catalog::read_yaml(const std::filesystem::path& file, 
   }
   std::stringstream text;
   text << in.rdbuf();
+  if (const auto bad = first_invalid_utf8(text.view())) {
+    sink.push_back({file.string(), bad->first, "", invalid_utf8_message(*bad)});
+    return std::nullopt;
+  }
   try {
     YAML::Node root = YAML::Load(text.str());
     if (!root.IsDefined() || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);

@@ -97,4 +97,42 @@ std::string join(const std::vector<std::string>& items, const std::string& sep) 
   return out;
 }
 
+std::optional<std::pair<int, int>> first_invalid_utf8(std::string_view text) {
+  int line = 1;
+  std::size_t line_start = 0;
+  const auto at = [&](std::size_t i) { return std::make_pair(line, static_cast<int>(i - line_start) + 1); };
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) {
+      if (c == '\n') {
+        ++line;
+        line_start = i + 1;
+      }
+      ++i;
+      continue;
+    }
+    // Lead byte: the sequence length and the smallest code point it may encode (no overlongs).
+    int n = 0;
+    std::uint32_t cp = 0, min = 0;
+    if ((c & 0xE0) == 0xC0) { n = 2; cp = c & 0x1F; min = 0x80; }
+    else if ((c & 0xF0) == 0xE0) { n = 3; cp = c & 0x0F; min = 0x800; }
+    else if ((c & 0xF8) == 0xF0) { n = 4; cp = c & 0x07; min = 0x10000; }
+    else return at(i);
+    if (i + static_cast<std::size_t>(n) > text.size()) return at(i);
+    for (int k = 1; k < n; ++k) {
+      const auto cc = static_cast<unsigned char>(text[i + static_cast<std::size_t>(k)]);
+      if ((cc & 0xC0) != 0x80) return at(i);
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return at(i);
+    i += static_cast<std::size_t>(n);
+  }
+  return std::nullopt;
+}
+
+std::string invalid_utf8_message(std::pair<int, int> where) {
+  return "invalid UTF-8 at line " + std::to_string(where.first) + ", byte " + std::to_string(where.second) +
+         " of the line (scenarios, cards and --set values must be UTF-8 text)";
+}
+
 }  // namespace moesim

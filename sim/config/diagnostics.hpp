@@ -3,6 +3,8 @@
 // introduced it), the key path, and what is wrong. Loading collects them all before failing.
 #include <cstdint>
 #include <filesystem>
+#include <optional>
+#include <string_view>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -38,6 +40,12 @@ inline constexpr std::uintmax_t kMaxInputFileBytes = 1ULL << 30;      ///< a dat
 /// such as /dev/zero would be read without end). `what` names the kind of input. Missing paths
 /// pass: their readers report them.
 [[nodiscard]] std::string input_file_problem(const std::filesystem::path& path, std::uintmax_t max_bytes, const std::string& what);
+
+/// Where `text` first stops being valid UTF-8 (overlong forms, surrogates and code points past
+/// U+10FFFF are invalid too): 1-based line and byte column; nullopt when it is all valid.
+[[nodiscard]] std::optional<std::pair<int, int>> first_invalid_utf8(std::string_view text);
+/// The message for such a place: "invalid UTF-8 at line L, byte B of the line (...)".
+[[nodiscard]] std::string invalid_utf8_message(std::pair<int, int> where);
 
 /// Closest candidate by edit distance, or "" when none is close enough to suggest.
 [[nodiscard]] std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <bit>
 
 #include <fstream>
@@ -318,7 +319,7 @@ void describe(Schema<WorkloadParams>& s) {
 }
 
 void describe(Schema<Scenario>& s) {
-  s.field("name", &Scenario::name).doc("scenario name");
+  s.field("name", &Scenario::name).doc("scenario name: 1-100 of A-Z a-z 0-9 . _ -, not starting with . or - (the default output folder is results/<name>)");
   s.field("description", &Scenario::description).doc("free text");
   s.field("seed", &Scenario::seed).doc("root of every random stream");
   card_field(s, "model", &Scenario::model, "model card, e.g. mixtral-8x7b").required = true;
@@ -332,6 +333,17 @@ void describe(Schema<Scenario>& s) {
   s.section("power", &Scenario::power, "power caps and budgets");
   s.section("thermal", &Scenario::thermal, "cooling");
   s.section("outputs", &Scenario::outputs, "optional output files");
+  s.check([](const Scenario& sc, Checker& c) {
+    // The name becomes a folder name (results/<name>): no separators, no "." or "..", nothing a
+    // shell or a file system treats specially.
+    const std::string& n = sc.name;
+    const bool chars_ok = std::all_of(n.begin(), n.end(), [](char ch) {
+      return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
+    });
+    if (n.empty() || n.size() > 100 || !chars_ok || n.front() == '.' || n.front() == '-')
+      c.error("name", "must be 1 to 100 characters of A-Z a-z 0-9 . _ -, not starting with . or - (it names the output folder "
+                      "results/<name>) (got \"" + n + "\")");
+  });
 }
 
 std::filesystem::path domain_corpus_path(const Catalog& catalog) { return catalog.home() / "datasets/domain_queries.json"; }
@@ -355,6 +367,10 @@ void apply_override(YAML::Node& root, const std::string& arg, std::map<std::stri
   }
   const std::string path = arg.substr(0, eq);
   const std::string text = arg.substr(eq + 1);
+  if (const auto bad = first_invalid_utf8(arg)) {
+    sink.push_back({"--set " + path + "=...", 0, path, invalid_utf8_message(*bad)});
+    return;
+  }
   YAML::Node value;
   try {
     value = YAML::Load(text);
@@ -660,6 +676,7 @@ Scenario load_scenario(const std::filesystem::path& file, const std::vector<std:
   if (!in) throw ConfigError({{file.string(), 0, "", "cannot open scenario file"}});
   std::stringstream text;
   text << in.rdbuf();
+  if (const auto bad = first_invalid_utf8(text.view())) throw ConfigError({{file.string(), bad->first, "", invalid_utf8_message(*bad)}});
   YAML::Node root;
   try {
     root = YAML::Load(text.str());
@@ -674,7 +691,13 @@ Scenario load_scenario(const std::filesystem::path& file, const std::vector<std:
 
   ParseContext ctx(file.string(), diags, &overrides, &catalog);
   Scenario sc;
+  // Without a `name`, the file's stem, made a valid name (the check in describe(Schema<Scenario>)).
   sc.name = file.stem().string();
+  for (char& ch : sc.name)
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' && ch != '-') ch = '_';
+  while (!sc.name.empty() && (sc.name.front() == '.' || sc.name.front() == '-')) sc.name.erase(0, 1);
+  if (sc.name.size() > 100) sc.name.resize(100);
+  if (sc.name.empty()) sc.name = "scenario";
   // The `sweep` section belongs to `moesim sweep` (sim/sweep); a run ignores it.
   Schema<Scenario>::ParseOptions options;
   options.extra_keys = {"sweep"};

@@ -57,6 +57,10 @@ INSTANTIATE_TEST_SUITE_P(
                      "max_num_batched_tokens, max_num_seqs, max_model_len, gpu_memory_utilization, activation_reserve_gb, "
                      "chunked_prefill, block_size, prefix_caching, cuda_graph_max_tokens, step_overhead_us, step_overhead_per_seq_us, "
                      "sampler_bytes_per_logit, async_scheduling, shared_expert_overlap, dual_batch_overlap, overlap_comm_sms, moe_kernel"},
+        BadInputCase{"name_is_a_path.yaml",
+                     ":2: name: must be 1 to 100 characters of A-Z a-z 0-9 . _ -, not starting with . or - (it names the output "
+                     "folder results/<name>) (got \"../../outside\")"},
+        BadInputCase{"invalid_utf8.yaml", ":3: invalid UTF-8 at line 3, byte 18 of the line (scenarios, cards and --set values must be UTF-8 text)"},
         BadInputCase{"wrong_type.yaml", ":4: serving.max_num_batched_tokens: expected an integer (got \"lots\")"},
         BadInputCase{"negative_bandwidth.yaml", ":7: cluster.inter_node.bw_gbytes_per_s: must be > 0 (got -50)"},
         BadInputCase{"tp_ep_dp_mismatch.yaml",

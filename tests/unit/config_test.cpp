@@ -106,3 +106,19 @@ TEST(Report, charts_escape_text_and_draw_every_series) {
 
 }  // namespace
 }  // namespace moesim::test
+
+namespace moesim {
+namespace {
+
+TEST(Utf8, invalid_sequences_are_found_at_their_line_and_byte) {
+  EXPECT_FALSE(first_invalid_utf8("plain ascii\nand caf\xc3\xa9, \xe2\x82\xac, \xf0\x9f\x98\x80").has_value());
+  EXPECT_EQ(first_invalid_utf8("ok\nab\xff"), std::make_optional(std::make_pair(2, 3)));          // not a lead byte
+  EXPECT_EQ(first_invalid_utf8("\xc3"), std::make_optional(std::make_pair(1, 1)));                // cut short
+  EXPECT_EQ(first_invalid_utf8("x\xc0\xaf"), std::make_optional(std::make_pair(1, 2)));           // overlong '/'
+  EXPECT_EQ(first_invalid_utf8("\xed\xa0\x80"), std::make_optional(std::make_pair(1, 1)));        // a surrogate
+  EXPECT_EQ(first_invalid_utf8("\xf4\x90\x80\x80"), std::make_optional(std::make_pair(1, 1)));    // past U+10FFFF
+  EXPECT_EQ(first_invalid_utf8("\xe2\x28\xa1"), std::make_optional(std::make_pair(1, 1)));        // bad continuation
+}
+
+}  // namespace
+}  // namespace moesim
