@@ -9,6 +9,7 @@
 #include <map>
 #include <sstream>
 
+#include "models/common/input_file.hpp"
 #include "models/common/json_text.hpp"
 
 namespace moesim {
@@ -32,7 +33,7 @@ RoutingTrace load_gate_logs(const std::filesystem::path& dir, int layers, int ex
   t.num_experts = experts;
   t.num_moe_layers = layers;
   for (const auto& [index, file] : files) {
-    std::ifstream in(file);
+    std::ifstream in = open_regular_file(file, "gate log");
     read_gate_log(in, file.string(), t);
   }
   if (t.steps.empty()) throw InputError({{dir.string(), 0, "steps", "the gate logs hold no steps"}});
@@ -40,8 +41,7 @@ RoutingTrace load_gate_logs(const std::filesystem::path& dir, int layers, int ex
 }
 
 RoutingTrace load_activations_csv(const std::filesystem::path& file, int layers, int experts) {
-  std::ifstream in(file);
-  if (!in) throw InputError({{file.string(), 0, "", "cannot open"}});
+  std::ifstream in = open_regular_file(file, "activations CSV");
   return read_activations_csv(in, file.string(), layers, experts);
 }
 

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "models/common/input_file.hpp"
 #include "models/common/json_text.hpp"
 #include "models/common/rng.hpp"
 
@@ -18,8 +19,7 @@ int DomainCorpus::index_of(const std::string& name) const {
 }
 
 DomainCorpus DomainCorpus::load(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  if (!in) throw InputError({{file.string(), 0, "", "cannot open domain corpus"}});
+  std::ifstream in = open_regular_file(file, "domain corpus");
   nlohmann::ordered_json j;
   try {
     j = nlohmann::ordered_json::parse(in);
@@ -55,8 +55,7 @@ int estimate_prompt_tokens(const std::string& text) {
 }
 
 std::vector<DatasetRecord> load_dataset(const std::filesystem::path& file, const DomainCorpus& corpus) {
-  std::ifstream in(file);
-  if (!in) throw InputError({{file.string(), 0, "", "cannot open dataset"}});
+  std::ifstream in = open_regular_file(file, "dataset");
   return load_dataset(in, file.string(), corpus);
 }
 

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "models/common/input_file.hpp"
 #include "models/routing/eplb.hpp"
 #include "models/routing/router.hpp"
 #include "models/workload/dataset_generator.hpp"
@@ -185,9 +186,11 @@ int cmd_eplb(const std::string& weights_file, int replicas, int groups, int node
     std::cerr << "error: " << weights_file << ": " << problem << "\n";
     return kExitConfig;
   }
-  std::ifstream in(weights_file);
-  if (!in) {
-    std::cerr << "error: " << weights_file << ": cannot open weights file\n";
+  std::ifstream in;
+  try {
+    in = open_regular_file(weights_file, "weights file");
+  } catch (const InputError& e) {
+    std::cerr << "error: " << e.what() << "\n";
     return kExitConfig;
   }
   nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
@@ -354,7 +357,14 @@ int main(int argc, char** argv) {
   // A file-size limit (ulimit -f) must fail a write with EFBIG, reported as the documented exit-3
   // error, not kill the process with SIGXFSZ.
   std::signal(SIGXFSZ, SIG_IGN);
-  return moesim_main(argc, argv);
+  try {
+    return moesim_main(argc, argv);
+  } catch (const std::exception& e) {
+    // Every command handles its own errors; one that escapes is still an error message and exit
+    // code, never an abort.
+    std::cerr << "error: " << e.what() << "\n";
+    return kExitRun;
+  }
 }
 
 namespace {

@@ -13,10 +13,12 @@ std::string size_text(std::uintmax_t bytes) {
 }
 }  // namespace
 
-std::string input_file_problem(const std::filesystem::path& path, std::uintmax_t max_bytes, const std::string& what) {
+std::string input_file_problem(const std::filesystem::path& path, std::uintmax_t max_bytes, const std::string& what,
+                               bool folder_allowed) {
   std::error_code ec;
   std::uintmax_t bytes = 0;
   if (std::filesystem::is_directory(path, ec)) {
+    if (!folder_allowed) return "is a folder; " + what + " are files";
     for (auto it = std::filesystem::directory_iterator(path, ec); !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
       if (it->is_regular_file(ec))
         if (const auto n = it->file_size(ec); !ec) bytes += n;

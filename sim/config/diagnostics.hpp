@@ -39,7 +39,10 @@ inline constexpr std::uintmax_t kMaxInputFileBytes = 1ULL << 30;      ///< a dat
 /// (1073741824 bytes) for datasets and traces", or "is not a regular file" (a FIFO or a device
 /// such as /dev/zero would be read without end). `what` names the kind of input. Missing paths
 /// pass: their readers report them.
-[[nodiscard]] std::string input_file_problem(const std::filesystem::path& path, std::uintmax_t max_bytes, const std::string& what);
+/// A folder is accepted (its files counted together) only where `folder_allowed` (gate-log
+/// folders); elsewhere a folder in place of the file is the problem reported.
+[[nodiscard]] std::string input_file_problem(const std::filesystem::path& path, std::uintmax_t max_bytes, const std::string& what,
+                                             bool folder_allowed = false);
 
 /// Where `text` first stops being valid UTF-8 (overlong forms, surrogates and code points past
 /// U+10FFFF are invalid too): 1-based line and byte column; nullopt when it is all valid.

@@ -637,7 +637,7 @@ std::shared_ptr<const WorkloadInputs> load_inputs(Scenario& sc, const std::files
   if (sc.workload.routing.model == "trace") {
     const auto path = resolve_input(sc.workload.routing.trace, file);
     sc.workload.routing.trace = path.string();
-    if (auto problem = input_file_problem(path, kMaxInputFileBytes, "datasets and traces"); !problem.empty()) {
+    if (auto problem = input_file_problem(path, kMaxInputFileBytes, "datasets and traces", /*folder_allowed=*/true); !problem.empty()) {
       ctx.error_at("workload.routing.trace", path.string() + " " + problem);
       return inputs;
     }

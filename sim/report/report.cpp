@@ -1,3 +1,4 @@
+#include "models/common/input_file.hpp"
 #include "sim/report/report.hpp"
 
 #include <fmt/format.h>
@@ -56,14 +57,20 @@ std::vector<std::string> split_csv_line(const std::string& line) {
 }
 
 Table read_csv(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  if (!in) throw std::runtime_error("cannot read " + file.string());
+  std::ifstream in = open_regular_file(file, "CSV table");
   Table t;
   std::string line;
   if (!std::getline(in, line)) throw std::runtime_error(file.string() + ": empty file");
   t.header = split_csv_line(line);
-  while (std::getline(in, line))
-    if (!line.empty()) t.rows.push_back(split_csv_line(line));
+  // Every row has the header's fields: the report indexes rows by column, and a short row (a file
+  // cut off, or edited by hand) would be read past its end.
+  for (int number = 2; std::getline(in, line); ++number) {
+    if (line.empty()) continue;
+    auto row = split_csv_line(line);
+    if (row.size() != t.header.size())
+      throw std::runtime_error(fmt::format("{}:{}: has {} fields but the header has {}", file.string(), number, row.size(), t.header.size()));
+    t.rows.push_back(std::move(row));
+  }
   return t;
 }
 
@@ -205,7 +212,7 @@ ReportResult sweep_report(const std::filesystem::path& dir) {
 }
 
 ReportResult run_report(const std::filesystem::path& dir) {
-  std::ifstream in(dir / "summary.json");
+  std::ifstream in = open_regular_file(dir / "summary.json", "run summary");
   const auto s = nlohmann::json::parse(in, nullptr, false);
   if (s.is_discarded()) throw std::runtime_error((dir / "summary.json").string() + ": not valid JSON");
   const Table steps = read_csv(dir / "steps.csv");

@@ -417,6 +417,45 @@ TEST(Outputs, a_folder_of_other_files_is_not_replaced_by_a_run) {
   }
 }
 
+TEST(Inputs, a_folder_where_a_file_is_expected_is_an_error_naming_it_not_a_crash) {
+  const auto dir = scratch_dir("in-folder");
+  // eplb --weights
+  fs::create_directories(dir / "weights.json");
+  CliResult r = run_cli("eplb --weights '" + (dir / "weights.json").string() + "' --replicas 4 --gpus 2", "in-folder-1");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "error: " + (dir / "weights.json").string() + ": is a folder; weights files are files\n");
+  // a gate-log folder whose log is a folder
+  fs::create_directories(dir / "logs" / "gate_logs_0.json");
+  std::ofstream(dir / "trace.yaml") << "model: mixtral-8x7b\ncluster: {gpu: h100-sxm, gpus_per_node: 4}\n"
+                                       "workload: {requests: 3, routing: {model: trace, trace: " << (dir / "logs").string() << "}}\n";
+  r = run_cli("validate '" + (dir / "trace.yaml").string() + "'", "in-folder-2");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("gate_logs_0.json: is a folder, but a gate log is a file"), std::string::npos) << r.err;
+  // the domain corpus of a catalog
+  fs::create_directories(dir / "home" / "datasets" / "domain_queries.json");
+  fs::create_directory_symlink(kSourceDir / "models", dir / "home" / "models");
+  r = run_cli("--catalog '" + (dir / "home").string() + "' validate scenarios/quickstart.yaml", "in-folder-3");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("domain_queries.json: is a folder; domain corpora are files"), std::string::npos) << r.err;
+  // a dataset, and a scenario file
+  fs::create_directories(dir / "data.jsonl");
+  r = run_cli("validate scenarios/quickstart.yaml --set workload.dataset='" + (dir / "data.jsonl").string() + "'", "in-folder-4");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("data.jsonl is a folder"), std::string::npos) << r.err;
+  fs::create_directories(dir / "scenario.yaml");
+  r = run_cli("run '" + (dir / "scenario.yaml").string() + "'", "in-folder-5");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("scenario.yaml: is a folder; scenario files are files"), std::string::npos) << r.err;
+}
+
+TEST(Inputs, report_on_a_sweep_table_with_a_short_row_names_the_line) {
+  const auto dir = scratch_dir("in-short-row");
+  std::ofstream(dir / "sweep.csv") << "point,parallel.mode,status,wall_s,error,mean_ttft_ms\n0,tp,ok,0.1,,12.5\n1\n";
+  const CliResult r = run_cli("report '" + dir.string() + "'", "in-short-row");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "error: " + (dir / "sweep.csv").string() + ":3: has 1 fields but the header has 6\n");
+}
+
 // ---- limits ---------------------------------------------------------------------------------
 
 /// A sparse file of 1 TB (or, where the file system caps file sizes lower, just over the 1 GiB
