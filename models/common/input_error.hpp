@@ -1,11 +1,16 @@
 #pragma once
 // Problems found in an input file (dataset, trace, corpus): where, which field, what is wrong.
 // sim/ turns them into the same diagnostics as scenario errors.
+#include <cstddef>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 namespace moesim {
+
+/// Problems kept per input file: past this many, a reader counts the rest in one closing issue,
+/// so that a file of junk gives a readable report in bounded memory.
+inline constexpr std::size_t kMaxIssuesPerFile = 20;
 
 struct InputIssue {
   std::string file;

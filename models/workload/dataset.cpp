@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -59,6 +60,25 @@ std::vector<DatasetRecord> load_dataset(const std::filesystem::path& file, const
   return load_dataset(in, file.string(), corpus);
 }
 
+int json_nesting_depth(std::string_view text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 std::vector<DatasetRecord> load_dataset(std::istream& in, const std::string& name, const DomainCorpus& corpus) {
   std::vector<DatasetRecord> out;
   std::vector<InputIssue> issues;
@@ -66,7 +86,11 @@ std::vector<DatasetRecord> load_dataset(std::istream& in, const std::string& nam
   int lineno = 0;
   double last_arrival = 0.0;
   bool any_arrival = false, any_without_arrival = false;
-  auto issue = [&](const std::string& field, const std::string& msg) { issues.push_back({name, lineno, field, msg}); };
+  std::size_t more_issues = 0;
+  auto issue = [&](const std::string& field, const std::string& msg) {
+    if (issues.size() < kMaxIssuesPerFile) issues.push_back({name, lineno, field, msg});
+    else ++more_issues;
+  };
   auto positive_int = [&](const nlohmann::json& j, const char* key, int& dst) {
     if (!j.contains(key)) {
       issue(key, "missing");
@@ -82,6 +106,15 @@ std::vector<DatasetRecord> load_dataset(std::istream& in, const std::string& nam
   while (std::getline(in, line)) {
     ++lineno;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    // A line is one flat object: bound what one line may cost to parse before parsing it.
+    if (line.size() > kMaxDatasetLineBytes) {
+      issue("", "longer than " + std::to_string(kMaxDatasetLineBytes) + " bytes (got " + std::to_string(line.size()) + ")");
+      continue;
+    }
+    if (json_nesting_depth(line) > kMaxDatasetLineDepth) {
+      issue("", "nests objects or lists deeper than " + std::to_string(kMaxDatasetLineDepth) + " levels");
+      continue;
+    }
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
@@ -98,7 +131,7 @@ std::vector<DatasetRecord> load_dataset(std::istream& in, const std::string& nam
     }
     DatasetRecord r;
     if (j.contains("prompt")) {
-      if (j["prompt"].is_string()) r.prompt = j["prompt"].get<std::string>();
+      if (j["prompt"].is_string()) r.prompt_digest = fnv1a64(j["prompt"].get_ref<const std::string&>());
       else issue("prompt", "must be a string");
     }
     positive_int(j, "prompt_tokens", r.prompt_tokens);
@@ -139,6 +172,9 @@ std::vector<DatasetRecord> load_dataset(std::istream& in, const std::string& nam
     }
     out.push_back(std::move(r));
   }
+  if (more_issues > 0)
+    issues.push_back({name, 0, "", std::to_string(more_issues) + " more problems in this file (the first " +
+                                       std::to_string(kMaxIssuesPerFile) + " are listed)"});
   if (any_arrival && any_without_arrival)
     issues.push_back({name, 0, "arrival_s", "present on some lines but not all: give it on every line or none"});
   if (out.empty() && issues.empty()) issues.push_back({name, 0, "", "dataset has no requests"});

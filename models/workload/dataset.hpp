@@ -13,6 +13,7 @@
 #include <iosfwd>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "models/common/input_error.hpp"
@@ -29,7 +30,8 @@ struct DomainCorpus {
 };
 
 struct DatasetRecord {
-  std::string prompt;
+  std::string prompt;            ///< set by the generator; a loaded dataset keeps only its digest
+  std::uint64_t prompt_digest = 0;  ///< fnv1a64 of the prompt text (0 without one)
   int domain = -1;
   int prompt_tokens = 0;
   int output_tokens = 0;
@@ -38,7 +40,15 @@ struct DatasetRecord {
   int prefix_tokens = 0;
 };
 
-/// Reads a JSONL dataset; `corpus` resolves domain names. Throws InputError listing every problem.
+/// A dataset line's limits: its length, and how deep objects and lists nest in it (the JSON
+/// parser's memory grows with both; a record is one flat object).
+inline constexpr std::size_t kMaxDatasetLineBytes = std::size_t{16} << 20;
+inline constexpr int kMaxDatasetLineDepth = 16;
+/// The deepest nesting of objects and lists in a JSON text (brackets inside strings not counted).
+[[nodiscard]] int json_nesting_depth(std::string_view text);
+
+/// Reads a JSONL dataset; `corpus` resolves domain names. Throws InputError listing the problems
+/// (at most kMaxIssuesPerFile, then a count of the rest).
 [[nodiscard]] std::vector<DatasetRecord> load_dataset(const std::filesystem::path& file, const DomainCorpus& corpus);
 /// The same from a stream; `name` stands for the file in messages.
 [[nodiscard]] std::vector<DatasetRecord> load_dataset(std::istream& in, const std::string& name, const DomainCorpus& corpus);

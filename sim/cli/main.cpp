@@ -38,7 +38,11 @@ void split_simgrid_args(int argc, char** argv, std::vector<std::string>& rest, R
 }
 
 void print_config_error(const ConfigError& e) {
-  for (const auto& d : e.diagnostics()) std::cerr << "error: " << d.format() << "\n";
+  // At most 50 lines: what follows the first errors of a bad input is rarely news.
+  constexpr std::size_t kShown = 50;
+  const auto& ds = e.diagnostics();
+  for (std::size_t i = 0; i < ds.size() && i < kShown; ++i) std::cerr << "error: " << ds[i].format() << "\n";
+  if (ds.size() > kShown) std::cerr << fmt::format("... {} more errors not shown\n", ds.size() - kShown);
   std::cerr << fmt::format("{} error{}; nothing was run\n", e.diagnostics().size(), e.diagnostics().size() == 1 ? "" : "s");
 }
 

@@ -751,7 +751,7 @@ std::string scenario_fingerprint(const Scenario& scenario) {
       for (const auto& q : scenario.inputs->corpus.queries[d]) f.bytes(q);
     }
     for (const auto& r : scenario.inputs->dataset) {
-      f.bytes(r.prompt);
+      f.number(static_cast<std::int64_t>(r.prompt_digest));
       f.number(r.domain);
       f.number(r.prompt_tokens);
       f.number(r.output_tokens);

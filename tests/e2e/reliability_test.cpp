@@ -504,6 +504,32 @@ TEST(Limits, a_terabyte_dataset_or_trace_is_rejected_by_size_before_it_is_read) 
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0);
 }
 
+TEST(Limits, a_dataset_of_junk_gives_a_short_report_in_bounded_memory) {
+  const auto dir = scratch_dir("junk");
+  {
+    // 10 MB of lines that are not JSON, and one line nested 4 million levels deep.
+    std::ofstream f(dir / "junk.jsonl");
+    const std::string line = "{\"prompt\": [[x, \"domain\" cooking}} ,, \"output_tokens\" ] not json at all ....................\n";
+    for (std::size_t written = 0; written < 10'000'000; written += line.size()) f << line;
+    f << std::string(4'000'000, '[') << std::string(4'000'000, ']') << "\n";
+  }
+  const auto io = scratch_dir("junk-io");
+  const std::string cmd = "cd '" + kSourceDir.string() + "' && /usr/bin/time -f '%M' -o '" + (io / "rss").string() + "' '" +
+                          kBinary.string() + "' validate scenarios/quickstart.yaml --set workload.dataset='" + (dir / "junk.jsonl").string() +
+                          "' > /dev/null 2> '" + (io / "err").string() + "'";
+  const int status = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  const std::string err = read_text(io / "err");
+  EXPECT_LE(std::count(err.begin(), err.end(), '\n'), 25) << err.substr(0, 2000);
+  EXPECT_NE(err.find("more problems in this file (the first 20 are listed)"), std::string::npos) << err.substr(0, 2000);
+  // GNU time writes "Command exited with non-zero status 2" before the figure.
+  std::string rss = read_text(io / "rss");
+  while (!rss.empty() && rss.back() == '\n') rss.pop_back();
+  const long rss_kb = std::stol(rss.substr(rss.find_last_of('\n') + 1));
+  EXPECT_LT(rss_kb, 200'000) << "peak memory " << rss_kb << " KB";
+}
+
 TEST(Limits, a_device_given_as_dataset_is_rejected_instead_of_read_without_end) {
   const CliResult r = run_cli("validate scenarios/quickstart.yaml --set workload.dataset=/dev/zero", "dev-zero");
   EXPECT_EQ(r.exit_code, 2);
