@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <stdexcept>
+#include <string>
 
 #include "models/common/stats.hpp"
 
@@ -56,23 +58,35 @@ double linear_trend(std::span<const double> ys) {
   return std::fabs(den) < 1e-300 ? 0.0 : (n * sxy - sx * sy) / den;
 }
 
-ImbalanceTracker::ImbalanceTracker(int moe_layers, int num_experts, std::vector<int> rank_of_expert, int filter_max_tokens,
-                                   int trend_window)
+ImbalanceTracker::ImbalanceTracker(int moe_layers, int num_experts, int num_gpus, int filter_max_tokens, int trend_window)
     : layers_(moe_layers),
       experts_(num_experts),
-      rank_of_expert_(std::move(rank_of_expert)),
+      num_ranks_(std::max(1, num_gpus)),
+      gpu_agg_(static_cast<std::size_t>(moe_layers) * static_cast<std::size_t>(std::max(1, num_gpus)), 0.0),
       filter_(filter_max_tokens),
       window_(trend_window),
       cv_sum_(static_cast<std::size_t>(moe_layers), 0.0),
       agg_(static_cast<std::size_t>(moe_layers * num_experts), 0.0),
       agg_all_(static_cast<std::size_t>(moe_layers * num_experts), 0.0),
-      utilization_(static_cast<std::size_t>(num_experts), 0.0) {
-  if (rank_of_expert_.empty()) rank_of_expert_.assign(static_cast<std::size_t>(num_experts), 0);
-  num_ranks_ = rank_of_expert_.empty() ? 1 : *std::max_element(rank_of_expert_.begin(), rank_of_expert_.end()) + 1;  // empty: a dense model
-}
+      utilization_(static_cast<std::size_t>(num_experts), 0.0) {}
 
-void ImbalanceTracker::add_step(int num_tokens, std::span<const double> counts) {
+void ImbalanceTracker::add_step(int num_tokens, std::span<const double> counts, std::span<const double> gpu_loads) {
+  if (experts_ == 0) return;  // a dense model routes nothing
   ++steps_;
+  const auto G = static_cast<std::size_t>(num_ranks_);
+  if (!gpu_loads.empty() && gpu_loads.size() != gpu_agg_.size())
+    throw std::logic_error("ImbalanceTracker: GPU loads for " + std::to_string(gpu_loads.size()) + " (layer, GPU) pairs, expected " +
+                           std::to_string(gpu_agg_.size()));
+  for (std::size_t l = 0; l < static_cast<std::size_t>(layers_); ++l) {
+    if (gpu_loads.empty()) {
+      // One GPU (or every GPU a shard of every expert): it computed the layer's tokens.
+      double total = 0;
+      for (std::size_t e = 0; e < static_cast<std::size_t>(experts_); ++e) total += counts[l * static_cast<std::size_t>(experts_) + e];
+      gpu_agg_[l * G] += total;
+    } else {
+      for (std::size_t g = 0; g < G; ++g) gpu_agg_[l * G + g] += gpu_loads[l * G + g];
+    }
+  }
   const bool keep = num_tokens <= filter_;
   if (keep) ++steps_in_filter_;
   const auto E = static_cast<std::size_t>(experts_);
@@ -108,8 +122,8 @@ ImbalanceTracker::Result ImbalanceTracker::result() const {
     lr.cv_per_step_mean = steps_ > 0 ? cv_sum_[l] / steps_ : 0.0;
     lr.aggregated = load_stats(std::span<const double>(agg_).subspan(l * E, E));
     lr.aggregated_all = load_stats(std::span<const double>(agg_all_).subspan(l * E, E));
-    std::vector<double> per_rank(static_cast<std::size_t>(num_ranks_), 0.0);
-    for (std::size_t e = 0; e < E; ++e) per_rank[static_cast<std::size_t>(rank_of_expert_[e])] += agg_all_[l * E + e];
+    const auto G = static_cast<std::size_t>(num_ranks_);
+    const auto per_rank = std::span<const double>(gpu_agg_).subspan(l * G, G);
     lr.gpu_max_over_mean = max_over_mean(per_rank);
     sum_mean_rank += mean_of(per_rank);
     sum_max_rank += *std::max_element(per_rank.begin(), per_rank.end());

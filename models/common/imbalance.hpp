@@ -12,7 +12,9 @@
 //   cv_per_step_mean : the CV of every step, averaged over steps;
 //   cv_aggregated    : the CV of loads summed over all steps with at most `filter_max_tokens`
 //                      tokens (drops warm-up and profiling batches).
-// Balancedness (vLLM EPLB): Σ_layers mean GPU load / Σ_layers max GPU load.
+// Balancedness (vLLM EPLB): Σ_layers mean GPU load / Σ_layers max GPU load, with the GPU loads
+// the placement in use gave (replicas, rebalancing and the routing policy included), summed over
+// the run; and each layer's GPU max/mean from the same sums.
 // Seed 001's utilisation statistics: per-expert utilisation (share of a step's tokens) as a
 // running mean over steps, its CV, and the least-squares slope of the per-step load variance over
 // the last `trend_window` steps.
@@ -38,12 +40,12 @@ struct LoadStats {
 
 class ImbalanceTracker {
  public:
-  /// rank_of_expert maps each expert to the GPU holding it (all 0 when every GPU holds a shard).
-  ImbalanceTracker(int moe_layers, int num_experts, std::vector<int> rank_of_expert, int filter_max_tokens,
-                   int trend_window);
+  /// num_gpus: GPUs an instance spreads its experts over (1 when every GPU holds a shard of each).
+  ImbalanceTracker(int moe_layers, int num_experts, int num_gpus, int filter_max_tokens, int trend_window);
 
-  /// One step: its token count and counts[layer * num_experts + expert].
-  void add_step(int num_tokens, std::span<const double> counts);
+  /// One step: its token count, counts[layer * num_experts + expert] and the tokens each GPU
+  /// computed, gpu_loads[layer * num_gpus + gpu] (empty with one GPU: it computed them all).
+  void add_step(int num_tokens, std::span<const double> counts, std::span<const double> gpu_loads = {});
 
   struct LayerResult {
     double cv_per_step_mean = 0;
@@ -71,8 +73,8 @@ class ImbalanceTracker {
 
  private:
   int layers_, experts_;
-  std::vector<int> rank_of_expert_;
   int num_ranks_ = 1;
+  std::vector<double> gpu_agg_;  ///< tokens per GPU, summed over steps: [layer * num_ranks + gpu]
   int filter_, window_;
   int steps_ = 0, steps_in_filter_ = 0;
   std::vector<double> cv_sum_;     ///< per layer

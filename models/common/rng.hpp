@@ -58,4 +58,11 @@ class RngStream {
 /// 64-bit FNV-1a of a string, used to turn component paths into stream ids.
 [[nodiscard]] std::uint64_t fnv1a64(std::string_view text);
 
+/// The seed of one serving instance's streams: the scenario seed for instance 0, a distinct one
+/// (golden-ratio multiple of the instance mixed in) for every other, so that data-parallel
+/// instances do not repeat each other's draws.
+[[nodiscard]] constexpr std::uint64_t instance_seed(std::uint64_t seed, int instance) {
+  return instance == 0 ? seed : seed ^ (0xD1B54A32D192ED03ULL * static_cast<std::uint64_t>(instance));
+}
+
 }  // namespace moesim

@@ -66,7 +66,7 @@ struct RoutingPolicyConfig {
   int interval_steps = 3000;               ///< rebalance every this many steps (vLLM default)
   int window_steps = 1000;                 ///< from the loads of this many recent steps (vLLM default)
   double interval_s = 0;                   ///< > 0: rebalance every this many simulated seconds instead
-  double rebalance_threshold = 0;          ///< > 0: also rebalance when a step's GPU max/mean exceeds this
+  double rebalance_threshold = 0;          ///< > 0: also rebalance when a step's GPU max/mean exceeds 1 + this
   int num_groups = 0;                      ///< expert groups for the hierarchical policy; 0: the model's n_group (or 1)
   std::string replica_selection = "position";  ///< position | random | nearest | even
   std::string migration = "stall";         ///< stall | overlap | none: how moved expert weights travel

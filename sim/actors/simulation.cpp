@@ -706,7 +706,7 @@ void engine(Instance& inst, SharedState& shared) {
     rec.on_step(sr);
     if (inst.trace != nullptr)
       inst.trace->step(inst.index, sr.step, start, end, batch.prefill_tokens, batch.decode_tokens, sr.num_seqs);
-    shared.profiler->on_step(inst.index, sr.step, start, batch.total_tokens(), plan.load.layer_expert_counts);
+    shared.profiler->on_step(inst.index, sr.step, start, batch.total_tokens(), plan.load, inst.planner);
     if (auto m = inst.planner.take_migration()) start_migration(inst, std::move(*m), shared);
   }
   inst.engine_finished = true;
@@ -851,9 +851,8 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
                                                           inputs.dataset.empty() ? nullptr : &inputs.dataset);
   const auto& model = sc.model.spec;
   const bool expert_parallel = layout.mode == ParallelMode::ep;
-  const ExpertPlacement placement = contiguous_placement(model.num_experts, expert_parallel ? layout.gpus_per_instance : 1);
   RunResult result{RunRecorder(arrivals),
-                   std::make_unique<ExpertProfiler>(model, placement.rank_of_expert, expert_parallel, sc.outputs), nullptr,
+                   std::make_unique<ExpertProfiler>(model, expert_parallel ? layout.gpus_per_instance : 1, expert_parallel, sc.outputs), nullptr,
                    0.0, {}, {}, {}, {}};
   if (sc.outputs.trace) result.trace = std::make_unique<TraceRecorder>(sc.outputs.trace_max_steps);
   if (!options.stream_steps_to.empty()) result.recorder.stream_steps_csv(options.stream_steps_to);
@@ -894,7 +893,7 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
     const RouterContext rc = router_context(model, sc.workload.routing, sc.seed ^ (0x9E3779B97F4A7C15ULL * static_cast<std::uint64_t>(i + 1)),
                                             static_cast<int>(inputs.corpus.names.size()));
     auto router = token_routers().get(sc.workload.routing.model)(rc);
-    auto inst = std::make_unique<Instance>(i, sp, StepPlanner(sc, layout, std::move(router), i * n));
+    auto inst = std::make_unique<Instance>(i, sp, StepPlanner(sc, layout, std::move(router), i * n, i));
     inst->planner.set_observer(result.profiler.get());
     for (int g = 0; g < n; ++g) {
       inst->hosts.push_back(platform.gpus[static_cast<std::size_t>(i * n + g)]);
@@ -960,6 +959,7 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
 
   if (!shared.error.empty()) throw std::runtime_error("simulation failed: " + shared.error);
   for (auto& g : result.gpus) g.advance_to(result.end_time_s);
+  for (const auto& inst : instances) result.profiler->on_run_end(inst->planner);
   if (result.trace) {
     // Power and temperature counters from the GPU samples.
     for (std::size_t g = 0; g < result.gpus.size(); ++g) {

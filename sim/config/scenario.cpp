@@ -196,7 +196,8 @@ void describe(Schema<RoutingPolicyConfig>& s) {
   s.field("window_steps", &R::window_steps).min(1).max(1000000).unit("steps").doc("rebalance from the loads of this many recent steps");
   s.field("interval_s", &R::interval_s).min(0).unit("s").doc("> 0: rebalance every this many simulated seconds instead of interval_steps");
   s.field("rebalance_threshold", &R::rebalance_threshold).min(0)
-      .doc("> 0: also rebalance when a step's GPU load max/mean exceeds this (at most once per window_steps)");
+      .doc("> 0: also rebalance when a step's GPU load exceeds the mean by more than this fraction: max/mean > 1 + threshold, "
+           "e.g. 0.15 for 15% (at most once per window_steps)");
   s.field("num_groups", &R::num_groups).min(0).doc("expert groups for the hierarchical policy; 0: the model's n_group or 1");
   s.field("replica_selection", &R::replica_selection)
       .one_of([] { return std::vector<std::string>{"even", "nearest", "position", "random"}; })

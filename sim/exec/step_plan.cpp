@@ -84,7 +84,8 @@ StepTimes analytic_step_times(const StepPlan& plan, const FabricView& fabric) {
   return t;
 }
 
-StepPlanner::StepPlanner(const Scenario& scenario, const ParallelLayout& layout, std::unique_ptr<TokenRouter> router, int first_gpu)
+StepPlanner::StepPlanner(const Scenario& scenario, const ParallelLayout& layout, std::unique_ptr<TokenRouter> router, int first_gpu,
+                         int instance)
     : model_(scenario.model.spec),
       layout_(layout),
       roofline_(scenario.cluster.gpu.spec),
@@ -104,7 +105,7 @@ StepPlanner::StepPlanner(const Scenario& scenario, const ParallelLayout& layout,
       n_(layout.gpus_per_instance),
       policy_(scenario.routing),
       count_level_(scenario.workload.routing.sampling == "count"),
-      split_rng_(scenario.seed, "planner/domain_split"),
+      split_rng_(instance_seed(scenario.seed, instance), "planner/domain_split"),
       fabric_{std::max(1, scenario.cluster.gpus_per_node), first_gpu, scenario.cluster.intra_node.spec, scenario.cluster.inter_node.spec},
       ep_traffic_(scenario.network.ep_mode, layout.gpus_per_instance, std::max(1, scenario.cluster.gpus_per_node), first_gpu),
       dispatch_token_bytes_(token_bytes(scenario.model.spec.hidden_size,
@@ -120,7 +121,7 @@ StepPlanner::StepPlanner(const Scenario& scenario, const ParallelLayout& layout,
   pc.num_moe_layers = model_.num_moe_layers();
   pc.gpus = layout_.mode == ParallelMode::ep ? n_ : 1;
   pc.gpus_per_node = gpus_per_node_ = std::max(1, scenario.cluster.gpus_per_node);
-  pc.seed = scenario.seed;
+  pc.seed = instance_seed(scenario.seed, instance);
   pc.power_budget_w = policy_.nectar.power_budget_w > 0 ? policy_.nectar.power_budget_w : effective_cap_w(scenario);
   policy_impl_ = routing_policies().get(policy_.policy)(pc, policy_);
   if (policy_.eplb_placement() && layout_.mode == ParallelMode::ep) {
@@ -166,7 +167,9 @@ void StepPlanner::maybe_rebalance(const StepPlan& finished, double now_s) {
   const bool by_steps = policy_.interval_s <= 0 && steps_ % policy_.interval_steps == 0;
   const bool by_time = policy_.interval_s > 0 && now_s - last_rebalance_s_ >= policy_.interval_s;
   // Early, when the GPUs are out of balance beyond the threshold (at most once per window).
-  const bool by_threshold = policy_.rebalance_threshold > 0 && finished.load.gpu_max_over_mean > policy_.rebalance_threshold &&
+  // The threshold is an imbalance fraction: a step whose GPU load max/mean (averaged over its MoE
+  // layers) exceeds 1 + threshold, so 0.15 means the busiest GPU has 15% more tokens than the mean.
+  const bool by_threshold = policy_.rebalance_threshold > 0 && finished.load.gpu_max_over_mean > 1.0 + policy_.rebalance_threshold &&
                             since_rebalance_ >= policy_.window_steps;
   if (!by_steps && !by_time && !by_threshold) return;
   if (pending_ || migrating_) return;  // the previous move has not finished
@@ -266,6 +269,8 @@ void StepPlanner::plan_into(StepPlan& plan, const Batch& batch, double now_s, st
     fresh.layer_expert_counts.swap(plan.load.layer_expert_counts);
     fresh.layer_gpu_mom_before.swap(plan.load.layer_gpu_mom_before);
     fresh.layer_gpu_mom_after.swap(plan.load.layer_gpu_mom_after);
+    fresh.layer_gpu_loads.swap(plan.load.layer_gpu_loads);
+    fresh.layer_slot_loads.swap(plan.load.layer_slot_loads);
     fresh.layer_gpu_mom_before.clear();
     fresh.layer_gpu_mom_after.clear();
     plan.load = std::move(fresh);
@@ -277,6 +282,13 @@ void StepPlanner::plan_into(StepPlan& plan, const Batch& batch, double now_s, st
   plan.load.expert_max_over_mean = 0;
   plan.load.gpu_max_over_mean = 0;
   plan.load.layer_expert_counts.assign(static_cast<std::size_t>(model_.num_moe_layers() * model_.num_experts), 0.0);
+  if (layout_.mode == ParallelMode::ep && !layers_.empty()) {
+    plan.load.layer_gpu_loads.assign(layers_.size() * static_cast<std::size_t>(n_), 0.0);
+    plan.load.layer_slot_loads.assign(layers_.size() * layers_.front().phy2log.size(), 0.0);
+  } else {
+    plan.load.layer_gpu_loads.clear();
+    plan.load.layer_slot_loads.clear();
+  }
   router_->begin_step(now_s);
   roofline_.set_launch_mode(batch.total_tokens() <= graph_max_tokens_ ? LaunchMode::graph : LaunchMode::eager);
   plan.host_s = host_fixed_s_ + host_per_seq_s_ * static_cast<double>(batch.items.size());
@@ -630,6 +642,8 @@ void StepPlanner::route_moe_layer(StepPlan& plan, int moe_layer) {
   for (std::size_t slot = 0; slot < S; ++slot) per_gpu[static_cast<std::size_t>(place.gpu_of(static_cast<int>(slot)))] += per_slot[slot];
   for (std::size_t e = 0; e < e_count; ++e) before[e * static_cast<std::size_t>(n_) / e_count] += gate_load[e];
   const double after_mom = max_over_mean(per_gpu);
+  std::copy(per_gpu.begin(), per_gpu.end(), plan.load.layer_gpu_loads.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(moe_layer) * per_gpu.size()));
+  std::copy(per_slot.begin(), per_slot.end(), plan.load.layer_slot_loads.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(moe_layer) * S));
   plan.load.gpu_max_over_mean += after_mom;
   plan.load.layer_gpu_mom_before.push_back(max_over_mean(before));
   plan.load.layer_gpu_mom_after.push_back(after_mom);

@@ -100,6 +100,10 @@ struct StepLoadStats {
   /// Mode ep: GPU load max/mean per MoE layer with the gate's own selection on the contiguous map
   /// (no placement, no policy), and as the policy sent it.
   std::vector<double> layer_gpu_mom_before, layer_gpu_mom_after;
+  /// Mode ep: tokens each GPU of the instance computed, after the policy, in the placement in use:
+  /// [moe_layer * gpus + gpu]; and per physical expert slot: [moe_layer * slots + slot] (the
+  /// planner's phy2log(moe_layer) names each slot's expert). Empty in mode tp.
+  std::vector<double> layer_gpu_loads, layer_slot_loads;
   double gpu_max_over_mean_before = 1;  ///< mean over MoE layers of layer_gpu_mom_before
   PolicyCounters policy;                ///< summed over MoE layers
 };
@@ -212,8 +216,11 @@ void attribute_segment(StepTimes& times, const std::vector<std::pair<const Phase
 
 class StepPlanner {
  public:
-  /// `first_gpu`: cluster index of the instance's GPU 0 (where its node boundaries fall).
-  StepPlanner(const Scenario& scenario, const ParallelLayout& layout, std::unique_ptr<TokenRouter> router, int first_gpu = 0);
+  /// `first_gpu`: cluster index of the instance's GPU 0 (where its node boundaries fall);
+  /// `instance`: which serving instance (data-parallel rank) it plans for, so that instances draw
+  /// their own random streams (policy choices, token dealing).
+  StepPlanner(const Scenario& scenario, const ParallelLayout& layout, std::unique_ptr<TokenRouter> router, int first_gpu = 0,
+              int instance = 0);
 
   /// Plans one step at simulated time now_s (the router may drift with time); `gpus` is the state
   /// of the instance's GPUs the policy may use (empty: nominal).

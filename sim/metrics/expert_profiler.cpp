@@ -12,15 +12,19 @@
 
 namespace moesim {
 
-ExpertProfiler::ExpertProfiler(const ModelSpec& model, std::vector<int> rank_of_expert, bool expert_parallel,
-                               OutputsConfig options)
+ExpertProfiler::ExpertProfiler(const ModelSpec& model, int gpus, bool expert_parallel, OutputsConfig options)
     : experts_(model.num_experts),
       top_k_(model.top_k),
-      rank_of_expert_(rank_of_expert),
+      gpus_(expert_parallel ? std::max(1, gpus) : 1),
       expert_parallel_(expert_parallel),
       options_(options),
-      tracker_(model.num_moe_layers(), model.num_experts, std::move(rank_of_expert), options.imbalance_filter_max_tokens,
+      tracker_(model.num_moe_layers(), model.num_experts, expert_parallel ? gpus : 1, options.imbalance_filter_max_tokens,
                options.trend_window_steps) {
+  if (expert_parallel_ && experts_ > 0) {
+    const std::size_t cells = static_cast<std::size_t>(model.num_moe_layers()) * static_cast<std::size_t>(experts_) * static_cast<std::size_t>(gpus_);
+    expert_gpu_tokens_.assign(cells, 0.0);
+    holds_replica_.assign(cells, 0);
+  }
   for (int l = model.num_dense_layers; l < model.num_layers; ++l) moe_layer_ids_.push_back(l);
   // A dense model routes nothing: no gate logs, no expert tracking.
   if (moe_layer_ids_.empty() || experts_ == 0) options_.expert_profiler = options_.gate_logs = false;
@@ -57,9 +61,22 @@ void ExpertProfiler::on_layer_routed(int moe_layer, std::span<const TokenInfo> t
   if (moe_layer + 1 == static_cast<int>(moe_layer_ids_.size())) tokens_seen_ += static_cast<std::int64_t>(tokens.size());
 }
 
-void ExpertProfiler::on_step(int instance, std::int64_t step, double time_s, int num_tokens, std::span<const double> counts) {
-  tracker_.add_step(num_tokens, counts);
+void ExpertProfiler::on_step(int instance, std::int64_t step, double time_s, int num_tokens, const StepLoadStats& load,
+                             const StepPlanner& planner) {
+  const std::span<const double> counts = load.layer_expert_counts;
+  tracker_.add_step(num_tokens, counts, load.layer_gpu_loads);
   const auto E = static_cast<std::size_t>(experts_);
+  if (!expert_gpu_tokens_.empty() && !load.layer_slot_loads.empty()) {
+    const auto G = static_cast<std::size_t>(gpus_);
+    const std::size_t layers = moe_layer_ids_.size();
+    const std::size_t S = load.layer_slot_loads.size() / layers;
+    for (std::size_t l = 0; l < layers; ++l) {
+      const std::vector<int>& phy2log = planner.phy2log(static_cast<int>(l));
+      const std::size_t per_gpu = S / G;
+      for (std::size_t s = 0; s < S; ++s)
+        expert_gpu_tokens_[(l * E + static_cast<std::size_t>(phy2log[s])) * G + s / per_gpu] += load.layer_slot_loads[l * S + s];
+    }
+  }
   if (options_.expert_profiler) {
     for (std::size_t l = 0; l < moe_layer_ids_.size(); ++l) {
       const auto row = counts.subspan(l * E, E);
@@ -73,6 +90,16 @@ void ExpertProfiler::on_step(int instance, std::int64_t step, double time_s, int
     g.counts.reserve(counts.size());
     for (double c : counts) g.counts.push_back(static_cast<std::int32_t>(std::lround(c)));
     gate_steps_.push_back(std::move(g));
+  }
+}
+
+void ExpertProfiler::on_run_end(const StepPlanner& planner) {
+  if (holds_replica_.empty()) return;
+  const auto E = static_cast<std::size_t>(experts_), G = static_cast<std::size_t>(gpus_);
+  for (std::size_t l = 0; l < moe_layer_ids_.size(); ++l) {
+    const std::vector<int>& phy2log = planner.phy2log(static_cast<int>(l));
+    const std::size_t per_gpu = phy2log.size() / G;
+    for (std::size_t s = 0; s < phy2log.size(); ++s) holds_replica_[(l * E + static_cast<std::size_t>(phy2log[s])) * G + s / per_gpu] = 1;
   }
 }
 
@@ -95,12 +122,23 @@ void ExpertProfiler::render(std::map<std::string, std::string>& files, const std
   const auto& agg = tracker_.aggregated_all();
 
   std::string experts_csv = "layer,expert,gpu,tokens,share\n";
+  const auto G = static_cast<std::size_t>(gpus_);
   for (std::size_t l = 0; l < moe_layer_ids_.size(); ++l) {
     const double total = std::accumulate(agg.begin() + static_cast<std::ptrdiff_t>(l * E),
                                          agg.begin() + static_cast<std::ptrdiff_t>((l + 1) * E), 0.0);
-    for (std::size_t e = 0; e < E; ++e)
-      experts_csv += fmt::format("{},{},{},{:.0f},{:.6f}\n", moe_layer_ids_[l], e, expert_parallel_ ? rank_of_expert_[e] : -1,
-                                 agg[l * E + e], total > 0 ? agg[l * E + e] / total : 0.0);
+    for (std::size_t e = 0; e < E; ++e) {
+      if (expert_gpu_tokens_.empty()) {
+        experts_csv += fmt::format("{},{},{},{:.0f},{:.6f}\n", moe_layer_ids_[l], e, -1, agg[l * E + e], total > 0 ? agg[l * E + e] / total : 0.0);
+        continue;
+      }
+      // The GPUs that computed the expert's tokens, or hold a replica of it now.
+      for (std::size_t g = 0; g < G; ++g) {
+        const std::size_t i = (l * E + e) * G + g;
+        const double tokens = expert_gpu_tokens_[i];
+        if (tokens <= 0 && holds_replica_[i] == 0) continue;
+        experts_csv += fmt::format("{},{},{},{:.0f},{:.6f}\n", moe_layer_ids_[l], e, g, tokens, total > 0 ? tokens / total : 0.0);
+      }
+    }
   }
   files["experts.csv"] = std::move(experts_csv);
 

@@ -12,6 +12,9 @@
 //   moe_expert_tracking/moe_summary.json             per layer: num_experts, top_k, total_activations, ...
 //   gate_logs/gate_logs_<k>.json                     see models/routing/trace.hpp
 //   experts.csv                                      layer,expert,gpu,tokens,share
+//     mode ep: one row per (layer, expert, GPU) that computed tokens of the expert or holds a
+//     replica of it at the end of the run (placement as used: replicas, rebalances and the
+//     routing policy included; GPUs of an instance, instances summed); mode tp: gpu -1.
 // layer_idx is the decoder layer index (dense leading layers are skipped, as in vLLM).
 #include <cstdint>
 #include <filesystem>
@@ -27,12 +30,17 @@ namespace moesim {
 
 class ExpertProfiler final : public RoutingObserver {
  public:
-  ExpertProfiler(const ModelSpec& model, std::vector<int> rank_of_expert, bool expert_parallel, OutputsConfig options);
+  /// gpus: GPUs of an instance (mode ep; 1 in mode tp).
+  ExpertProfiler(const ModelSpec& model, int gpus, bool expert_parallel, OutputsConfig options);
 
   void on_layer_routed(int moe_layer, std::span<const TokenInfo> tokens, std::span<const std::int32_t> experts,
                        std::span<const float> weights) override;
-  /// One step's expert loads (layer-major counts), after its layers were routed.
-  void on_step(int instance, std::int64_t step, double time_s, int num_tokens, std::span<const double> layer_counts);
+  /// One step's expert loads (layer-major counts), after its layers were routed; in mode ep also
+  /// the tokens of every GPU and physical slot (StepLoadStats) and the placement they were
+  /// computed in (`planner`).
+  void on_step(int instance, std::int64_t step, double time_s, int num_tokens, const StepLoadStats& load, const StepPlanner& planner);
+  /// The placement at the end of the run, for experts.csv's replica rows (mode ep).
+  void on_run_end(const StepPlanner& planner);
 
   [[nodiscard]] const ImbalanceTracker& tracker() const { return tracker_; }
   [[nodiscard]] double routed_assignments() const;
@@ -63,8 +71,10 @@ class ExpertProfiler final : public RoutingObserver {
 
   std::vector<int> moe_layer_ids_;  ///< decoder layer index of each MoE layer
   int experts_, top_k_;
-  std::vector<int> rank_of_expert_;
+  int gpus_ = 1;
   bool expert_parallel_;
+  std::vector<double> expert_gpu_tokens_;  ///< mode ep: [layer][expert][gpu]
+  std::vector<std::uint8_t> holds_replica_;  ///< mode ep: [layer][expert][gpu], at the end of the run
   OutputsConfig options_;
   ImbalanceTracker tracker_;
   std::vector<std::uint64_t> coselection_;  ///< [layer][e1][e2], e1 < e2 used

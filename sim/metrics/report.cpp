@@ -336,9 +336,10 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   }
   j["routing"] = routing;
   j["imbalance"] = imbalance_json(result.profiler->tracker().result(), sc.outputs.imbalance_filter_max_tokens, step_mm_mean, step_gpu_mm_mean);
-  if (sc.model.spec.num_moe_layers() == 0 || sc.model.spec.num_experts == 0) {
-    // A dense model routes nothing: expert-load statistics are not applicable (null), with the
-    // same keys as a MoE run's so that a sweep over both has one set of columns.
+  if (sc.model.spec.num_moe_layers() == 0 || sc.model.spec.num_experts == 0 || totals.steps == 0) {
+    // A dense model (or a run that never ran a step: every request rejected) routes nothing:
+    // expert-load statistics are not applicable (null), with the same keys as a MoE run's so
+    // that a sweep over both has one set of columns.
     for (auto& [k, v] : j["imbalance"].items())
       if (v.is_number_float()) v = nullptr;
   }

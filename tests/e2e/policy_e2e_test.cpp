@@ -3,6 +3,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+#include <map>
+#include <set>
+
 #include "tests/e2e/cli_runner.hpp"
 
 namespace moesim::test {
@@ -91,6 +95,68 @@ TEST(Policies, replica_steering_policies_lower_the_gpu_load_imbalance_below_the_
   EXPECT_EQ(ll["routing"]["per_layer_gpu_load_max_over_mean"]["after"].size(), 32u);
 }
 
+/// experts.csv of a run: tokens per GPU and the number of GPUs each (layer 0) expert computed on.
+struct ExpertRows {
+  std::map<int, double> gpu_tokens;
+  std::map<int, std::set<int>> gpus_of_expert0;  // layer 0
+  double total = 0;
+};
+
+ExpertRows expert_rows(const std::filesystem::path& csv) {
+  ExpertRows r;
+  for (const auto& row : read_rows(csv)) {
+    const double t = std::stod(row.at("tokens"));
+    const int gpu = std::stoi(row.at("gpu"));
+    r.gpu_tokens[gpu] += t;
+    r.total += t;
+    if (row.at("layer") == "0" && t > 0) r.gpus_of_expert0[std::stoi(row.at("expert"))].insert(gpu);
+  }
+  return r;
+}
+
+TEST(Policies, balancedness_per_layer_gpu_imbalance_and_experts_csv_follow_the_placement_in_use) {
+  const auto dir = scratch_dir("placement-stats");
+  const auto one = [&](const std::string& policy) {
+    const auto out = dir / policy;
+    const std::string replicas = policy == "static" ? "" : "--set routing.num_redundant_experts=4 ";
+    const CliResult r = run_cli("run scenarios/quickstart.yaml --quiet --set parallel.mode=ep --set workload.routing.model=hot_experts "
+                                "--set 'workload.routing.hot_experts=[0, 1]' --set workload.routing.hot_share=0.6 "
+                                "--set routing.interval_steps=20 --set routing.window_steps=20 " + replicas +
+                                "--set routing.policy=" + policy + " --out '" + out.string() + "'",
+                                policy);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return std::make_pair(nlohmann::json::parse(read_text(out / "summary.json")), expert_rows(out / "experts.csv"));
+  };
+  const auto [stat, stat_rows] = one("static");
+  const auto [eplb, eplb_rows] = one("eplb");
+  const auto [ll, ll_rows] = one("least_loaded");
+  const double b_static = stat["imbalance"]["balancedness"].get<double>();
+  const double b_eplb = eplb["imbalance"]["balancedness"].get<double>();
+  const double b_ll = ll["imbalance"]["balancedness"].get<double>();
+  // Hot experts 0 and 1 share GPU 0 in the contiguous map; replicas spread them.
+  EXPECT_GT(b_eplb, b_static + 0.05);
+  EXPECT_GT(b_ll, b_static + 0.05);
+  EXPECT_NE(b_eplb, b_ll);
+  const auto layer0_gpu_mom = [](const nlohmann::json& s) { return s["imbalance"]["per_layer"][0]["gpu_max_over_mean"].get<double>(); };
+  EXPECT_LT(layer0_gpu_mom(eplb), layer0_gpu_mom(stat) - 0.2);
+  // The per-layer figure and the step-mean figure describe the same placement: the summary's
+  // routing.per_layer "after" (per-step mean) is at least the aggregated ratio of the window.
+  EXPECT_LE(layer0_gpu_mom(eplb), eplb["routing"]["per_layer_gpu_load_max_over_mean"]["after"][0].get<double>() + 1e-9);
+  // experts.csv: in static every expert computes on its one contiguous GPU; under eplb the hot
+  // expert 0 computes on its replicas' GPUs too, and GPU 0 carries a smaller share.
+  for (const auto& [e, gpus] : stat_rows.gpus_of_expert0) {
+    EXPECT_EQ(gpus.size(), 1u) << "expert " << e;
+    EXPECT_EQ(*gpus.begin(), e / 2) << "expert " << e;
+  }
+  EXPECT_GT(eplb_rows.gpus_of_expert0.at(0).size(), 1u);
+  EXPECT_LT(eplb_rows.gpu_tokens.at(0) / eplb_rows.total, stat_rows.gpu_tokens.at(0) / stat_rows.total - 0.1);
+  // Every token-expert assignment of the run is in experts.csv exactly once, whatever the placement.
+  for (const auto* s : {&stat, &eplb, &ll}) {
+    const auto& rows = s == &stat ? stat_rows : s == &eplb ? eplb_rows : ll_rows;
+    EXPECT_NEAR(rows.total, (*s)["routing"]["computed_assignments"].get<double>(), 0.5);
+  }
+}
+
 TEST(Policies, dropped_assignments_are_counted_and_conserved) {
   const auto out = scratch_dir("capacity") / "run";
   const CliResult r = run_cli("run scenarios/quickstart.yaml --quiet --set parallel.mode=ep --set workload.routing.model=hot_experts "
@@ -131,10 +197,16 @@ TEST(Policies, rebalancing_follows_interval_s_or_an_imbalance_threshold) {
                          "--set routing.window_steps=20",
                          "threshold-off");
   const auto early = run("--set routing.policy=eplb --set routing.num_redundant_experts=4 --set routing.interval_steps=100000 "
-                         "--set routing.window_steps=20 --set routing.rebalance_threshold=1.05",
+                         "--set routing.window_steps=20 --set routing.rebalance_threshold=0.05",
                          "threshold-on");
+  // The threshold is a fraction over the mean: with 4 GPUs max/mean <= 4, so 3.5 (max/mean > 4.5)
+  // can never be crossed.
+  const auto unreachable = run("--set routing.policy=eplb --set routing.num_redundant_experts=4 --set routing.interval_steps=100000 "
+                               "--set routing.window_steps=20 --set routing.rebalance_threshold=3.5",
+                               "threshold-unreachable");
   EXPECT_EQ(never["routing"]["rebalances"]["count"].get<int>(), 0);
   EXPECT_GT(early["routing"]["rebalances"]["count"].get<int>(), 0);
+  EXPECT_EQ(unreachable["routing"]["rebalances"]["count"].get<int>(), 0);
 }
 
 TEST(Policies, bad_policy_settings_are_validation_errors_naming_the_field) {

@@ -606,5 +606,27 @@ TEST(Admission, requests_longer_than_max_model_len_are_rejected_with_a_reason_an
   EXPECT_EQ(split(rows[2], ',').at(0), "2");
 }
 
+TEST(Admission, a_run_where_every_request_is_rejected_reports_null_latencies_not_zero) {
+  const auto dir = scratch_dir("all-rejected");
+  std::ofstream(dir / "long.jsonl") << "{\"domain\": \"cooking\", \"prompt_tokens\": 4000, \"output_tokens\": 200}\n"
+                                       "{\"domain\": \"travel\", \"prompt_tokens\": 5000, \"output_tokens\": 1}\n";
+  const auto out = dir / "run";
+  const CliResult r = run_cli(kSmallRun + " --set workload.dataset=" + (dir / "long.jsonl").string() + " --set workload.requests=2" +
+                                  " --out '" + out.string() + "'",
+                              "all-rejected");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto s = nlohmann::json::parse(read_text(out / "summary.json"));
+  EXPECT_EQ(s["completed"], 0);
+  EXPECT_EQ(s["rejected"], 2);
+  for (const char* name : {"ttft", "tpot", "itl", "e2el", "queue"})
+    for (const char* stat : {"mean_", "median_", "std_", "p90_", "p95_", "p99_"}) {
+      const std::string key = std::string(stat) + name + "_ms";
+      ASSERT_TRUE(s.contains(key)) << key;
+      EXPECT_TRUE(s[key].is_null()) << key << " = " << s[key].dump();
+    }
+  for (const auto& [k, v] : s["imbalance"].items())
+    EXPECT_FALSE(v.is_number_float()) << "imbalance." << k << " = " << v.dump() << " with no step run";
+}
+
 }  // namespace
 }  // namespace moesim::test

@@ -137,7 +137,10 @@ TEST(InputInvariants, json_number_beyond_a_double_is_an_input_error) {
 TEST(InputInvariants, deeply_nested_json_value_is_reported_by_kind_without_recursing) {
   const std::size_t depth = 1'000'000;  // a recursive dump of this overflows an 8 MB stack
   const std::string nested = std::string(depth, '[') + std::string(depth, ']');
+  // A dataset line is refused for its nesting before it is parsed at all.
   EXPECT_EQ(dataset_errors("{\"domain\": \"law\", \"prompt_tokens\": " + nested + ", \"output_tokens\": 8}\n"),
+            (std::vector<std::string>{"d.jsonl:1: nests objects or lists deeper than 16 levels"}));
+  EXPECT_EQ(dataset_errors("{\"domain\": \"law\", \"prompt_tokens\": [[1]], \"output_tokens\": 8}\n"),
             (std::vector<std::string>{"d.jsonl:1: prompt_tokens: must be an integer >= 1 (got a list)"}));
   EXPECT_EQ(gate_log_errors("{\"num_experts\": " + nested + ", \"steps\": []}", 1, 2),
             (std::vector<std::string>{"gate_logs_0.json: num_experts: must be an integer (got a list)"}));

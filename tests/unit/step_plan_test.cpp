@@ -158,6 +158,26 @@ TEST(StepPlan, every_token_is_routed_to_top_k_experts_in_every_moe_layer) {
   }
 }
 
+TEST(StepPlan, data_parallel_instances_draw_their_own_policy_streams_and_one_instance_repeats_its_own) {
+  // Random replica selection over EPLB replicas: the same gate choices (all to experts 0 and 1,
+  // both replicated) are spread over the replicas by the policy's random stream.
+  const Scenario sc = quickstart({"parallel.mode=ep", "routing.policy=eplb", "routing.num_redundant_experts=4",
+                                  "routing.replica_selection=random"});
+  const ParallelLayout lay = make_layout(sc);
+  const auto slot_loads = [&](int instance) {
+    StepPlanner planner(sc, lay, std::make_unique<HotExpertRouter>(sc.model.spec.top_k), 0, instance);
+    return planner.plan(prefill_batch(4, 256)).load.layer_slot_loads;
+  };
+  const auto a = slot_loads(0), again = slot_loads(0), b = slot_loads(1), c = slot_loads(2);
+  ASSERT_FALSE(a.empty());
+  EXPECT_EQ(a, again);
+  EXPECT_NE(a, b);
+  EXPECT_NE(b, c);
+  // Each instance still computes every assignment exactly once.
+  for (const auto* v : {&a, &b, &c})
+    EXPECT_DOUBLE_EQ(std::accumulate(v->begin(), v->end(), 0.0), 1024.0 * sc.model.spec.top_k * sc.model.spec.num_moe_layers());
+}
+
 TEST(StepPlan, dispatch_sends_each_token_once_per_remote_gpu) {
   const Scenario sc = quickstart({"parallel.mode=ep", "model.num_layers=1"});
   StepPlanner hot(sc, make_layout(sc), std::make_unique<HotExpertRouter>(2));

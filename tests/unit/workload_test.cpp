@@ -194,7 +194,7 @@ TEST(Datasets, measured_aggregated_cv_rises_with_predicted_score) {
   std::vector<double> predicted, measured;
   for (const auto& ds : datasets) {
     auto router = token_routers().get("domain_affinity")(context_for(m, "domain_affinity", 11));
-    ImbalanceTracker tracker(m.num_moe_layers(), 8, {}, 1000000, 10);
+    ImbalanceTracker tracker(m.num_moe_layers(), 8, 1, 1000000, 10);
     std::vector<double> counts(static_cast<std::size_t>(m.num_moe_layers() * 8));
     std::vector<TokenInfo> tokens;
     std::vector<std::int32_t> experts;
@@ -253,7 +253,7 @@ TEST(Imbalance, metrics_match_hand_computations) {
 }
 
 TEST(Imbalance, aggregated_cv_filters_large_steps) {
-  ImbalanceTracker t(1, 2, {}, 10, 5);
+  ImbalanceTracker t(1, 2, 1, 10, 5);
   t.add_step(4, std::vector<double>{4, 4});        // kept, balanced
   t.add_step(100, std::vector<double>{200, 0});    // filtered out of the aggregate
   const auto r = t.result();
