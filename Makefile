@@ -13,7 +13,7 @@ DEB_PACKAGES := cmake g++ make pkg-config \
   libgtest-dev libcli11-dev libfmt-dev time bc \
   python3 python3-numpy python3-pandas python3-matplotlib python3-pytest parallel
 
-.PHONY: deps build run test bench study test-browser clean
+.PHONY: deps build run test bench study test-browser clean property
 
 deps:
 	@missing=""; \
@@ -73,6 +73,18 @@ calibration: build
 	cd $(BUILD_DIR) && MOESIM_CALIBRATION_FULL=1 MOESIM_CALIBRATION_OUT=$(CALIBRATION_OUT) \
 	  ctest -j $(JOBS) -L calibration --output-on-failure; status=$$?; cd $(CURDIR) && \
 	  /usr/bin/python3 tests/calibration/make_report.py $(CALIBRATION_OUT) --command "make calibration" && exit $$status
+
+# Property and fault campaigns (tests/property): PROPERTY_COUNT random valid scenarios, larger
+# than the suite's, and PROPERTY_FAULTS fault trials, from PROPERTY_SEED (default: a fresh one,
+# printed; rerun a failure with the same seed). The scenario files of failures go to
+# $(BUILD_DIR)/property-failures.
+PROPERTY_COUNT ?= 20000
+PROPERTY_FAULTS ?= 500
+PROPERTY_SEED ?= $(shell date +%s)
+property: build
+	$(BUILD_DIR)/tests/moesim_property --count $(PROPERTY_COUNT) --faults $(PROPERTY_FAULTS) --seed $(PROPERTY_SEED) \
+	  --jobs $(JOBS) --max-requests 64 --max-output-tokens 512 --max-gpus 64 --timeout 600 --moesim $(BUILD_DIR)/moesim \
+	  --scratch $$(test -d /dev/shm && echo /dev/shm || echo /tmp) --keep $(BUILD_DIR)/property-failures
 
 clean:
 	rm -rf $(BUILD_DIR)
