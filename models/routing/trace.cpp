@@ -33,6 +33,12 @@ RoutingTrace load_gate_logs(const std::filesystem::path& dir, int layers, int ex
   t.num_experts = experts;
   t.num_moe_layers = layers;
   for (const auto& [index, file] : files) {
+    std::error_code ec;
+    const auto bytes = std::filesystem::file_size(file, ec);
+    if (!ec && bytes > kMaxGateLogFileBytes)
+      throw InputError({{file.string(), 0, "", "a gate-log file may have at most " + std::to_string(kMaxGateLogFileBytes >> 20) +
+                                                   " MiB (got " + std::to_string(bytes >> 20) +
+                                                   " MiB); split its steps over several gate_logs_<k>.json files"}});
     std::ifstream in = open_regular_file(file, "gate log");
     read_gate_log(in, file.string(), t);
   }

@@ -7,6 +7,7 @@
 //                           "expert_counts": [[c_e for e in experts] for each MoE layer]}]}
 // Profiler activations: moe_expert_activations.csv with columns
 //   layer_idx,expert_id,activation_count,percentage
+#include <cstdint>
 #include <filesystem>
 #include <iosfwd>
 #include <string>
@@ -15,6 +16,11 @@
 #include "models/common/input_error.hpp"
 
 namespace moesim {
+
+/// The most bytes one gate-log file may have: it is parsed whole (about 9 bytes of memory per byte
+/// of JSON while it is read), so a folder's 1 GiB comes in files of at most this size; moesim
+/// starts a new file past half of it.
+inline constexpr std::uintmax_t kMaxGateLogFileBytes = 128ULL << 20;
 
 struct RoutingTrace {
   int num_experts = 0;

@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "models/common/stats.hpp"
+#include "models/routing/trace.hpp"
 #include "sim/metrics/csv_text.hpp"
 
 namespace moesim {
@@ -205,11 +206,14 @@ void ExpertProfiler::render(std::map<std::string, std::string>& files, const std
     std::string head = "{\"format\":\"moesim-gate-log-v1\",\"model\":" + nlohmann::json(model_name).dump() +
                        ",\"moe_layers\":" + nlohmann::json(moe_layer_ids_).dump() + ",\"num_experts\":" + std::to_string(experts_) +
                        ",\"top_k\":" + std::to_string(top_k_) + ",\"steps\":[";
-    for (std::size_t start = 0, k = 0; start < gate_steps_.size(); start += per_file, ++k) {
+    // A file ends after gate_log_steps_per_file steps, or once it passes half the size a gate-log
+    // file may have when read back (kMaxGateLogFileBytes), so that every file moesim writes loads.
+    const std::size_t soft_bytes = kMaxGateLogFileBytes / 2;
+    for (std::size_t start = 0, end = 0, k = 0; start < gate_steps_.size(); start = end, ++k) {
       std::string out = head;
-      const std::size_t end = std::min(start + per_file, gate_steps_.size());
-      out.reserve(head.size() + (end - start) * (96 + gate_steps_[start].counts.size() * 4));
-      for (std::size_t i = start; i < end; ++i) {
+      const std::size_t last = std::min(start + per_file, gate_steps_.size());
+      out.reserve(std::min(soft_bytes, head.size() + (last - start) * (96 + gate_steps_[start].counts.size() * 4)));
+      for (std::size_t i = start; i < last && (i == start || out.size() < soft_bytes); ++i, end = i) {
         const GateStep& g = gate_steps_[i];
         if (i > start) out += ',';
         out += "{\"step\":";

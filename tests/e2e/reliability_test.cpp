@@ -504,6 +504,23 @@ TEST(Limits, a_terabyte_dataset_or_trace_is_rejected_by_size_before_it_is_read) 
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0);
 }
 
+TEST(Limits, a_gate_log_file_past_its_size_limit_is_refused_before_it_is_parsed) {
+  // A gate-log file is parsed whole (about 9 bytes of memory per byte): one file past 128 MiB is
+  // refused by its size (a sparse file: nothing is read), so memory stays bounded.
+  const auto dir = scratch_dir("big-gate-log");
+  fs::create_directories(dir / "logs");
+  { std::ofstream(dir / "logs" / "gate_logs_0.json") << "{}"; }
+  fs::resize_file(dir / "logs" / "gate_logs_0.json", (129ULL << 20));
+  const auto t0 = std::chrono::steady_clock::now();
+  const CliResult r = run_cli("validate scenarios/quickstart.yaml --set workload.routing.model=trace --set workload.routing.trace=" +
+                                  (dir / "logs").string(),
+                              "big-gate-log");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("gate_logs_0.json: a gate-log file may have at most 128 MiB (got 129 MiB)"), std::string::npos) << r.err;
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+  fs::remove_all(dir);
+}
+
 TEST(Limits, a_dataset_of_junk_gives_a_short_report_in_bounded_memory) {
   const auto dir = scratch_dir("junk");
   {
