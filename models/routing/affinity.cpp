@@ -64,11 +64,7 @@ ExpertDistribution::ExpertDistribution(std::vector<double> weights, int n_group,
     : n_group_(n_group), topk_group_(topk_group) {
   const double total = std::accumulate(weights.begin(), weights.end(), 0.0);
   p_.resize(weights.size());
-  log_p_.resize(weights.size());
-  for (std::size_t i = 0; i < weights.size(); ++i) {
-    p_[i] = weights[i] / total;
-    log_p_[i] = p_[i] > 0 ? std::log(p_[i]) : -std::numeric_limits<double>::infinity();
-  }
+  for (std::size_t i = 0; i < weights.size(); ++i) p_[i] = weights[i] / total;
   alias_ = AliasTable(p_);
 }
 
@@ -119,17 +115,24 @@ void ExpertDistribution::sample_top_k(RngStream& rng, std::span<std::int32_t> ou
 void ExpertDistribution::sample_grouped(RngStream& rng, std::span<std::int32_t> out, int forced_first, int banned_first) const {
   const int n = static_cast<int>(p_.size());
   const int per_group = n / n_group_;
-  std::vector<double> score(static_cast<std::size_t>(n));
+  // Gumbel top-k as an exponential race: expert e's score log p_e - log(-log u_e) ranks the experts
+  // as p_e / E_e with E_e = -log u_e does (exp of it), so one logarithm per expert suffices, and a
+  // group's sum of its two best log-scores ranks as the product of its two best ratios. Buffers
+  // are reused across calls (this runs per token and layer).
+  thread_local std::vector<double> score;
+  thread_local std::vector<std::pair<double, int>> groups, candidates;
+  score.resize(static_cast<std::size_t>(n));
   for (int e = 0; e < n; ++e) {
     double u = rng.uniform01();
     while (u <= 0.0) u = rng.uniform01();
-    score[static_cast<std::size_t>(e)] = log_p_[static_cast<std::size_t>(e)] - std::log(-std::log(u));
+    score[static_cast<std::size_t>(e)] = p_[static_cast<std::size_t>(e)] / -std::log(u);
   }
-  if (forced_first >= 0) score[static_cast<std::size_t>(forced_first)] = std::numeric_limits<double>::infinity();
-  // Group score: sum of the two best expert scores in the group.
-  std::vector<std::pair<double, int>> groups;
+  const double inf = std::numeric_limits<double>::infinity();
+  if (forced_first >= 0) score[static_cast<std::size_t>(forced_first)] = inf;
+  // Group score: the product of the two best expert ratios in the group (the sum of log-scores).
+  groups.clear();
   for (int g = 0; g < n_group_; ++g) {
-    double best = -std::numeric_limits<double>::infinity(), second = best;
+    double best = -inf, second = -inf;
     for (int e = g * per_group; e < (g + 1) * per_group; ++e) {
       const double s = score[static_cast<std::size_t>(e)];
       if (s > best) {
@@ -139,11 +142,11 @@ void ExpertDistribution::sample_grouped(RngStream& rng, std::span<std::int32_t> 
         second = s;
       }
     }
-    groups.push_back({best + second, g});
+    groups.push_back({best == inf ? inf : best * std::max(second, 0.0), g});
   }
   std::partial_sort(groups.begin(), groups.begin() + topk_group_, groups.end(),
                     [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
-  std::vector<std::pair<double, int>> candidates;
+  candidates.clear();
   for (int gi = 0; gi < topk_group_; ++gi)
     for (int e = groups[static_cast<std::size_t>(gi)].second * per_group; e < (groups[static_cast<std::size_t>(gi)].second + 1) * per_group; ++e)
       candidates.push_back({score[static_cast<std::size_t>(e)], e});

@@ -63,7 +63,6 @@ class ExpertDistribution {
   void sample_grouped(RngStream& rng, std::span<std::int32_t> out, int forced_first, int banned_first) const;
 
   std::vector<double> p_;
-  std::vector<double> log_p_;
   AliasTable alias_;
   int n_group_ = 0;
   int topk_group_ = 0;

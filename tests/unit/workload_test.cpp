@@ -115,6 +115,41 @@ TEST(Routing, group_limited_routing_uses_at_most_topk_group_groups) {
   }
 }
 
+TEST(Routing, group_limited_sampling_picks_what_the_gumbel_top_k_of_the_same_draws_picks) {
+  // The reference: log p + Gumbel noise per expert from the same uniforms, groups ranked by the sum
+  // of their two best scores, the top topk_group groups' experts ranked by score.
+  const int E = 256, G = 8, TG = 4, K = 8;
+  std::vector<double> w(E);
+  RngStream wr(3, "test/weights");
+  for (auto& x : w) x = std::exp(2.0 * wr.standard_normal());
+  const ExpertDistribution dist(w, G, TG);
+  const auto& p = dist.probabilities();
+  RngStream a(11, "test/draws"), b(11, "test/draws");
+  for (int token = 0; token < 3000; ++token) {
+    std::vector<std::int32_t> got(K);
+    dist.sample_top_k(a, got, -1, -1);
+    std::vector<double> score(E);
+    for (int e = 0; e < E; ++e) {
+      double u = b.uniform01();
+      while (u <= 0.0) u = b.uniform01();
+      score[static_cast<std::size_t>(e)] = std::log(p[static_cast<std::size_t>(e)]) - std::log(-std::log(u));
+    }
+    std::vector<std::pair<double, int>> groups;
+    for (int g = 0; g < G; ++g) {
+      std::vector<double> s(score.begin() + g * 32, score.begin() + (g + 1) * 32);
+      std::sort(s.rbegin(), s.rend());
+      groups.push_back({s[0] + s[1], g});
+    }
+    std::sort(groups.begin(), groups.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+    std::vector<std::pair<double, int>> cand;
+    for (int gi = 0; gi < TG; ++gi)
+      for (int e = groups[static_cast<std::size_t>(gi)].second * 32; e < (groups[static_cast<std::size_t>(gi)].second + 1) * 32; ++e)
+        cand.push_back({score[static_cast<std::size_t>(e)], e});
+    std::sort(cand.begin(), cand.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+    for (int j = 0; j < K; ++j) ASSERT_EQ(got[static_cast<std::size_t>(j)], cand[static_cast<std::size_t>(j)].second) << "token " << token << " choice " << j;
+  }
+}
+
 TEST(Routing, hot_experts_take_their_share) {
   const ModelSpec m = card("mixtral-8x7b");
   RouterContext ctx = context_for(m, "hot_experts");
