@@ -306,6 +306,26 @@ nlohmann::json marker_json(const SweepPoint& p, const std::string& status, doubl
   return j;
 }
 
+/// fork() for a sweep point. In the child (0 returned) the point dies with the sweep, however the
+/// sweep ends (even SIGKILL), takes the default action of the signals the sweep handles, and
+/// writes its stdout to /dev/null and its stderr to `err_path`.
+pid_t fork_point(const std::string& err_path) {
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error(std::string("cannot fork a sweep point: ") + std::strerror(errno));
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(128 + SIGTERM);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, SIG_DFL);
+    const int out = ::open("/dev/null", O_WRONLY);
+    const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out < 0 || err < 0 || ::dup2(out, STDOUT_FILENO) < 0 || ::dup2(err, STDERR_FILENO) < 0) ::_exit(126);
+    ::close(out);
+    ::close(err);
+  }
+  return pid;
+}
+
 pid_t spawn_point(const SweepPoint& p, const SweepSpec& spec, const SweepOptions& opt, const std::filesystem::path& dir) {
   std::vector<std::string> args{opt.self_exe.string()};
   for (const auto& a : opt.extra_args) args.push_back(a);
@@ -320,20 +340,8 @@ pid_t spawn_point(const SweepPoint& p, const SweepSpec& spec, const SweepOptions
     std::cout.flush();
     std::cerr.flush();
     std::fflush(nullptr);
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid < 0) throw std::runtime_error(std::string("cannot fork a sweep point: ") + std::strerror(errno));
+    const pid_t pid = fork_point(err_path);
     if (pid == 0) {
-      // The point dies with the sweep, however the sweep ends (even SIGKILL), and takes the
-      // default action of the signals the sweep handles.
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-      if (::getppid() != parent) ::_exit(128 + SIGTERM);
-      for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, SIG_DFL);
-      const int out = ::open("/dev/null", O_WRONLY);
-      const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (out < 0 || err < 0 || ::dup2(out, STDOUT_FILENO) < 0 || ::dup2(err, STDERR_FILENO) < 0) ::_exit(126);
-      ::close(out);
-      ::close(err);
       int code = 1;
       try {
         code = opt.entry(static_cast<int>(args.size()), argv.data());
@@ -349,16 +357,8 @@ pid_t spawn_point(const SweepPoint& p, const SweepSpec& spec, const SweepOptions
   }
   // A fresh exec of the binary, with the same tie to the sweep's life as a fork.
   std::fflush(nullptr);
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error(std::string("cannot fork a sweep point: ") + std::strerror(errno));
+  const pid_t pid = fork_point(err_path);
   if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent) ::_exit(128 + SIGTERM);
-    for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, SIG_DFL);
-    const int out = ::open("/dev/null", O_WRONLY);
-    const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (out < 0 || err < 0 || ::dup2(out, STDOUT_FILENO) < 0 || ::dup2(err, STDERR_FILENO) < 0) ::_exit(126);
     ::execve(argv[0], argv.data(), environ);
     ::_exit(127);
   }

@@ -17,15 +17,11 @@ nlohmann::json run_summary(const std::string& args, const std::filesystem::path&
   return nlohmann::json::parse(read_text(out / "summary.json"));
 }
 
-TEST(Energy, gpus_csv_integrates_to_each_gpus_energy) {
-  const auto out = scratch_dir("energy") / "run";
-  const auto s = run_summary("scenarios/quickstart.yaml --set workload.requests=6 --set outputs.gpus_csv_interval_s=0 "
-                             "--set parallel.mode=ep",
-                             out, "energy");
-  std::stringstream csv(read_text(out / "gpus.csv"));
+/// Integral of the step function a gpus.csv describes, per GPU.
+std::map<int, double> integrate_gpus_csv(const std::filesystem::path& csv_path) {
+  std::stringstream csv(read_text(csv_path));
   std::string line;
   std::getline(csv, line);
-  EXPECT_EQ(line, "time_s,gpu,power_w,temp_die_c,temp_sink_c,clock_mhz,throttle_state,compute_util,mem_util,inlet_c");
   std::map<int, std::pair<double, double>> last;  // gpu -> (time, power)
   std::map<int, double> integral;
   while (std::getline(csv, line)) {
@@ -37,6 +33,19 @@ TEST(Energy, gpus_csv_integrates_to_each_gpus_energy) {
     if (last.count(g)) integral[g] += last[g].second * (t - last[g].first);
     last[g] = {t, p};
   }
+  return integral;
+}
+
+TEST(Energy, gpus_csv_integrates_to_each_gpus_energy) {
+  const auto out = scratch_dir("energy") / "run";
+  const auto s = run_summary("scenarios/quickstart.yaml --set workload.requests=6 --set outputs.gpus_csv_interval_s=0 "
+                             "--set parallel.mode=ep",
+                             out, "energy");
+  std::stringstream csv(read_text(out / "gpus.csv"));
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line, "time_s,gpu,power_w,temp_die_c,temp_sink_c,clock_mhz,throttle_state,compute_util,mem_util,inlet_c");
+  auto integral = integrate_gpus_csv(out / "gpus.csv");
   ASSERT_EQ(integral.size(), 4u);
   for (const auto& gpu : s["energy"]["per_gpu"]) {
     const int g = gpu["gpu"].get<int>();
@@ -51,25 +60,6 @@ TEST(Energy, gpus_csv_integrates_to_each_gpus_energy) {
   double request_energy = 0;
   while (std::getline(req, line)) request_energy += std::stod(line.substr(line.rfind(',', line.rfind(',', line.rfind(',') - 1) - 1) + 1));
   EXPECT_NEAR(request_energy, e["step_energy_j"].get<double>(), 1e-3);
-}
-
-/// Integral of the step function a gpus.csv describes, per GPU.
-std::map<int, double> integrate_gpus_csv(const std::filesystem::path& csv_path) {
-  std::stringstream csv(read_text(csv_path));
-  std::string line;
-  std::getline(csv, line);
-  std::map<int, std::pair<double, double>> last;
-  std::map<int, double> integral;
-  while (std::getline(csv, line)) {
-    std::stringstream ls(line);
-    std::vector<std::string> f;
-    for (std::string x; std::getline(ls, x, ',');) f.push_back(x);
-    const int g = std::stoi(f[1]);
-    const double t = std::stod(f[0]), p = std::stod(f[2]);
-    if (last.count(g)) integral[g] += last[g].second * (t - last[g].first);
-    last[g] = {t, p};
-  }
-  return integral;
 }
 
 TEST(Energy, sparse_gpus_csv_rows_carry_interval_mean_power_and_integrate_to_the_energy) {
