@@ -9,8 +9,8 @@ namespace moesim {
 
 AliasTable::AliasTable(std::span<const double> weights) {
   const auto n = weights.size();
-  prob_.assign(n, 0.0);
-  alias_.assign(n, 0);
+  std::vector<double> prob(n, 0.0);
+  std::vector<int> alias(n, 0);
   const double total = std::accumulate(weights.begin(), weights.end(), 0.0);
   std::vector<double> scaled(n);
   std::vector<int> small, large;
@@ -22,25 +22,23 @@ AliasTable::AliasTable(std::span<const double> weights) {
     const int s = small.back();
     small.pop_back();
     const int l = large.back();
-    prob_[static_cast<std::size_t>(s)] = scaled[static_cast<std::size_t>(s)];
-    alias_[static_cast<std::size_t>(s)] = l;
+    prob[static_cast<std::size_t>(s)] = scaled[static_cast<std::size_t>(s)];
+    alias[static_cast<std::size_t>(s)] = l;
     scaled[static_cast<std::size_t>(l)] -= 1.0 - scaled[static_cast<std::size_t>(s)];
     if (scaled[static_cast<std::size_t>(l)] < 1.0) {
       large.pop_back();
       small.push_back(l);
     }
   }
-  for (int i : large) prob_[static_cast<std::size_t>(i)] = 1.0;
-  for (int i : small) prob_[static_cast<std::size_t>(i)] = 1.0;
-}
-
-int AliasTable::sample(RngStream& rng) const {
-  const std::uint64_t r = rng.next_u64();
-  const auto n = static_cast<std::uint64_t>(prob_.size());
-  // High bits pick the column, the low 53 bits the coin (independent enough for n < 2^11).
-  const auto column = static_cast<std::size_t>((r >> 32) * n >> 32);
-  const double coin = static_cast<double>(r & ((1ULL << 32) - 1)) * 0x1.0p-32;
-  return coin < prob_[column] ? static_cast<int>(column) : alias_[column];
+  for (int i : large) prob[static_cast<std::size_t>(i)] = 1.0;
+  for (int i : small) prob[static_cast<std::size_t>(i)] = 1.0;
+  cells_.resize(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const double t = std::ceil(std::clamp(prob[i], 0.0, 1.0) * 0x1.0p32);
+    const bool full = t >= 0x1.0p32;  // always kept: its alias is itself
+    const auto threshold = full ? 0xffffffffULL : static_cast<std::uint64_t>(t);
+    cells_[i] = threshold << 32 | static_cast<std::uint32_t>(full ? static_cast<int>(i) : alias[i]);
+  }
 }
 
 std::vector<double> softmax(std::span<const double> log_p) {
@@ -66,6 +64,7 @@ ExpertDistribution::ExpertDistribution(std::vector<double> weights, int n_group,
   p_.resize(weights.size());
   for (std::size_t i = 0; i < weights.size(); ++i) p_[i] = weights[i] / total;
   alias_ = AliasTable(p_);
+  max_p_ = p_.empty() ? 0.0 : *std::max_element(p_.begin(), p_.end());
 }
 
 namespace {
@@ -75,10 +74,11 @@ bool contains(std::span<const std::int32_t> xs, std::size_t n, std::int32_t v) {
 }  // namespace
 
 void ExpertDistribution::sample_top_k(RngStream& rng, std::span<std::int32_t> out, int forced_first, int banned_first) const {
-  if (n_group_ > 0) {
-    sample_grouped(rng, out, forced_first, banned_first);
-    return;
-  }
+  if (n_group_ > 0) sample_grouped(rng, out, forced_first, banned_first);
+  else sample_top_k_ungrouped(rng, out, forced_first, banned_first);
+}
+
+void ExpertDistribution::sample_top_k_ungrouped(RngStream& rng, std::span<std::int32_t> out, int forced_first, int banned_first) const {
   const std::size_t k = out.size();
   std::size_t filled = 0;
   if (forced_first >= 0) out[filled++] = forced_first;
@@ -109,6 +109,58 @@ void ExpertDistribution::sample_top_k(RngStream& rng, std::span<std::int32_t> ou
     }
     out[filled] = e;
     excluded_mass += p_[static_cast<std::size_t>(e)];
+  }
+}
+
+void ExpertDistribution::add_top_k_counts(RngStream& rng, int n, int k, std::span<double> counts) const {
+  // sample_top_k_ungrouped's rejection loop with the chosen set as a bitmap. Experts beyond the
+  // bitmap (more than 1024) take the general path.
+  constexpr std::size_t kBits = 1024;
+  if (p_.size() > kBits || k > 64) {
+    std::int32_t pick[64];
+    const std::span<std::int32_t> top(pick, static_cast<std::size_t>(std::min(k, 64)));
+    for (int t = 0; t < n; ++t) {
+      sample_top_k_ungrouped(rng, top, -1, -1);
+      for (auto e : top) counts[static_cast<std::size_t>(e)] += 1.0;
+    }
+    return;
+  }
+  std::uint64_t chosen[kBits / 64];
+  std::int32_t pick[64];
+  auto has = [&](std::size_t e) { return (chosen[e >> 6] >> (e & 63)) & 1u; };
+  const std::size_t words = (p_.size() + 63) / 64;
+  // While the k - 1 first picks cannot exclude 0.9 of the mass (the usual case), every pick
+  // is by rejection and p is not read: only the alias table is touched.
+  const bool always_reject = static_cast<double>(k - 1) * max_p_ < 0.9 - 1e-12;
+  alias_.prefetch();
+  for (int t = 0; t < n; ++t) {
+    std::fill(chosen, chosen + words, 0);
+    double excluded_mass = 0;
+    for (int filled = 0; filled < k; ++filled) {
+      std::int32_t e = -1;
+      if (always_reject || excluded_mass < 0.9) {
+        for (int tries = 0; tries < 64 && e < 0; ++tries) {
+          const auto c = static_cast<std::size_t>(alias_.sample(rng));
+          if (!has(c)) e = static_cast<std::int32_t>(c);
+        }
+      }
+      if (e < 0) {
+        double remaining = 0;
+        for (std::size_t i = 0; i < p_.size(); ++i)
+          if (!has(i)) remaining += p_[i];
+        double u = rng.uniform01() * remaining;
+        for (std::size_t i = 0; i < p_.size(); ++i) {
+          if (has(i)) continue;
+          e = static_cast<std::int32_t>(i);
+          u -= p_[i];
+          if (u < 0) break;
+        }
+      }
+      pick[filled] = e;
+      chosen[static_cast<std::size_t>(e) >> 6] |= 1ULL << (static_cast<std::size_t>(e) & 63);
+      if (!always_reject) excluded_mass += p_[static_cast<std::size_t>(e)];
+    }
+    for (int j = 0; j < k; ++j) counts[static_cast<std::size_t>(pick[j])] += 1.0;
   }
 }
 
@@ -278,24 +330,16 @@ void sample_counts(RngStream& rng, std::span<const double> inclusion, int n, int
   }
 }
 
-void draw_group_counts(RngStream& rng, const ExpertDistribution& dist, std::span<const double> inclusion, int n, int k,
-                       std::span<double> out) {
-  // Token by token costs about k draws per token (2E logarithms under group-limited routing); the
-  // binomials cost E draws (each a pow or a normal): tokens win while n * k is below a few E, and
-  // only for a single token under group-limited routing.
-  const bool by_token = dist.group_limited() ? n <= 1
-                                             : static_cast<std::size_t>(n) * static_cast<std::size_t>(k) <= 4 * inclusion.size();
-  if (by_token) {
-    std::fill(out.begin(), out.end(), 0.0);
-    std::int32_t pick[64];
-    const std::span<std::int32_t> top(pick, static_cast<std::size_t>(k));
-    for (int t = 0; t < n; ++t) {
-      dist.sample_top_k(rng, top, -1, -1);
-      for (auto e : top) out[static_cast<std::size_t>(e)] += 1.0;
-    }
+void add_group_counts(RngStream& rng, const ExpertDistribution& dist, std::span<const double> inclusion, int n, int k,
+                      std::span<double> out) {
+  if (!count_draw_by_token(n, k, static_cast<int>(inclusion.size()))) {
+    thread_local std::vector<double> drawn;
+    drawn.resize(inclusion.size());
+    sample_counts(rng, inclusion, n, k, drawn);
+    for (std::size_t e = 0; e < drawn.size(); ++e) out[e] += drawn[e];
     return;
   }
-  sample_counts(rng, inclusion, n, k, out);
+  dist.add_top_k_counts(rng, n, k, out);
 }
 
 }  // namespace moesim

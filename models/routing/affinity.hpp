@@ -29,12 +29,27 @@ class AliasTable {
  public:
   AliasTable() = default;
   explicit AliasTable(std::span<const double> weights);
-  [[nodiscard]] int sample(RngStream& rng) const;
-  [[nodiscard]] int size() const { return static_cast<int>(prob_.size()); }
+  [[nodiscard]] int sample(RngStream& rng) const {
+    const std::uint64_t r = rng.next_u64();
+    const auto n = static_cast<std::uint64_t>(cells_.size());
+    // High bits pick the column, the low 32 bits the coin (independent enough for n < 2^11):
+    // coin = low32 / 2^32 < prob exactly when low32 < ceil(prob 2^32), the cell's threshold (a
+    // full cell is its own alias, so its threshold may stop at 2^32 - 1). Both outcomes are
+    // selected without a branch (the coin is a fair toss to a predictor).
+    const auto column = static_cast<std::size_t>((r >> 32) * n >> 32);
+    const std::uint64_t cell = cells_[column];
+    const std::uint64_t keep = (r & 0xffffffffULL) < (cell >> 32);
+    return static_cast<int>(keep * column + (1 - keep) * (cell & 0xffffffffULL));
+  }
+  /// Hints the table into cache before a run of draws.
+  void prefetch() const {
+    const char* p = reinterpret_cast<const char*>(cells_.data());
+    for (std::size_t b = 0; b < cells_.size() * sizeof(std::uint64_t); b += 64) __builtin_prefetch(p + b);
+  }
+  [[nodiscard]] int size() const { return static_cast<int>(cells_.size()); }
 
  private:
-  std::vector<double> prob_;
-  std::vector<int> alias_;
+  std::vector<std::uint64_t> cells_;  ///< per column: min(ceil(prob 2^32), 2^32 - 1) << 32 | alias
 };
 
 /// A distribution over experts with the samplers routers need.
@@ -49,6 +64,12 @@ class ExpertDistribution {
   /// Ordered top-k without replacement. `forced_first` >= 0 makes that expert the first choice;
   /// `banned_first` >= 0 forbids it as first choice (it may still come later).
   void sample_top_k(RngStream& rng, std::span<std::int32_t> out, int forced_first, int banned_first) const;
+  /// Ordered top-k without replacement from p alone (Plackett-Luce, alias table plus rejection),
+  /// ignoring any group limit: what count-level routing samples (see add_group_counts).
+  void sample_top_k_ungrouped(RngStream& rng, std::span<std::int32_t> out, int forced_first, int banned_first) const;
+  /// Adds to `counts` the experts of n tokens' ungrouped top-k: the same draws, from the same
+  /// stream, as n calls of sample_top_k_ungrouped(rng, ·, -1, -1), without their order.
+  void add_top_k_counts(RngStream& rng, int n, int k, std::span<double> counts) const;
   /// Gate weights of chosen experts, renormalised over them. The popularity p is the gate's softmax,
   /// so its logits are log(E p) up to a constant, fixed so that an expert of average popularity
   /// has logit 0: softmax scores are p, sigmoid scores sigma(log(E p)) = E p / (1 + E p).
@@ -64,6 +85,7 @@ class ExpertDistribution {
 
   std::vector<double> p_;
   AliasTable alias_;
+  double max_p_ = 0;  ///< the largest p: bounds the mass a top-k's first picks exclude
   int n_group_ = 0;
   int topk_group_ = 0;
 };
@@ -76,10 +98,23 @@ class ExpertDistribution {
 void sample_counts(RngStream& rng, std::span<const double> inclusion, int n, int k, std::span<double> out);
 [[nodiscard]] int sample_binomial(RngStream& rng, int n, double p);
 
-/// Per-expert counts of n tokens' top-k from `dist`: small groups draw every token's top-k (exact
-/// and cheaper than E binomials), large groups use sample_counts with `inclusion`.
-void draw_group_counts(RngStream& rng, const ExpertDistribution& dist, std::span<const double> inclusion, int n, int k,
-                       std::span<double> out);
+/// Count level ignores the group limit (the binomials' inclusion probabilities are Rosén's, of
+/// plain Plackett-Luce): a group of n tokens is cheapest drawn token by token (about k alias draws
+/// each) while n * k <= 4 E, and as E binomials (each about four alias draws' cost) above.
+[[nodiscard]] constexpr bool count_draw_by_token(long long n, int k, int num_experts) {
+  return n * k <= 4LL * num_experts;
+}
+/// Relative cost of drawing a group of n tokens' counts (assignment draws), for callers choosing
+/// how to group tokens.
+[[nodiscard]] constexpr double count_draw_cost(long long n, int k, int num_experts) {
+  return count_draw_by_token(n, k, num_experts) ? static_cast<double>(n * k) : 4.0 * num_experts;
+}
+
+/// Adds to `out` the per-expert counts of n tokens' top-k from `dist`: small groups draw every
+/// token's top-k from plain Plackett-Luce (exact and cheaper than E binomials), large groups use
+/// sample_counts with `inclusion`; both ignore a group limit.
+void add_group_counts(RngStream& rng, const ExpertDistribution& dist, std::span<const double> inclusion, int n, int k,
+                      std::span<double> out);
 
 /// Log-popularity vector of (model, layer, domain) with spread σ; see the header comment.
 [[nodiscard]] std::vector<double> affinity_log_popularity(const std::string& model_name, int moe_layer, int domain,

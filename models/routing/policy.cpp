@@ -246,7 +246,10 @@ double weighted_max(std::span<const double> load, std::span<const double> weight
 // Base policy: the placement's default rule.
 
 RoutingPolicy::RoutingPolicy(const PolicyContext& ctx, const RoutingPolicyConfig& cfg, const char* stream)
-    : ctx_(ctx), cfg_(cfg), rng_(ctx.seed, stream), gpus_(static_cast<std::size_t>(ctx.gpus)) {}
+    : ctx_(ctx), cfg_(cfg), rng_(ctx.seed, stream), gpus_(static_cast<std::size_t>(ctx.gpus)) {
+  const std::string& rule = cfg_.replica_selection;
+  rule_ = rule == "random" ? ReplicaRule::random : rule == "even" ? ReplicaRule::even : rule == "nearest" ? ReplicaRule::nearest : ReplicaRule::position;
+}
 
 void RoutingPolicy::begin_step(std::span<const GpuSignal> gpus) {
   if (gpus.size() == gpus_.size()) std::copy(gpus.begin(), gpus.end(), gpus_.begin());
@@ -255,13 +258,12 @@ void RoutingPolicy::begin_step(std::span<const GpuSignal> gpus) {
 int RoutingPolicy::default_slot(const std::vector<int>& slots, std::size_t token, int src, const LayerSlots& layer) {
   const std::size_t m = slots.size();
   if (m == 1) return slots[0];
-  const std::string& rule = cfg_.replica_selection;
-  if (rule == "random") return slots[rng_.uniform_index(m)];
-  if (rule == "even") {
+  if (rule_ == ReplicaRule::random) return slots[rng_.uniform_index(m)];
+  if (rule_ == ReplicaRule::even) {
     const int e = layer.phy2log[static_cast<std::size_t>(slots[0])];
     return slots[static_cast<std::size_t>(round_robin_[static_cast<std::size_t>(e)]++) % m];
   }
-  if (rule == "nearest") {
+  if (rule_ == ReplicaRule::nearest) {
     for (int s : slots)
       if (layer.gpu_of(s) == src) return s;
     int local[64];
@@ -282,8 +284,7 @@ void RoutingPolicy::default_split(const std::vector<int>& slots, int src, double
     out_row[static_cast<std::size_t>(slots[0])] += count;
     return;
   }
-  const std::string& rule = cfg_.replica_selection;
-  if (rule == "random") {
+  if (rule_ == ReplicaRule::random) {
     double rest = count;
     for (std::size_t i = 0; i < m && rest > 0; ++i) {
       const double n = i + 1 == m ? rest : sample_binomial(rng_, static_cast<int>(rest), 1.0 / static_cast<double>(m - i));
@@ -292,8 +293,8 @@ void RoutingPolicy::default_split(const std::vector<int>& slots, int src, double
     }
     return;
   }
-  std::vector<int> pool;
-  if (rule == "nearest") {
+  local_.clear();
+  if (rule_ == ReplicaRule::nearest) {
     for (int s : slots)
       if (layer.gpu_of(s) == src) {
         out_row[static_cast<std::size_t>(s)] += count;
@@ -301,18 +302,16 @@ void RoutingPolicy::default_split(const std::vector<int>& slots, int src, double
       }
     const int node = src / ctx_.gpus_per_node;
     for (int s : slots)
-      if (layer.gpu_of(s) / ctx_.gpus_per_node == node) pool.push_back(s);
+      if (layer.gpu_of(s) / ctx_.gpus_per_node == node) local_.push_back(s);
   }
-  const std::vector<int>& use = pool.empty() ? slots : pool;
-  const auto n = static_cast<double>(use.size());
-  const double share = std::floor(count / n);
-  double left = count - share * n;
-  const std::size_t start = static_cast<std::size_t>(src) % use.size();
-  for (std::size_t i = 0; i < use.size(); ++i) {
-    const int s = use[(start + i) % use.size()];
-    out_row[static_cast<std::size_t>(s)] += share + (left > 0 ? 1.0 : 0.0);
-    left -= 1.0;
-  }
+  // Even shares, the remainder one each from the source's own offset (count is an integer).
+  const std::vector<int>& use = local_.empty() ? slots : local_;
+  const std::size_t n = use.size();
+  const double share = std::floor(count / static_cast<double>(n));
+  const auto left = static_cast<std::size_t>(count - share * static_cast<double>(n));
+  const std::size_t start = static_cast<std::size_t>(src) % n;
+  for (std::size_t i = 0; i < n; ++i)
+    out_row[static_cast<std::size_t>(use[(start + i) % n])] += share + (i < left ? 1.0 : 0.0);
 }
 
 void RoutingPolicy::assign(int, const LayerSlots& slots, std::span<const int> token_src, std::span<const std::int32_t> experts,
@@ -330,14 +329,21 @@ void RoutingPolicy::assign_counts(int, const LayerSlots& slots, std::span<const 
                                   std::span<double> slot_counts, PolicyCounters& c) {
   const auto E = static_cast<std::size_t>(ctx_.num_experts);
   const std::size_t S = slots.phy2log.size();
-  for (std::size_t g = 0; g < groups.size(); ++g)
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    const double* row = counts.data() + g * E;
+    double* out = slot_counts.data() + g * S;
+    double total = 0;
     for (std::size_t e = 0; e < E; ++e) {
-      const double n = counts[g * E + e];
+      const double n = row[e];
       if (n <= 0) continue;
-      default_split(slots.slots_of[e], groups[g].source, n, slots, slot_counts.subspan(g * S, S));
-      c.assignments += n;
-      c.computed += n;
+      const std::vector<int>& replicas = slots.slots_of[e];
+      if (replicas.size() == 1) out[static_cast<std::size_t>(replicas[0])] += n;
+      else default_split(replicas, groups[g].source, n, slots, slot_counts.subspan(g * S, S));
+      total += n;
     }
+    c.assignments += total;
+    c.computed += total;
+  }
 }
 
 namespace {

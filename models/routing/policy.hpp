@@ -151,6 +151,11 @@ class RoutingPolicy {
   RngStream rng_;
   std::vector<GpuSignal> gpus_;
   std::vector<int> round_robin_;  ///< even: next replica index per expert in the current layer
+
+ private:
+  enum class ReplicaRule { position, random, nearest, even };
+  ReplicaRule rule_ = ReplicaRule::position;  ///< cfg_.replica_selection, parsed once
+  std::vector<int> local_;                    ///< default_split's scratch: replicas on the source's node
 };
 
 /// Pressure terms of seed-style dynamic rerouting: thermal max(0, (T-60)/20), power

@@ -50,18 +50,18 @@ RouterContext router_context(const ModelSpec& model, const RoutingModelParams& p
 }
 
 void TokenRouter::route_counts(int moe_layer, std::span<const TokenGroup> groups, std::span<double> counts) {
-  // Expand every group into anonymous tokens (no sequence identity, so no locality).
-  const auto k = static_cast<std::size_t>(top_k_);
   const auto E = static_cast<std::size_t>(num_experts_);
-  std::vector<TokenInfo> tokens;
-  std::vector<std::int32_t> experts;
-  for (std::size_t g = 0; g < groups.size(); ++g) {
-    tokens.assign(static_cast<std::size_t>(groups[g].tokens), TokenInfo{-1, 0, groups[g].domain});
-    experts.assign(tokens.size() * k, 0);
-    route(moe_layer, tokens, experts, {});
-    std::fill(counts.begin() + static_cast<std::ptrdiff_t>(g * E), counts.begin() + static_cast<std::ptrdiff_t>((g + 1) * E), 0.0);
-    for (auto e : experts) counts[g * E + static_cast<std::size_t>(e)] += 1.0;
-  }
+  std::fill(counts.begin(), counts.begin() + static_cast<std::ptrdiff_t>(groups.size() * E), 0.0);
+  for (std::size_t g = 0; g < groups.size(); ++g) add_counts(moe_layer, groups[g], counts.subspan(g * E, E));
+}
+
+void TokenRouter::add_counts(int moe_layer, const TokenGroup& group, std::span<double> row) {
+  // Expand the group into anonymous tokens (no sequence identity, so no locality).
+  const auto k = static_cast<std::size_t>(top_k_);
+  std::vector<TokenInfo> tokens(static_cast<std::size_t>(group.tokens), TokenInfo{-1, 0, group.domain});
+  std::vector<std::int32_t> experts(tokens.size() * k, 0);
+  route(moe_layer, tokens, experts, {});
+  for (auto e : experts) row[static_cast<std::size_t>(e)] += 1.0;
 }
 
 namespace {
@@ -84,22 +84,21 @@ class UniformRouter final : public TokenRouter {
     top_k_ = ctx.top_k;
   }
 
-  void route_counts(int, std::span<const TokenGroup> groups, std::span<double> counts) override {
+  void add_counts(int, const TokenGroup& group, std::span<double> row) override {
     const auto E = static_cast<std::size_t>(ctx_.num_experts);
-    const std::vector<double> q(E, static_cast<double>(ctx_.top_k) / ctx_.num_experts);
+    const int n = group.tokens;
+    if (static_cast<std::size_t>(n) * static_cast<std::size_t>(ctx_.top_k) > 4 * E) {
+      if (q_.size() != E) q_.assign(E, static_cast<double>(ctx_.top_k) / ctx_.num_experts);
+      drawn_.resize(E);
+      sample_counts(rng_, q_, n, ctx_.top_k, drawn_);
+      for (std::size_t e = 0; e < E; ++e) row[e] += drawn_[e];
+      return;
+    }
     std::int32_t pick[64];
-    for (std::size_t g = 0; g < groups.size(); ++g) {
-      const int n = groups[g].tokens;
-      if (static_cast<std::size_t>(n) * static_cast<std::size_t>(ctx_.top_k) > 4 * E) {
-        sample_counts(rng_, q, n, ctx_.top_k, counts.subspan(g * E, E));
-        continue;
-      }
-      std::fill(counts.begin() + static_cast<std::ptrdiff_t>(g * E), counts.begin() + static_cast<std::ptrdiff_t>((g + 1) * E), 0.0);
-      const std::span<std::int32_t> top(pick, static_cast<std::size_t>(ctx_.top_k));
-      for (int t = 0; t < n; ++t) {
-        sample_distinct(rng_, ctx_.num_experts, top);
-        for (auto e : top) counts[g * E + static_cast<std::size_t>(e)] += 1.0;
-      }
+    const std::span<std::int32_t> top(pick, static_cast<std::size_t>(ctx_.top_k));
+    for (int t = 0; t < n; ++t) {
+      sample_distinct(rng_, ctx_.num_experts, top);
+      for (auto e : top) row[static_cast<std::size_t>(e)] += 1.0;
     }
   }
 
@@ -112,6 +111,7 @@ class UniformRouter final : public TokenRouter {
  private:
   RouterContext ctx_;
   RngStream rng_;
+  std::vector<double> q_, drawn_;  ///< inclusion k / E of every expert; one group's draw
 };
 
 /// One fixed distribution per MoE layer (zipf, hot_experts, activation profiles).
@@ -123,12 +123,10 @@ class StaticDistributionRouter final : public TokenRouter {
     top_k_ = ctx.top_k;
   }
 
-  void route_counts(int layer, std::span<const TokenGroup> groups, std::span<double> counts) override {
+  void add_counts(int layer, const TokenGroup& group, std::span<double> row) override {
     const std::size_t slot = static_cast<std::size_t>(layer) % per_layer_.size();
     if (inclusion_[slot].empty()) inclusion_[slot] = per_layer_[slot].inclusion_probabilities(ctx_.top_k, kInclusionSamples, ctx_.seed + slot);
-    const auto E = static_cast<std::size_t>(ctx_.num_experts);
-    for (std::size_t g = 0; g < groups.size(); ++g)
-      draw_group_counts(rng_, per_layer_[slot], inclusion_[slot], groups[g].tokens, ctx_.top_k, counts.subspan(g * E, E));
+    add_group_counts(rng_, per_layer_[slot], inclusion_[slot], group.tokens, ctx_.top_k, row);
   }
 
   void route(int layer, std::span<const TokenInfo> tokens, std::span<std::int32_t> experts, std::span<float> weights) override {
@@ -189,15 +187,12 @@ class DomainAffinityRouter final : public TokenRouter {
     for (int l = 0; l < ctx.num_moe_layers; ++l) layer_map_.push_back(model_ranking(ctx, l + 1000));
   }
 
-  void route_counts(int layer, std::span<const TokenGroup> groups, std::span<double> counts) override {
-    const auto E = static_cast<std::size_t>(ctx_.num_experts);
-    for (std::size_t g = 0; g < groups.size(); ++g) {
-      Slot& slot = slot_for(layer, groups[g].domain);
-      (void)distribution(layer, groups[g].domain);
-      if (slot.inclusion.empty())
-        slot.inclusion = slot.dist.inclusion_probabilities(ctx_.top_k, kInclusionSamples, ctx_.seed + static_cast<std::uint64_t>(layer));
-      draw_group_counts(rng_, slot.dist, slot.inclusion, groups[g].tokens, ctx_.top_k, counts.subspan(g * E, E));
-    }
+  void add_counts(int layer, const TokenGroup& group, std::span<double> row) override {
+    Slot& slot = slot_for(layer, group.domain);
+    (void)distribution(layer, group.domain);
+    if (slot.inclusion.empty())
+      slot.inclusion = slot.dist.inclusion_probabilities(ctx_.top_k, kInclusionSamples, ctx_.seed + static_cast<std::uint64_t>(layer));
+    add_group_counts(rng_, slot.dist, slot.inclusion, group.tokens, ctx_.top_k, row);
   }
 
   void begin_step(double now_s) override { now_s_ = now_s; }

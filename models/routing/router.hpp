@@ -55,7 +55,12 @@ class TokenRouter {
   /// Count-level routing, for speed at scale: counts[g * num_experts + e] = tokens of group g
   /// that picked expert e; each row sums to tokens * top_k. Routers with a per-token model draw
   /// the counts directly (see sample_counts); the default expands groups into tokens.
-  virtual void route_counts(int moe_layer, std::span<const TokenGroup> groups, std::span<double> counts);
+  /// This is add_counts for each group into its own zeroed row.
+  void route_counts(int moe_layer, std::span<const TokenGroup> groups, std::span<double> counts);
+  /// Adds one group's counts to `row` (num_experts entries): callers that only need a sum over
+  /// groups (per source GPU) pass the same row for several groups, with the same draws as
+  /// route_counts.
+  virtual void add_counts(int moe_layer, const TokenGroup& group, std::span<double> row);
   /// The request finished: drop what the router remembers about it.
   virtual void forget(std::int64_t /*request_id*/) {}
   /// Whether a token's domain changes its experts (count level groups tokens by domain only then).

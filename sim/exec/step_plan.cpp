@@ -9,6 +9,7 @@
 
 #include "models/common/stats.hpp"
 #include "models/llm/layer_work.hpp"
+#include "models/routing/affinity.hpp"
 
 namespace moesim {
 
@@ -365,7 +366,16 @@ void StepPlanner::plan_into(StepPlan& plan, const Batch& batch, double now_s, st
         domain_groups_[it->second].tokens += groups_[g].tokens;
         group_domain_[g] = it->second;
       }
-      split_by_domain_ = groups_.size() > 2 * domain_groups_.size();
+      // Drawing per domain and dealing (one shuffle step per assignment) pays when the groups'
+      // own draws would cost more (binomials per expert for large groups, a top-k per token for
+      // small ones: count_draw_cost).
+      double per_group = 0, per_domain = 0, assignments = 0;
+      for (const TokenGroup& g : groups_) {
+        per_group += count_draw_cost(g.tokens, model_.top_k, model_.num_experts);
+        assignments += static_cast<double>(g.tokens) * model_.top_k;
+      }
+      for (const TokenGroup& d : domain_groups_) per_domain += count_draw_cost(d.tokens, model_.top_k, model_.num_experts);
+      split_by_domain_ = per_domain + assignments < per_group;
       if (split_by_domain_) {
         domain_pool_.assign(domain_groups_.size(), {});
         for (std::size_t g = 0; g < groups_.size(); ++g)
@@ -374,6 +384,9 @@ void StepPlanner::plan_into(StepPlan& plan, const Batch& batch, double now_s, st
                                                 static_cast<std::uint16_t>(group_source_[g]));
       }
     }
+    // A policy that re-selects experts needs each group's counts; otherwise groups of one source
+    // are drawn straight into that source's row.
+    merge_groups_ = by_source && !split_by_domain_ && !policy_impl_->changes_selection();
   }
 
   // Every layer's attention (and dense FFN) is the same for a batch: cost it once, then copy it
@@ -496,7 +509,7 @@ void StepPlanner::route_moe_layer(StepPlan& plan, int moe_layer) {
   auto expert_loads = [&](std::vector<double>& per_expert) {
     per_expert.assign(e_count, 0.0);
     if (count_level_) {
-      const auto& counts = split_by_domain_ ? domain_counts_ : group_counts_;
+      const auto& counts = split_by_domain_ ? domain_counts_ : merge_groups_ ? source_counts_ : group_counts_;
       for (std::size_t g = 0; g < counts.size() / e_count; ++g)
         for (std::size_t e = 0; e < e_count; ++e) per_expert[e] += counts[g * e_count + e];
     } else {
@@ -509,6 +522,11 @@ void StepPlanner::route_moe_layer(StepPlan& plan, int moe_layer) {
     if (split_by_domain_) {
       domain_counts_.assign(domain_groups_.size() * e_count, 0.0);
       router_->route_counts(moe_layer, domain_groups_, domain_counts_);
+    } else if (merge_groups_) {
+      // Only each source's sum matters past the gate: draw every group into its source's row.
+      source_counts_.assign(source_groups_.size() * e_count, 0.0);
+      for (std::size_t g = 0; g < groups_.size(); ++g)
+        router_->add_counts(moe_layer, groups_[g], std::span<double>(source_counts_).subspan(group_source_[g] * e_count, e_count));
     } else {
       group_counts_.assign(groups_.size() * e_count, 0.0);
       router_->route_counts(moe_layer, groups_, group_counts_);
@@ -555,8 +573,10 @@ void StepPlanner::route_moe_layer(StepPlan& plan, int moe_layer) {
     // Counts carry no token identity: the traffic estimates the distinct tokens per destination
     // from the assignment counts (EpTrafficBuilder::add_counts). Past the gate only the source GPU
     // matters: merge each source's groups.
-    source_counts_.assign(source_groups_.size() * e_count, 0.0);
-    if (split_by_domain_) {
+    if (!merge_groups_) source_counts_.assign(source_groups_.size() * e_count, 0.0);
+    if (merge_groups_) {
+      // Drawn into source_counts_ already.
+    } else if (split_by_domain_) {
       // Deal each domain's assignments to its tokens' source GPUs at random (exact per-source
       // totals: a pool holds each source once per assignment of its tokens of the domain).
       // Counted expert-major (one expert's increments stay within a row of sources), then

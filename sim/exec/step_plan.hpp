@@ -335,6 +335,7 @@ class StepPlanner {
   RngStream split_rng_;
   std::unordered_map<std::int64_t, std::size_t> group_index_;  ///< (source, domain) -> group
   bool split_by_domain_ = false;          ///< count level: draw per domain, deal to groups
+  bool merge_groups_ = false;             ///< count level: draw groups into their source rows (no per-group counts)
   std::vector<TokenGroup> domain_groups_;
   std::vector<std::size_t> group_domain_;
   std::vector<std::vector<std::uint16_t>> domain_pool_;  ///< per domain: a source index per assignment of its tokens
