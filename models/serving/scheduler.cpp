@@ -1,15 +1,70 @@
 #include "models/serving/scheduler.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <numeric>
 #include <stdexcept>
 
 namespace moesim {
 
 ContinuousBatchScheduler::ContinuousBatchScheduler(SchedulerParams params)
-    : params_(params),
+    : free_queue_(static_cast<std::size_t>(std::max(1, params.attention_ranks))),
+      params_(params),
       blocks_used_(static_cast<std::size_t>(std::max(1, params.attention_ranks)), 0),
-      seqs_on_rank_(static_cast<std::size_t>(std::max(1, params.attention_ranks)), 0) {}
+      seqs_on_rank_(static_cast<std::size_t>(std::max(1, params.attention_ranks)), 0) {
+  if (params_.kv_capacity_blocks > 0)
+    for (auto& q : free_queue_) q.push_back(FreeRun{params_.kv_capacity_blocks, false, {}});
+}
+
+std::int64_t ContinuousBatchScheduler::kv_blocks_cached_free(int rank) const {
+  std::int64_t n = 0;
+  for (const FreeRun& run : free_queue_[static_cast<std::size_t>(rank)])
+    if (run.prefix) n += run.blocks;
+  return n;
+}
+
+void ContinuousBatchScheduler::allocate(int rank, std::int64_t n) {
+  blocks_used_[static_cast<std::size_t>(rank)] += n;
+  auto& queue = free_queue_[static_cast<std::size_t>(rank)];
+  while (n > 0 && !queue.empty()) {
+    FreeRun& run = queue.front();
+    const std::int64_t take = std::min(n, run.blocks);
+    run.blocks -= take;
+    n -= take;
+    if (run.prefix) {
+      // Reusing a freed prefix's blocks evicts them, its last blocks first.
+      auto it = prefixes_.find(run.key);
+      if (it != prefixes_.end()) {
+        it->second.blocks -= take;
+        if (it->second.blocks <= 0) prefixes_.erase(it);
+      }
+    }
+    if (run.blocks == 0) queue.pop_front();
+  }
+}
+
+void ContinuousBatchScheduler::free_blocks(int rank, std::int64_t n, const PrefixKey* key) {
+  if (n <= 0) return;
+  blocks_used_[static_cast<std::size_t>(rank)] -= n;
+  auto& queue = free_queue_[static_cast<std::size_t>(rank)];
+  if (key == nullptr) {
+    if (!queue.empty() && !queue.back().prefix) queue.back().blocks += n;
+    else queue.push_back(FreeRun{n, false, {}});
+    return;
+  }
+  queue.push_back(FreeRun{n, true, *key});
+  prefixes_[*key].run = std::prev(queue.end());
+}
+
+void ContinuousBatchScheduler::use_prefix(const PrefixKey& key, PrefixEntry& entry) {
+  if (entry.users == 0) {
+    // Freed but not yet reused: its blocks leave the free queue (they are not a fresh
+    // allocation, so nothing is evicted for them).
+    free_queue_[static_cast<std::size_t>(key.first)].erase(entry.run);
+    blocks_used_[static_cast<std::size_t>(key.first)] += entry.blocks;
+  }
+  entry.users += 1;
+}
 
 void ContinuousBatchScheduler::add(const Request& request) {
   Sequence s;
@@ -37,15 +92,13 @@ std::int64_t ContinuousBatchScheduler::shareable_blocks(const Request& r) const 
 }
 
 void ContinuousBatchScheduler::release(Sequence& s) {
-  blocks_used_[static_cast<std::size_t>(s.attention_rank)] -= s.blocks;
+  // Tail first: the sequence's own blocks enter the free queue before its prefix's.
+  free_blocks(s.attention_rank, s.blocks, nullptr);
   seqs_on_rank_[static_cast<std::size_t>(s.attention_rank)] -= 1;
   if (s.shared_blocks > 0) {
-    const auto key = std::make_pair(s.attention_rank, s.request.prefix_id);
+    const PrefixKey key{s.attention_rank, s.request.prefix_id};
     auto it = prefixes_.find(key);
-    if (it != prefixes_.end() && --it->second.users == 0) {
-      blocks_used_[static_cast<std::size_t>(s.attention_rank)] -= it->second.blocks;
-      prefixes_.erase(it);
-    }
+    if (it != prefixes_.end() && --it->second.users == 0) free_blocks(s.attention_rank, it->second.blocks, &key);
   }
   s.blocks = 0;
   s.shared_blocks = 0;
@@ -89,7 +142,7 @@ Batch ContinuousBatchScheduler::schedule() {
     }
     if (self_preempted) continue;
     Sequence& t = running_[i];  // the vector may have shrunk behind i, not before it
-    blocks_used_[rank] += need;
+    allocate(t.attention_rank, need);
     t.blocks += need;
     BatchItem item{t.request.id, t.attention_rank, n, t.request.domain, t.cached, t.in_prefill(), false};
     if (item.is_prefill) {
@@ -108,29 +161,42 @@ Batch ContinuousBatchScheduler::schedule() {
     Sequence s = waiting_.front();
     const int rank = pick_attention_rank();
     // A cached prefix on this rank: start with its tokens in the cache, its blocks shared.
-    std::int64_t hit = 0;
+    std::int64_t hit = 0, revived = 0;
+    const PrefixKey key{rank, s.request.prefix_id};
+    auto entry = prefixes_.end();
     if (s.cached == 0 && s.in_prefill()) {
       const std::int64_t share = shareable_blocks(s.request);
-      auto it = prefixes_.find({rank, s.request.prefix_id});
-      if (share > 0 && it != prefixes_.end()) hit = std::min(share, it->second.blocks);
+      entry = prefixes_.find(key);
+      if (share > 0 && entry != prefixes_.end()) {
+        hit = std::min(share, entry->second.blocks);
+        if (entry->second.users == 0) revived = entry->second.blocks;  // leaves the free queue on a hit
+      }
     }
+    const std::int64_t free = params_.kv_capacity_blocks - blocks_used_[static_cast<std::size_t>(rank)];
+    auto first_chunk = [&](std::int64_t hit_blocks) {
+      const int cached = s.cached + static_cast<int>(hit_blocks * params_.block_size);
+      return cached < s.prefill_target ? std::min(s.prefill_target - cached, budget) : 1;
+    };
+    // Reviving a freed prefix takes all its blocks back: when they and this chunk do not fit, the
+    // request starts without the prefix (its allocation may then reuse those very blocks).
+    if (revived > 0 && blocks_for(s.cached + hit * params_.block_size + first_chunk(hit)) - hit + revived > free) hit = revived = 0;
     s.cached += static_cast<int>(hit * params_.block_size);
     const bool prefill = s.in_prefill();
-    const int n = prefill ? std::min(s.prefill_target - s.cached, budget) : 1;
+    const int n = first_chunk(0);
     if (prefill && !params_.chunked_prefill && s.prefill_target - s.cached > budget) break;
     const std::int64_t need = blocks_for(s.cached + n) - hit;
-    if (need > params_.kv_capacity_blocks - blocks_used_[static_cast<std::size_t>(rank)]) break;
+    if (need + revived > free) break;
     waiting_.pop_front();
     s.attention_rank = rank;
     s.blocks = need;
     if (hit > 0) {
       s.shared_blocks = hit;
-      prefixes_[{rank, s.request.prefix_id}].users += 1;
+      use_prefix(key, entry->second);
       const int hit_tokens = static_cast<int>(hit * params_.block_size);
       stats_.prefix_hit_tokens += std::max(0, hit_tokens - s.prompt_covered);
       s.prompt_covered = std::max(s.prompt_covered, hit_tokens);
     }
-    blocks_used_[static_cast<std::size_t>(rank)] += need;
+    allocate(rank, need);
     seqs_on_rank_[static_cast<std::size_t>(rank)] += 1;
     BatchItem item{s.request.id, rank, n, s.request.domain, s.cached, prefill, prefill ? s.cached + n == s.prefill_target : true};
     (prefill ? batch.prefill_tokens : batch.decode_tokens) += n;
@@ -164,9 +230,9 @@ StepOutcome ContinuousBatchScheduler::complete(const Batch& batch) {
     // sequence that computed the prefix while another registered it keeps its own copy).
     if (s.shared_blocks == 0) {
       const std::int64_t share = shareable_blocks(s.request);
-      const auto key = std::make_pair(s.attention_rank, s.request.prefix_id);
+      const PrefixKey key{s.attention_rank, s.request.prefix_id};
       if (share > 0 && s.cached >= share * params_.block_size && !prefixes_.contains(key)) {
-        prefixes_[key] = PrefixEntry{share, 1};
+        prefixes_[key] = PrefixEntry{share, 1, {}};
         s.blocks -= share;
         s.shared_blocks = share;
       }

@@ -21,10 +21,16 @@
 //
 // With prefix caching, requests that carry the same prefix id share the full KV blocks of that
 // prefix on a rank: the first to compute the prefix registers its blocks, later ones start with
-// those tokens cached (not computed) and only allocate blocks beyond them; the shared blocks are
-// freed when their last user leaves.
+// those tokens cached (not computed) and only allocate blocks beyond them. As in vLLM's block
+// pool (vllm/v1/core/block_pool.py, kv_cache_utils.FreeKVCacheBlockQueue), a freed block keeps its
+// contents: each rank's free blocks form a queue in the order they were freed (a sequence's own
+// blocks before its prefix's, since vLLM frees a request's blocks tail first), allocation takes
+// blocks from the front, and a prefix whose last user left stays in the cache, free but hittable,
+// until allocation reaches its blocks (its last blocks go first, so a partly reused prefix still
+// serves its leading blocks). A hit on such a prefix takes its blocks out of the queue again.
 #include <cstdint>
 #include <deque>
+#include <list>
 #include <map>
 #include <vector>
 
@@ -116,6 +122,8 @@ class ContinuousBatchScheduler {
   [[nodiscard]] std::size_t num_running() const { return running_.size(); }
   [[nodiscard]] std::size_t num_waiting() const { return waiting_.size(); }
   [[nodiscard]] std::int64_t kv_blocks_in_use(int rank) const { return blocks_used_[static_cast<std::size_t>(rank)]; }
+  /// Free blocks of `rank` that still hold a prefix nobody uses (hittable until reused).
+  [[nodiscard]] std::int64_t kv_blocks_cached_free(int rank) const;
   [[nodiscard]] std::int64_t kv_blocks_in_use() const;
   [[nodiscard]] std::int64_t kv_tokens_in_use(int rank) const { return kv_blocks_in_use(rank) * params_.block_size; }
   [[nodiscard]] const SchedulerParams& params() const { return params_; }
@@ -131,11 +139,28 @@ class ContinuousBatchScheduler {
   /// Prefix blocks a request may share: full blocks, leaving at least one prompt token to compute.
   [[nodiscard]] std::int64_t shareable_blocks(const Request& r) const;
 
+  using PrefixKey = std::pair<int, std::int64_t>;  ///< (rank, prefix id)
+  /// A run of free blocks in a rank's free queue: a freed prefix's blocks (`prefix`), or blocks
+  /// holding nothing anyone can hit (`prefix` false).
+  struct FreeRun {
+    std::int64_t blocks = 0;
+    bool prefix = false;
+    PrefixKey key{};
+  };
   struct PrefixEntry {
     std::int64_t blocks = 0;
     int users = 0;
+    std::list<FreeRun>::iterator run{};  ///< its run in the free queue while users == 0
   };
-  std::map<std::pair<int, std::int64_t>, PrefixEntry> prefixes_;  ///< (rank, prefix id)
+  /// Takes `n` free blocks of `rank` from the front of its free queue (evicting prefixes there).
+  void allocate(int rank, std::int64_t n);
+  /// Returns `n` blocks to the back of `rank`'s free queue (a prefix's run when `key` is given).
+  void free_blocks(int rank, std::int64_t n, const PrefixKey* key);
+  /// A hit: the entry's users grow by one, and a freed entry's blocks leave the free queue.
+  void use_prefix(const PrefixKey& key, PrefixEntry& entry);
+
+  std::map<PrefixKey, PrefixEntry> prefixes_;
+  std::vector<std::list<FreeRun>> free_queue_;  ///< per rank; its blocks sum to capacity - in use
 
   SchedulerParams params_;
   std::deque<Sequence> waiting_;

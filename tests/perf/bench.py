@@ -40,6 +40,7 @@ class Case:
     checks: dict = field(default_factory=dict)  # metric -> ("<" | ">=", value)
     full_only: bool = False
     jobs: int = 2
+    gpus: int = 0  # scaling cases: GPUs of the deployment
 
 
 def quickstart(mode, fidelity, checks, target, extra=()):
@@ -87,6 +88,25 @@ def cases():
         Case("stream_1m_requests", "run", str(PERF / "stream_requests.yaml"), ["workload.requests=1000000"],
              target="peak RSS < 1 GB", checks={"peak_rss_mb": ("<", 1024.0)}, full_only=True),
     ]
+    # DeepSeek-V3 on one H200 node, EP8 with DP attention, a burst of 1,024 requests of 500 + 300
+    # tokens at max_num_seqs 256 (count-level routing).
+    out.append(Case("deepseek_v3_ep8_h200_burst", "run", str(PERF / "deepseek_v3_ep8_h200.yaml"), [],
+                    target="simulated/wall >= 100", checks={"sim_per_wall": (">=", 100.0)}))
+    # EP256 decode (32 nodes, two expert slots per GPU as DeepSeek's EP144 has).
+    out.append(Case("deepseek_v3_ep256_decode_analytic", "run", ds_decode,
+                    ["cluster.nodes=32", "parallel.ep=256", "routing.num_redundant_experts=256",
+                     "workload.requests=8192", "workload.arrival.max_concurrency=8192",
+                     "workload.prompt_tokens.value=32", "workload.output_tokens.value=16"],
+                    target="simulated/wall >= 50", checks={"sim_per_wall": (">=", 50.0)}))
+    # Four sizes of one decode deployment (H200, 32 sequences per GPU, no redundant experts): the
+    # planning cost per step should grow at most linearly with GPUs x MoE layers.
+    for gpus in (8, 32, 64, 256):
+        seqs = 32 * gpus
+        out.append(Case(f"scale_deepseek_v3_decode_{gpus}_gpus", "run", ds_decode,
+                        ["cluster.gpu=h200", f"cluster.nodes={gpus // 8}", f"parallel.ep={gpus}", "routing.num_redundant_experts=0",
+                         f"workload.requests={seqs}", f"workload.arrival.max_concurrency={seqs}",
+                         "workload.prompt_tokens.value=32", "workload.output_tokens.value=16"],
+                        target="linear in GPUs x MoE layers", gpus=gpus))
     # Three sizes of one scenario: cost should grow linearly with simulated tokens x MoE layers.
     for n in (100, 200, 400):
         out.append(Case(f"scale_quickstart_ep_{n}_requests", "run", "scenarios/quickstart.yaml",
@@ -189,7 +209,7 @@ def measure(binary, case, repeat):
 
 COLUMNS = ["case", "wall_s", "simulate_s", "outputs_s", "simulated_s", "sim_per_wall", "simgrid_activities",
            "activities_per_s", "steps", "steps_per_s", "output_tokens", "tokens_per_s", "peak_rss_mb", "repeats",
-           "target", "met"]
+           "us_per_gpu_layer", "target", "met"]
 
 
 def fmt(v, col):
@@ -232,7 +252,14 @@ def main():
               f"{fmt(row['peak_rss_mb'], 'peak_rss_mb'):>9}  {row['target']}{' [' + row['met'] + ']' if row['met'] else ''}",
               flush=True)
     # Cost per simulated token x MoE layer for the three sizes (Mixtral: 32 MoE layers).
-    scale = [r for r in rows if r["case"].startswith("scale_")]
+    by_gpus = [(r, c.gpus) for r, c in zip(rows, selected) if c.gpus]
+    if by_gpus:
+        print("\nplanning cost per step / (GPUs x 58 MoE layers), DeepSeek-V3 decode:")
+        for r, gpus in by_gpus:
+            per = (r["simulate_s"] or r["wall_s"]) / r["steps"] / (gpus * 58) * 1e6
+            r["us_per_gpu_layer"] = per
+            print(f"  {r['case']:<40} {per:8.2f} us per GPU-layer ({(r['simulate_s'] or r['wall_s']) / r['steps'] * 1e3:.2f} ms per step)")
+    scale = [r for r in rows if r["case"].startswith("scale_quickstart")]
     if scale:
         print("\ncost per simulated output token x MoE layer (quickstart EP4, Mixtral 32 MoE layers):")
         for r in scale:

@@ -337,6 +337,63 @@ TEST(Scheduler, prefix_caching_skips_shared_full_blocks_and_frees_them_with_the_
   EXPECT_EQ(s.kv_blocks_in_use(0), 0);     // everything freed, shared blocks with their last user
 }
 
+TEST(Scheduler, a_freed_prefix_stays_hittable_until_allocation_reuses_its_blocks_last_block_first) {
+  SchedulerParams p;
+  p.max_num_batched_tokens = 1000;
+  p.max_num_seqs = 8;
+  p.block_size = 16;
+  p.kv_capacity_blocks = 20;
+  p.prefix_caching = true;
+  ContinuousBatchScheduler s(p);
+  // a computes prefix 7 (70 tokens: 4 shareable blocks) and finishes at once.
+  s.add(Request{0, 0.0, 100, 1, -1, 7, 70});
+  Batch b1 = s.schedule();
+  EXPECT_EQ(b1.prefill_tokens, 100);
+  EXPECT_EQ(s.complete(b1).finished.size(), 1u);
+  EXPECT_EQ(s.kv_blocks_in_use(0), 0);
+  EXPECT_EQ(s.kv_blocks_cached_free(0), 4);  // freed, still holding the prefix
+  // x needs 17 blocks: the 16 never-used or contentless free blocks come first, then the
+  // prefix's last block.
+  s.add(Request{1, 0.0, 272, 1, -1, -1, 0});
+  Batch b2 = s.schedule();
+  EXPECT_EQ(b2.prefill_tokens, 272);
+  EXPECT_EQ(s.kv_blocks_cached_free(0), 3);
+  (void)s.complete(b2);
+  // b shares what is left of the prefix: 3 blocks (48 tokens), and computes the rest.
+  s.add(Request{2, 0.0, 100, 1, -1, 7, 70});
+  Batch b3 = s.schedule();
+  EXPECT_EQ(b3.prefill_tokens, 100 - 48);
+  EXPECT_EQ(s.stats().prefix_hit_tokens, 48);
+  EXPECT_EQ(s.kv_blocks_cached_free(0), 0);  // in use again
+  (void)s.complete(b3);
+  EXPECT_EQ(s.kv_blocks_in_use(0), 0);
+  EXPECT_EQ(s.kv_blocks_cached_free(0), 3);
+}
+
+TEST(Scheduler, a_pool_of_resent_prompts_is_served_from_the_cache_after_its_first_round) {
+  // Four prompts sent again and again, one at a time (a benchmark re-sending its prompt pool):
+  // with room for all of them, only the first round computes their shareable blocks.
+  SchedulerParams p;
+  p.max_num_batched_tokens = 2048;
+  p.max_num_seqs = 4;
+  p.block_size = 16;
+  p.kv_capacity_blocks = 200;
+  p.prefix_caching = true;
+  ContinuousBatchScheduler s(p);
+  std::int64_t prefill = 0;
+  for (int i = 0; i < 40; ++i) {
+    s.add(Request{i, 0.0, 512, 2, -1, i % 4, 512});
+    while (!s.idle()) {
+      const Batch b = s.schedule();
+      prefill += b.prefill_tokens;
+      (void)s.complete(b);
+    }
+  }
+  // 511 shareable tokens -> 31 blocks (496 tokens) per prompt; rounds 2-10 hit them all.
+  EXPECT_EQ(s.stats().prefix_hit_tokens, 36 * 496);
+  EXPECT_EQ(prefill, 40 * 512 - 36 * 496);
+}
+
 TEST(Scheduler, data_parallel_attention_spreads_sequences_over_ranks) {
   SchedulerParams p = small_params();
   p.attention_ranks = 4;
