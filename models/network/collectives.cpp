@@ -24,6 +24,12 @@ bool Collective::has_loopback() const {
 }
 
 double Collective::link_bytes() const {
+  if (!ports.empty()) {
+    // Every byte on a link leaves through one out port (NVLink or NIC, loopback included).
+    double out = 0;
+    for (std::size_t r = 0; r + 3 < ports.size(); r += 4) out += ports[r] + ports[r + 2];
+    return out;
+  }
   double sum = std::accumulate(rdma_loopback.begin(), rdma_loopback.end(), 0.0);
   const int n = traffic.ranks;
   for (int s = 0; s < n; ++s)
@@ -94,6 +100,22 @@ double FabricView::route_latency_s(int rank_a, int rank_b) const {
 
 PortLoad port_load(const Collective& c, const FabricView& fabric, std::vector<double>* ports) {
   PortLoad load;
+  if (!c.ports.empty() && c.ports_first_gpu == fabric.first_gpu && c.ports_gpus_per_node == fabric.gpus_per_node) {
+    if (ports != nullptr) *ports = c.ports;
+    const double intra_bw = fabric.intra.effective_bytes_per_s();
+    const double inter_bw = fabric.inter.effective_bytes_per_s();
+    double intra = 0, inter = 0;
+    for (std::size_t r = 0; r + 3 < c.ports.size(); r += 4) {
+      intra = std::max({intra, c.ports[r], c.ports[r + 1]});
+      inter = std::max({inter, c.ports[r + 2], c.ports[r + 3]});
+    }
+    load.bottleneck_s = std::max(intra / intra_bw, inter / inter_bw);
+    load.crosses_nodes = c.ports_crosses_nodes;
+    load.same_node_rdma = c.ports_same_node_rdma;
+    load.route_latency_s = std::max(load.crosses_nodes ? fabric.inter.latency_us * 1e-6 : 0.0,
+                                    c.ports_intra_used ? fabric.intra.latency_us * 1e-6 : 0.0);
+    return load;
+  }
   const int n = c.traffic.ranks;
   if (ports != nullptr) ports->assign(4 * static_cast<std::size_t>(n), 0.0);
   if (n == 0) return load;

@@ -68,6 +68,13 @@ struct Collective {
   Transport transport = Transport::fabric;
   std::vector<double> rdma_loopback;  ///< per rank: bytes through its own NIC, out and back in (empty: none)
   std::string algorithm;              ///< for reports: ring, tree, normal, low_latency, ...
+  /// Port totals its builder found (expert-parallel traffic: EpTrafficBuilder), 4 per rank as
+  /// port_load gives them, for a fabric whose rank r is GPU ports_first_gpu + r of
+  /// ports_gpus_per_node-GPU nodes: port_load then reads them instead of the matrix, which may
+  /// be left empty (ranks 0) when nothing needs per-pair bytes.
+  std::vector<double> ports;
+  int ports_first_gpu = -1, ports_gpus_per_node = 0;
+  bool ports_intra_used = false, ports_crosses_nodes = false, ports_same_node_rdma = false;
 
   [[nodiscard]] bool has_loopback() const;
   /// Bytes moved over links: the matrix (self pairs excluded) plus the loopback.

@@ -27,7 +27,8 @@ EpTrafficBuilder::EpTrafficBuilder(EpKernels kernels, int ranks, int gpus_per_no
       gpus_per_node_(std::max(1, gpus_per_node)),
       first_gpu_(first_gpu),
       copies_(ranks),
-      loopback_(static_cast<std::size_t>(ranks), 0.0) {
+      loopback_(static_cast<std::size_t>(ranks), 0.0),
+      port_copies_(4 * static_cast<std::size_t>(ranks), 0.0) {
   internode_ = ranks > 0 && node_of(0) != node_of(ranks - 1);
   const int nodes = node_of(std::max(0, ranks - 1)) - node_of(0) + 1;
   node_assign_.assign(static_cast<std::size_t>(nodes), 0.0);
@@ -36,6 +37,14 @@ EpTrafficBuilder::EpTrafficBuilder(EpKernels kernels, int ranks, int gpus_per_no
 void EpTrafficBuilder::reset() {
   std::fill(copies_.bytes.begin(), copies_.bytes.end(), 0.0);
   std::fill(loopback_.begin(), loopback_.end(), 0.0);
+  std::fill(port_copies_.begin(), port_copies_.end(), 0.0);
+  intra_used_ = crosses_nodes_ = same_node_rdma_ = false;
+}
+
+void EpTrafficBuilder::set_pair_traffic(bool on) {
+  pairs_ = on;
+  copies_ = TrafficMatrix(on ? n_ : 0);
+  reset();
 }
 
 int EpTrafficBuilder::rank_at(int node, int local) const {
@@ -46,7 +55,7 @@ int EpTrafficBuilder::rank_at(int node, int local) const {
 void EpTrafficBuilder::add_token(int src, std::span<const int> dest_ranks) {
   if (kernels_ == EpKernels::low_latency) {
     for (int d : dest_ranks)
-      if (d != src) copies_.at(src, d) += 1.0;
+      if (d != src) add_copy(src, d, 1.0);
     return;
   }
   if (!internode_) {
@@ -56,7 +65,7 @@ void EpTrafficBuilder::add_token(int src, std::span<const int> dest_ranks) {
       if (d == src || std::find(dest_ranks.begin(), dest_ranks.begin() + static_cast<std::ptrdiff_t>(i), d) !=
                           dest_ranks.begin() + static_cast<std::ptrdiff_t>(i))
         continue;
-      copies_.at(src, d) += 1.0;
+      add_copy(src, d, 1.0);
     }
     return;
   }
@@ -71,15 +80,15 @@ void EpTrafficBuilder::add_token(int src, std::span<const int> dest_ranks) {
     std::size_t j = i;
     while (j < dests_.size() && node_of(dests_[j]) == node) ++j;
     if (node == own) {
-      loopback_[static_cast<std::size_t>(src)] += 1.0;
+      add_loopback(src, 1.0);
       for (std::size_t q = i; q < j; ++q)
-        if (dests_[q] != src) copies_.at(src, dests_[q]) += 1.0;
+        if (dests_[q] != src) add_copy(src, dests_[q], 1.0);
     } else if (const int rail = rank_at(node, local); rail >= 0) {
-      copies_.at(src, rail) += 1.0;
+      add_copy(src, rail, 1.0);
       for (std::size_t q = i; q < j; ++q)
-        if (dests_[q] != rail) copies_.at(rail, dests_[q]) += 1.0;
+        if (dests_[q] != rail) add_copy(rail, dests_[q], 1.0);
     } else {
-      for (std::size_t q = i; q < j; ++q) copies_.at(src, dests_[q]) += 1.0;
+      for (std::size_t q = i; q < j; ++q) add_copy(src, dests_[q], 1.0);
     }
     i = j;
   }
@@ -89,12 +98,12 @@ void EpTrafficBuilder::add_counts(int src, double tokens, int top_k, std::span<c
   auto distinct = [&](double a) { return expected_distinct_tokens(tokens, a, top_k); };
   if (kernels_ == EpKernels::low_latency) {
     for (int d = 0; d < n_; ++d)
-      if (d != src && assignments[static_cast<std::size_t>(d)] > 0) copies_.at(src, d) += assignments[static_cast<std::size_t>(d)];
+      if (d != src && assignments[static_cast<std::size_t>(d)] > 0) add_copy(src, d, assignments[static_cast<std::size_t>(d)]);
     return;
   }
   if (!internode_) {
     for (int d = 0; d < n_; ++d)
-      if (d != src) copies_.at(src, d) += distinct(assignments[static_cast<std::size_t>(d)]);
+      if (d != src) add_copy(src, d, distinct(assignments[static_cast<std::size_t>(d)]));
     return;
   }
   const int first_node = node_of(0);
@@ -107,28 +116,42 @@ void EpTrafficBuilder::add_counts(int src, double tokens, int top_k, std::span<c
     const int node = first_node + static_cast<int>(b);
     const int lo = std::max(0, node * gpus_per_node_ - first_gpu_), hi = std::min(n_, (node + 1) * gpus_per_node_ - first_gpu_);
     if (node == own) {
-      loopback_[static_cast<std::size_t>(src)] += distinct(node_assign_[b]);
+      add_loopback(src, distinct(node_assign_[b]));
       for (int d = lo; d < hi; ++d)
-        if (d != src) copies_.at(src, d) += distinct(assignments[static_cast<std::size_t>(d)]);
+        if (d != src) add_copy(src, d, distinct(assignments[static_cast<std::size_t>(d)]));
     } else if (const int rail = rank_at(node, local); rail >= 0) {
-      copies_.at(src, rail) += distinct(node_assign_[b]);
+      add_copy(src, rail, distinct(node_assign_[b]));
       for (int d = lo; d < hi; ++d)
-        if (d != rail) copies_.at(rail, d) += distinct(assignments[static_cast<std::size_t>(d)]);
+        if (d != rail) add_copy(rail, d, distinct(assignments[static_cast<std::size_t>(d)]));
     } else {
-      for (int d = lo; d < hi; ++d) copies_.at(src, d) += distinct(assignments[static_cast<std::size_t>(d)]);
+      for (int d = lo; d < hi; ++d) add_copy(src, d, distinct(assignments[static_cast<std::size_t>(d)]));
     }
   }
 }
 
 Collective EpTrafficBuilder::build(CollectiveKind kind, double bytes, bool reverse) const {
-  Collective c{kind, TrafficMatrix(n_), 1};
+  Collective c{kind, TrafficMatrix(pairs_ ? n_ : 0), 1};
   c.algorithm = to_string(kernels_);
   if (kernels_ == EpKernels::low_latency) c.transport = Transport::rdma;
-  for (int s = 0; s < n_; ++s)
-    for (int d = 0; d < n_; ++d) {
-      const double copies = copies_.at(s, d);
-      if (copies > 0) (reverse ? c.traffic.at(d, s) : c.traffic.at(s, d)) = copies * bytes;
-    }
+  if (pairs_)
+    for (int s = 0; s < n_; ++s)
+      for (int d = 0; d < n_; ++d) {
+        const double copies = copies_.at(s, d);
+        if (copies > 0) (reverse ? c.traffic.at(d, s) : c.traffic.at(s, d)) = copies * bytes;
+      }
+  // Port totals: combine runs every pair backwards, so a rank's out and in ports trade places.
+  c.ports.resize(port_copies_.size());
+  for (std::size_t r = 0; r < port_copies_.size(); r += 4) {
+    c.ports[r] = port_copies_[r + (reverse ? 1 : 0)] * bytes;
+    c.ports[r + 1] = port_copies_[r + (reverse ? 0 : 1)] * bytes;
+    c.ports[r + 2] = port_copies_[r + (reverse ? 3 : 2)] * bytes;
+    c.ports[r + 3] = port_copies_[r + (reverse ? 2 : 3)] * bytes;
+  }
+  c.ports_first_gpu = first_gpu_;
+  c.ports_gpus_per_node = gpus_per_node_;
+  c.ports_intra_used = intra_used_;
+  c.ports_crosses_nodes = crosses_nodes_;
+  c.ports_same_node_rdma = same_node_rdma_;
   if (kernels_ == EpKernels::normal && internode_) {
     c.hops = 2;  // RDMA to the rail GPU, then NVLink
     c.rdma_loopback.resize(loopback_.size());
@@ -145,11 +168,10 @@ Collective EpTrafficBuilder::combine(double combine_token_bytes) const {
 }
 
 double EpTrafficBuilder::rdma_token_pairs() const {
+  // Every copy through a NIC leaves through one NIC out port: remote pairs, all low-latency
+  // pairs, and the loopback.
   double pairs = 0;
-  for (double b : loopback_) pairs += b;
-  for (int s = 0; s < n_; ++s)
-    for (int d = 0; d < n_; ++d)
-      if (s != d && (kernels_ == EpKernels::low_latency || node_of(s) != node_of(d))) pairs += copies_.at(s, d);
+  for (std::size_t r = 0; r < port_copies_.size(); r += 4) pairs += port_copies_[r + 2];
   return pairs;
 }
 

@@ -69,6 +69,11 @@ class EpTrafficBuilder {
   [[nodiscard]] Collective dispatch(double dispatch_token_bytes) const;
   [[nodiscard]] Collective combine(double combine_token_bytes) const;
 
+  /// Whether the collectives carry their per-pair matrix (flow fidelity at pair granularity
+  /// needs it); without, they carry only port totals (Collective::ports), which is all analytic
+  /// timing and port-granularity flow read. On by default.
+  void set_pair_traffic(bool on);
+
   [[nodiscard]] bool internode() const { return internode_; }
   [[nodiscard]] EpKernels kernels() const { return kernels_; }
   /// Token copies through each RDMA port as DeepEP's benchmark counts them (normal internode:
@@ -81,12 +86,37 @@ class EpTrafficBuilder {
   /// Rank of node `node`'s GPU with local index `local`, or -1 when outside the group.
   [[nodiscard]] int rank_at(int node, int local) const;
   [[nodiscard]] Collective build(CollectiveKind kind, double token_bytes, bool reverse) const;
+  /// `x` token copies from rank s to rank d (s != d): the matrix (when kept) and the port totals.
+  void add_copy(int s, int d, double x) {
+    if (!(x > 0)) return;
+    if (pairs_) copies_.at(s, d) += x;
+    const bool nic = kernels_ == EpKernels::low_latency || node_of(s) != node_of(d);
+    port_copies_[4 * static_cast<std::size_t>(s) + (nic ? 2 : 0)] += x;
+    port_copies_[4 * static_cast<std::size_t>(d) + (nic ? 3 : 1)] += x;
+    if (nic) {
+      crosses_nodes_ = true;
+      if (node_of(s) == node_of(d)) same_node_rdma_ = true;
+    } else {
+      intra_used_ = true;
+    }
+  }
+  /// `x` token copies staged through rank r's own NIC (out and back in).
+  void add_loopback(int r, double x) {
+    if (!(x > 0)) return;
+    loopback_[static_cast<std::size_t>(r)] += x;
+    port_copies_[4 * static_cast<std::size_t>(r) + 2] += x;
+    port_copies_[4 * static_cast<std::size_t>(r) + 3] += x;
+    crosses_nodes_ = same_node_rdma_ = true;
+  }
 
   EpKernels kernels_;
   int n_, gpus_per_node_, first_gpu_;
   bool internode_ = false;
-  TrafficMatrix copies_;          ///< token copies per (src, dst) pair
-  std::vector<double> loopback_;  ///< token copies staged through each rank's own RDMA port
+  bool pairs_ = true;
+  TrafficMatrix copies_;              ///< token copies per (src, dst) pair (when pairs_)
+  std::vector<double> loopback_;      ///< token copies staged through each rank's own RDMA port
+  std::vector<double> port_copies_;   ///< token copies per rank: [NVLink out, NVLink in, NIC out, NIC in]
+  bool intra_used_ = false, crosses_nodes_ = false, same_node_rdma_ = false;
   // Scratch.
   std::vector<int> dests_, nodes_;
   std::vector<double> node_assign_;

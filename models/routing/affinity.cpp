@@ -132,7 +132,7 @@ void ExpertDistribution::add_top_k_counts(RngStream& rng, int n, int k, std::spa
   // While the k - 1 first picks cannot exclude 0.9 of the mass (the usual case), every pick
   // is by rejection and p is not read: only the alias table is touched.
   const bool always_reject = static_cast<double>(k - 1) * max_p_ < 0.9 - 1e-12;
-  alias_.prefetch();
+  if (static_cast<std::size_t>(n) * static_cast<std::size_t>(k) * 8 >= p_.size()) alias_.prefetch();  // worth it for runs of draws
   for (int t = 0; t < n; ++t) {
     std::fill(chosen, chosen + words, 0);
     double excluded_mass = 0;

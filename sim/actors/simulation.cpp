@@ -912,6 +912,8 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
     }
     inst->fabric = FabricView{sc.cluster.gpus_per_node, i * n, sc.cluster.intra_node.spec, sc.cluster.inter_node.spec};
     inst->fidelity = sc.network.fidelity;
+    // Only flow fidelity at pair granularity runs collectives from their per-pair bytes.
+    inst->planner.set_pair_traffic(inst->fidelity == NetworkFidelity::flow && !inst->port_granularity);
     inst->planner_migration_mode = sc.routing.migration;
     if (sc.parallel.prefill_instances > 0) {
       inst->role = i < sc.parallel.prefill_instances ? Instance::Role::prefill : Instance::Role::decode;

@@ -235,6 +235,8 @@ class StepPlanner {
   [[nodiscard]] std::optional<Migration> take_migration();
   void apply_migration(const Migration& m);
   void set_observer(RoutingObserver* observer) { observer_ = observer; }
+  /// Whether expert-parallel collectives carry per-pair matrices (EpTrafficBuilder::set_pair_traffic).
+  void set_pair_traffic(bool on) { ep_traffic_.set_pair_traffic(on); }
   /// Records every kernel costed from now on into `log` (nullptr: stop).
   void set_kernel_log(std::vector<KernelLogEntry>* log) { kernel_log_ = log; }
   [[nodiscard]] TokenRouter& router() { return *router_; }

@@ -122,6 +122,54 @@ TEST(EpTraffic, low_latency_sends_every_selection_over_rdma_but_none_to_itself) 
   EXPECT_NEAR(analytic_collective_seconds(d, fabric), 3.0 / 50e9 + 3e-6 + 15e-6, 1e-12);
 }
 
+TEST(EpTraffic, builder_port_totals_equal_the_ports_of_its_pair_matrix_for_every_kernel_and_layout) {
+  // Random tokens and counts over layouts with whole nodes, a partial node (no rail) and one
+  // node; each collective's port totals (what port_load reads) against the ports of its own
+  // matrix, and a builder without matrices against one with.
+  RngStream rng(5, "ports-vs-pairs");
+  const FabricView fabric_of[] = {{8, 0, nvlink(), ib()}, {8, 4, nvlink(), ib()}};
+  for (EpKernels kernels : {EpKernels::normal, EpKernels::low_latency})
+    for (int ranks : {8, 12, 24})
+      for (int f = 0; f < 2; ++f) {
+        const FabricView& fabric = fabric_of[f];
+        EpTrafficBuilder with(kernels, ranks, 8, fabric.first_gpu), without(kernels, ranks, 8, fabric.first_gpu);
+        without.set_pair_traffic(false);
+        for (int src = 0; src < ranks; ++src) {
+          std::vector<int> dests;
+          for (int j = 0; j < 6; ++j) dests.push_back(static_cast<int>(rng.uniform_index(static_cast<std::uint64_t>(ranks))));
+          with.add_token(src, dests);
+          without.add_token(src, dests);
+          std::vector<double> per_rank(static_cast<std::size_t>(ranks));
+          for (double& a : per_rank) a = static_cast<double>(rng.uniform_index(20));
+          with.add_counts(src, 40, 8, per_rank);
+          without.add_counts(src, 40, 8, per_rank);
+        }
+        for (bool combine : {false, true}) {
+          Collective c = combine ? with.combine(3.0) : with.dispatch(2.0);
+          const Collective bare = combine ? without.combine(3.0) : without.dispatch(2.0);
+          EXPECT_EQ(bare.traffic.ranks, 0);
+          std::vector<double> from_builder, from_matrix, from_bare;
+          const PortLoad a = port_load(c, fabric, &from_builder);
+          const PortLoad bl = port_load(bare, fabric, &from_bare);
+          const double builder_bytes = c.link_bytes();
+          c.ports.clear();  // the matrix alone
+          const PortLoad m = port_load(c, fabric, &from_matrix);
+          ASSERT_EQ(from_builder.size(), from_matrix.size());
+          for (std::size_t i = 0; i < from_matrix.size(); ++i) {
+            EXPECT_NEAR(from_builder[i], from_matrix[i], 1e-9 * (1 + from_matrix[i])) << ranks << " port " << i;
+            EXPECT_EQ(from_bare[i], from_builder[i]);
+          }
+          EXPECT_NEAR(a.bottleneck_s, m.bottleneck_s, 1e-12 * m.bottleneck_s);
+          EXPECT_EQ(a.route_latency_s, m.route_latency_s);
+          EXPECT_EQ(a.crosses_nodes, m.crosses_nodes);
+          EXPECT_EQ(a.same_node_rdma, m.same_node_rdma);
+          EXPECT_EQ(bl.bottleneck_s, a.bottleneck_s);
+          EXPECT_NEAR(builder_bytes, c.link_bytes(), 1e-9 * c.link_bytes());
+        }
+        EXPECT_NEAR(with.rdma_token_pairs(), without.rdma_token_pairs(), 1e-9 * with.rdma_token_pairs());
+      }
+}
+
 TEST(EpTraffic, expected_distinct_tokens_is_exact_at_the_ends_and_matches_independent_selections_between) {
   EXPECT_DOUBLE_EQ(expected_distinct_tokens(100, 0, 8), 0.0);
   EXPECT_NEAR(expected_distinct_tokens(100, 1, 8), 1.0, 0.01);
