@@ -329,17 +329,19 @@ void RoutingPolicy::assign_counts(int, const LayerSlots& slots, std::span<const 
                                   std::span<double> slot_counts, PolicyCounters& c) {
   const auto E = static_cast<std::size_t>(ctx_.num_experts);
   const std::size_t S = slots.phy2log.size();
+  // Experts with one replica (most of them) take their count as it is: their slots once per
+  // call, so the inner loop reads no per-expert vector and takes no data-dependent branch.
+  single_slot_.resize(E);
+  for (std::size_t e = 0; e < E; ++e) single_slot_[e] = slots.slots_of[e].size() == 1 ? slots.slots_of[e][0] : -1;
   for (std::size_t g = 0; g < groups.size(); ++g) {
     const double* row = counts.data() + g * E;
     double* out = slot_counts.data() + g * S;
     double total = 0;
     for (std::size_t e = 0; e < E; ++e) {
       const double n = row[e];
-      if (n <= 0) continue;
-      const std::vector<int>& replicas = slots.slots_of[e];
-      if (replicas.size() == 1) out[static_cast<std::size_t>(replicas[0])] += n;
-      else default_split(replicas, groups[g].source, n, slots, slot_counts.subspan(g * S, S));
       total += n;
+      if (const int slot = single_slot_[e]; slot >= 0) out[static_cast<std::size_t>(slot)] += n;
+      else if (n > 0) default_split(slots.slots_of[e], groups[g].source, n, slots, slot_counts.subspan(g * S, S));
     }
     c.assignments += total;
     c.computed += total;

@@ -156,6 +156,7 @@ class RoutingPolicy {
   enum class ReplicaRule { position, random, nearest, even };
   ReplicaRule rule_ = ReplicaRule::position;  ///< cfg_.replica_selection, parsed once
   std::vector<int> local_;                    ///< default_split's scratch: replicas on the source's node
+  std::vector<int> single_slot_;              ///< assign_counts: an expert's slot when it has one, else -1
 };
 
 /// Pressure terms of seed-style dynamic rerouting: thermal max(0, (T-60)/20), power
