@@ -341,6 +341,11 @@ void StepPlanner::plan_into(StepPlan& plan, const Batch& batch, double now_s, st
       if (fresh) groups_.push_back({src, dom, 1});
       else groups_[it->second].tokens += 1;
     }
+    // Domain-major order: a domain's groups are drawn one after another from the same
+    // distribution tables, which then stay in cache (each source's row is the same sum in any
+    // order). Source order for the sources themselves is their order of first appearance.
+    if (by_domain)
+      std::stable_sort(groups_.begin(), groups_.end(), [](const TokenGroup& a, const TokenGroup& b) { return a.domain < b.domain; });
     source_groups_.clear();
     group_source_.resize(groups_.size());
     {
