@@ -8,12 +8,19 @@
 namespace moesim {
 
 AliasTable::AliasTable(std::span<const double> weights) {
+  // Vose's method. Scratch reused across tables (built per (layer, domain) at every drift
+  // update): the same stacks in the same order as fresh vectors would hold.
   const auto n = weights.size();
-  std::vector<double> prob(n, 0.0);
-  std::vector<int> alias(n, 0);
+  thread_local std::vector<double> prob, scaled;
+  thread_local std::vector<int> alias, small, large;
+  prob.assign(n, 0.0);
+  alias.assign(n, 0);
+  scaled.resize(n);
+  small.clear();
+  large.clear();
+  small.reserve(n);
+  large.reserve(n);
   const double total = std::accumulate(weights.begin(), weights.end(), 0.0);
-  std::vector<double> scaled(n);
-  std::vector<int> small, large;
   for (std::size_t i = 0; i < n; ++i) {
     scaled[i] = weights[i] * static_cast<double>(n) / total;
     (scaled[i] < 1.0 ? small : large).push_back(static_cast<int>(i));

@@ -190,9 +190,15 @@ class DomainAffinityRouter final : public TokenRouter {
   void add_counts(int layer, const TokenGroup& group, std::span<double> row) override {
     Slot& slot = slot_for(layer, group.domain);
     (void)distribution(layer, group.domain);
-    if (slot.inclusion.empty())
-      slot.inclusion = slot.dist.inclusion_probabilities(ctx_.top_k, kInclusionSamples, ctx_.seed + static_cast<std::uint64_t>(layer));
-    add_group_counts(rng_, slot.dist, slot.inclusion, group.tokens, ctx_.top_k, row);
+    // Inclusion probabilities only for the binomials (a group drawn token by token does not read
+    // them): after every drift update they would cost a Newton solve over E exponentials.
+    if (!count_draw_by_token(group.tokens, ctx_.top_k, ctx_.num_experts)) {
+      if (slot.inclusion.empty())
+        slot.inclusion = slot.dist.inclusion_probabilities(ctx_.top_k, kInclusionSamples, ctx_.seed + static_cast<std::uint64_t>(layer));
+      add_group_counts(rng_, slot.dist, slot.inclusion, group.tokens, ctx_.top_k, row);
+      return;
+    }
+    slot.dist.add_top_k_counts(rng_, group.tokens, ctx_.top_k, row);
   }
 
   void begin_step(double now_s) override { now_s_ = now_s; }
