@@ -85,6 +85,32 @@ void ExpertDistribution::sample_top_k(RngStream& rng, std::span<std::int32_t> ou
   else sample_top_k_ungrouped(rng, out, forced_first, banned_first);
 }
 
+template <class Taken>
+std::int32_t ExpertDistribution::pick(RngStream& rng, double blocked_mass, const Taken& taken) const {
+  std::int32_t e = -1;
+  if (blocked_mass < 0.9) {
+    // Rejection: expected tries 1 / (1 - blocked) <= 10.
+    for (int tries = 0; tries < 64 && e < 0; ++tries) {
+      const auto c = static_cast<std::int32_t>(alias_.sample(rng));
+      if (!taken(static_cast<std::size_t>(c))) e = c;
+    }
+  }
+  if (e < 0) {
+    // Exact draw over what is left.
+    double remaining = 0;
+    for (std::size_t i = 0; i < p_.size(); ++i)
+      if (!taken(i)) remaining += p_[i];
+    double u = rng.uniform01() * remaining;
+    for (std::size_t i = 0; i < p_.size(); ++i) {
+      if (taken(i)) continue;
+      e = static_cast<std::int32_t>(i);
+      u -= p_[i];
+      if (u < 0) break;
+    }
+  }
+  return e;
+}
+
 void ExpertDistribution::sample_top_k_ungrouped(RngStream& rng, std::span<std::int32_t> out, int forced_first, int banned_first) const {
   const std::size_t k = out.size();
   std::size_t filled = 0;
@@ -93,81 +119,45 @@ void ExpertDistribution::sample_top_k_ungrouped(RngStream& rng, std::span<std::i
   for (; filled < k; ++filled) {
     const bool ban = filled == 0 && banned_first >= 0;
     const double blocked = excluded_mass + (ban ? p_[static_cast<std::size_t>(banned_first)] : 0.0);
-    std::int32_t e = -1;
-    if (blocked < 0.9) {
-      // Rejection: expected tries 1 / (1 - blocked) <= 10.
-      for (int tries = 0; tries < 64 && e < 0; ++tries) {
-        const auto c = static_cast<std::int32_t>(alias_.sample(rng));
-        if (!contains(out, filled, c) && !(ban && c == banned_first)) e = c;
-      }
-    }
-    if (e < 0) {
-      // Exact draw over what is left.
-      double remaining = 0;
-      for (std::size_t i = 0; i < p_.size(); ++i)
-        if (!contains(out, filled, static_cast<std::int32_t>(i)) && !(ban && static_cast<int>(i) == banned_first)) remaining += p_[i];
-      double u = rng.uniform01() * remaining;
-      for (std::size_t i = 0; i < p_.size(); ++i) {
-        if (contains(out, filled, static_cast<std::int32_t>(i)) || (ban && static_cast<int>(i) == banned_first)) continue;
-        e = static_cast<std::int32_t>(i);
-        u -= p_[i];
-        if (u < 0) break;
-      }
-    }
+    const std::int32_t e = pick(rng, blocked, [&](std::size_t c) {
+      return contains(out, filled, static_cast<std::int32_t>(c)) || (ban && static_cast<int>(c) == banned_first);
+    });
     out[filled] = e;
     excluded_mass += p_[static_cast<std::size_t>(e)];
   }
 }
 
 void ExpertDistribution::add_top_k_counts(RngStream& rng, int n, int k, std::span<double> counts) const {
-  // sample_top_k_ungrouped's rejection loop with the chosen set as a bitmap. Experts beyond the
-  // bitmap (more than 1024) take the general path.
+  // sample_top_k_ungrouped's draws with the chosen set as a bitmap. Experts beyond the bitmap
+  // (more than 1024) take the general path.
   constexpr std::size_t kBits = 1024;
   if (p_.size() > kBits || k > 64) {
-    std::int32_t pick[64];
-    const std::span<std::int32_t> top(pick, static_cast<std::size_t>(std::min(k, 64)));
+    std::int32_t top[64];
+    const std::span<std::int32_t> out(top, static_cast<std::size_t>(std::min(k, 64)));
     for (int t = 0; t < n; ++t) {
-      sample_top_k_ungrouped(rng, top, -1, -1);
-      for (auto e : top) counts[static_cast<std::size_t>(e)] += 1.0;
+      sample_top_k_ungrouped(rng, out, -1, -1);
+      for (auto e : out) counts[static_cast<std::size_t>(e)] += 1.0;
     }
     return;
   }
   std::uint64_t chosen[kBits / 64];
-  std::int32_t pick[64];
-  auto has = [&](std::size_t e) { return (chosen[e >> 6] >> (e & 63)) & 1u; };
+  std::int32_t top[64];
+  const auto taken = [&](std::size_t e) { return ((chosen[e >> 6] >> (e & 63)) & 1u) != 0; };
   const std::size_t words = (p_.size() + 63) / 64;
-  // While the k - 1 first picks cannot exclude 0.9 of the mass (the usual case), every pick
-  // is by rejection and p is not read: only the alias table is touched.
+  // While the k - 1 first picks cannot exclude 0.9 of the mass (the usual case), every pick is by
+  // rejection and p is not read: only the alias table is touched.
   const bool always_reject = static_cast<double>(k - 1) * max_p_ < 0.9 - 1e-12;
   if (static_cast<std::size_t>(n) * static_cast<std::size_t>(k) * 8 >= p_.size()) alias_.prefetch();  // worth it for runs of draws
   for (int t = 0; t < n; ++t) {
     std::fill(chosen, chosen + words, 0);
     double excluded_mass = 0;
     for (int filled = 0; filled < k; ++filled) {
-      std::int32_t e = -1;
-      if (always_reject || excluded_mass < 0.9) {
-        for (int tries = 0; tries < 64 && e < 0; ++tries) {
-          const auto c = static_cast<std::size_t>(alias_.sample(rng));
-          if (!has(c)) e = static_cast<std::int32_t>(c);
-        }
-      }
-      if (e < 0) {
-        double remaining = 0;
-        for (std::size_t i = 0; i < p_.size(); ++i)
-          if (!has(i)) remaining += p_[i];
-        double u = rng.uniform01() * remaining;
-        for (std::size_t i = 0; i < p_.size(); ++i) {
-          if (has(i)) continue;
-          e = static_cast<std::int32_t>(i);
-          u -= p_[i];
-          if (u < 0) break;
-        }
-      }
-      pick[filled] = e;
+      const std::int32_t e = pick(rng, excluded_mass, taken);
+      top[filled] = e;
       chosen[static_cast<std::size_t>(e) >> 6] |= 1ULL << (static_cast<std::size_t>(e) & 63);
       if (!always_reject) excluded_mass += p_[static_cast<std::size_t>(e)];
     }
-    for (int j = 0; j < k; ++j) counts[static_cast<std::size_t>(pick[j])] += 1.0;
+    for (int j = 0; j < k; ++j) counts[static_cast<std::size_t>(top[j])] += 1.0;
   }
 }
 
@@ -337,16 +327,18 @@ void sample_counts(RngStream& rng, std::span<const double> inclusion, int n, int
   }
 }
 
-void add_group_counts(RngStream& rng, const ExpertDistribution& dist, std::span<const double> inclusion, int n, int k,
-                      std::span<double> out) {
-  if (!count_draw_by_token(n, k, static_cast<int>(inclusion.size()))) {
-    thread_local std::vector<double> drawn;
-    drawn.resize(inclusion.size());
-    sample_counts(rng, inclusion, n, k, drawn);
-    for (std::size_t e = 0; e < drawn.size(); ++e) out[e] += drawn[e];
+void add_group_counts(RngStream& rng, const ExpertDistribution& dist, int n, int k, std::span<double> out,
+                      std::vector<double>& inclusion, int inclusion_samples, std::uint64_t inclusion_seed) {
+  const auto E = dist.probabilities().size();
+  if (count_draw_by_token(n, k, static_cast<int>(E))) {
+    dist.add_top_k_counts(rng, n, k, out);
     return;
   }
-  dist.add_top_k_counts(rng, n, k, out);
+  if (inclusion.empty()) inclusion = dist.inclusion_probabilities(k, inclusion_samples, inclusion_seed);
+  thread_local std::vector<double> drawn;
+  drawn.resize(E);
+  sample_counts(rng, inclusion, n, k, drawn);
+  for (std::size_t e = 0; e < E; ++e) out[e] += drawn[e];
 }
 
 }  // namespace moesim

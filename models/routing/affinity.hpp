@@ -82,6 +82,10 @@ class ExpertDistribution {
 
  private:
   void sample_grouped(RngStream& rng, std::span<std::int32_t> out, int forced_first, int banned_first) const;
+  /// One Plackett-Luce pick among the experts `taken` refuses: by rejection from the alias table
+  /// while less than 0.9 of the mass is blocked, else exactly over what is left.
+  template <class Taken>
+  [[nodiscard]] std::int32_t pick(RngStream& rng, double blocked_mass, const Taken& taken) const;
 
   std::vector<double> p_;
   AliasTable alias_;
@@ -112,9 +116,10 @@ void sample_counts(RngStream& rng, std::span<const double> inclusion, int n, int
 
 /// Adds to `out` the per-expert counts of n tokens' top-k from `dist`: small groups draw every
 /// token's top-k from plain Plackett-Luce (exact and cheaper than E binomials), large groups use
-/// sample_counts with `inclusion`; both ignore a group limit.
-void add_group_counts(RngStream& rng, const ExpertDistribution& dist, std::span<const double> inclusion, int n, int k,
-                      std::span<double> out);
+/// sample_counts with the inclusion probabilities, computed into `inclusion` when it is empty
+/// (dist.inclusion_probabilities(k, inclusion_samples, inclusion_seed)); both ignore a group limit.
+void add_group_counts(RngStream& rng, const ExpertDistribution& dist, int n, int k, std::span<double> out,
+                      std::vector<double>& inclusion, int inclusion_samples, std::uint64_t inclusion_seed);
 
 /// Log-popularity vector of (model, layer, domain) with spread σ; see the header comment.
 [[nodiscard]] std::vector<double> affinity_log_popularity(const std::string& model_name, int moe_layer, int domain,

@@ -304,11 +304,11 @@ void RoutingPolicy::default_split(const std::vector<int>& slots, int src, double
     for (int s : slots)
       if (layer.gpu_of(s) / ctx_.gpus_per_node == node) local_.push_back(s);
   }
-  // Even shares, the remainder one each from the source's own offset (count is an integer).
+  // Even shares, the remainder one each from the source's own offset.
   const std::vector<int>& use = local_.empty() ? slots : local_;
   const std::size_t n = use.size();
   const double share = std::floor(count / static_cast<double>(n));
-  const auto left = static_cast<std::size_t>(count - share * static_cast<double>(n));
+  const auto left = static_cast<std::size_t>(std::ceil(count - share * static_cast<double>(n)));
   const std::size_t start = static_cast<std::size_t>(src) % n;
   for (std::size_t i = 0; i < n; ++i)
     out_row[static_cast<std::size_t>(use[(start + i) % n])] += share + (i < left ? 1.0 : 0.0);

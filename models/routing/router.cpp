@@ -125,8 +125,7 @@ class StaticDistributionRouter final : public TokenRouter {
 
   void add_counts(int layer, const TokenGroup& group, std::span<double> row) override {
     const std::size_t slot = static_cast<std::size_t>(layer) % per_layer_.size();
-    if (inclusion_[slot].empty()) inclusion_[slot] = per_layer_[slot].inclusion_probabilities(ctx_.top_k, kInclusionSamples, ctx_.seed + slot);
-    add_group_counts(rng_, per_layer_[slot], inclusion_[slot], group.tokens, ctx_.top_k, row);
+    add_group_counts(rng_, per_layer_[slot], group.tokens, ctx_.top_k, row, inclusion_[slot], kInclusionSamples, ctx_.seed + slot);
   }
 
   void route(int layer, std::span<const TokenInfo> tokens, std::span<std::int32_t> experts, std::span<float> weights) override {
@@ -190,15 +189,10 @@ class DomainAffinityRouter final : public TokenRouter {
   void add_counts(int layer, const TokenGroup& group, std::span<double> row) override {
     Slot& slot = slot_for(layer, group.domain);
     (void)distribution(layer, group.domain);
-    // Inclusion probabilities only for the binomials (a group drawn token by token does not read
-    // them): after every drift update they would cost a Newton solve over E exponentials.
-    if (!count_draw_by_token(group.tokens, ctx_.top_k, ctx_.num_experts)) {
-      if (slot.inclusion.empty())
-        slot.inclusion = slot.dist.inclusion_probabilities(ctx_.top_k, kInclusionSamples, ctx_.seed + static_cast<std::uint64_t>(layer));
-      add_group_counts(rng_, slot.dist, slot.inclusion, group.tokens, ctx_.top_k, row);
-      return;
-    }
-    slot.dist.add_top_k_counts(rng_, group.tokens, ctx_.top_k, row);
+    // Inclusion probabilities are computed only when binomials need them: after a drift update
+    // they cost a Newton solve over E exponentials.
+    add_group_counts(rng_, slot.dist, group.tokens, ctx_.top_k, row, slot.inclusion, kInclusionSamples,
+                     ctx_.seed + static_cast<std::uint64_t>(layer));
   }
 
   void begin_step(double now_s) override { now_s_ = now_s; }

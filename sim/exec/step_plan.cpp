@@ -581,10 +581,9 @@ void StepPlanner::route_moe_layer(StepPlan& plan, int moe_layer) {
     // Counts carry no token identity: the traffic estimates the distinct tokens per destination
     // from the assignment counts (EpTrafficBuilder::add_counts). Past the gate only the source GPU
     // matters: merge each source's groups.
+    // merge_groups_: the groups were drawn into source_counts_ already.
     if (!merge_groups_) source_counts_.assign(source_groups_.size() * e_count, 0.0);
-    if (merge_groups_) {
-      // Drawn into source_counts_ already.
-    } else if (split_by_domain_) {
+    if (split_by_domain_) {
       // Deal each domain's assignments to its tokens' source GPUs at random (exact per-source
       // totals: a pool holds each source once per assignment of its tokens of the domain).
       // Counted expert-major (one expert's increments stay within a row of sources), then
@@ -608,7 +607,7 @@ void StepPlanner::route_moe_layer(StepPlan& plan, int moe_layer) {
           for (std::size_t e = e0; e < std::min(e0 + kTile, e_count); ++e)
             for (std::size_t src = s0; src < std::min(s0 + kTile, sources); ++src)
               source_counts_[src * e_count + e] = deal_counts_[e * sources + src];
-    } else {
+    } else if (!merge_groups_) {
       for (std::size_t g = 0; g < groups_.size(); ++g) {
         double* row = source_counts_.data() + group_source_[g] * e_count;
         const double* from = group_counts_.data() + g * e_count;
