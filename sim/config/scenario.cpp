@@ -99,6 +99,9 @@ void describe(Schema<ServingConfig>& s) {
       .doc("engine CPU time per step (scheduling, input preparation, sampling and output processing) the GPUs wait for");
   s.field("step_overhead_per_seq_us", &S::step_overhead_per_seq_us).min(0).max(1e5).unit("us")
       .doc("engine CPU time per sequence of the step");
+  s.field("step_overhead_per_worker_us", &S::step_overhead_per_worker_us).min(0).max(1e6).unit("us")
+      .doc("engine CPU time per step for every GPU of an instance beyond its first (a multi-process executor ships "
+           "each step's inputs to every worker and waits for all of them)");
   s.field("sampler_bytes_per_logit", &S::sampler_bytes_per_logit).min(0).max(1e6).unit("bytes")
       .doc("GPU memory traffic of sampling, per vocabulary entry of every sequence that emits a token: vLLM's "
            "PyTorch top-p/top-k sampler sorts the FP32 logits with int64 indices (many passes); 4 for greedy argmax; "

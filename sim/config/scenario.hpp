@@ -91,6 +91,7 @@ struct ServingConfig {
   int cuda_graph_max_tokens = 512;  ///< steps of at most this many tokens replay CUDA graphs; 0: eager
   double step_overhead_us = 0;             ///< engine CPU time per step the GPUs wait for
   double step_overhead_per_seq_us = 0;     ///< engine CPU time per scheduled sequence per step
+  double step_overhead_per_worker_us = 0;  ///< engine CPU time per step per GPU worker beyond an instance's first
   double sampler_bytes_per_logit = 700;    ///< HBM traffic of sampling per vocabulary entry and sequence
   bool async_scheduling = false;           ///< the engine prepares the next step while the GPUs run
   bool shared_expert_overlap = false;      ///< mode ep: shared experts compute while the dispatch moves tokens

@@ -286,7 +286,9 @@ class StepPlanner {
   RooflineModel roofline_;
   MoeKernel moe_kernel_ = MoeKernel::triton;
   int graph_max_tokens_ = 0;  ///< serving.cuda_graph_max_tokens: smaller steps replay CUDA graphs
-  double host_fixed_s_ = 0, host_per_seq_s_ = 0;  ///< serving.step_overhead_us, step_overhead_per_seq_us
+  /// serving.step_overhead_us (+ step_overhead_per_worker_us per GPU of the instance beyond its first),
+  /// step_overhead_per_seq_us
+  double host_fixed_s_ = 0, host_per_seq_s_ = 0;
   bool async_scheduling_ = false;
   bool shared_expert_overlap_ = false, dual_batch_overlap_ = false;
   double sm_stretch_ = 1.0;  ///< sm_count / (sm_count - serving.overlap_comm_sms)

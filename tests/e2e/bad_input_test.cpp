@@ -55,7 +55,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadInputCase{"unknown_key.yaml",
                      ":4: serving.max_num_seq: unknown key \"max_num_seq\" (did you mean \"max_num_seqs\"?); allowed keys: "
                      "max_num_batched_tokens, max_num_seqs, max_model_len, gpu_memory_utilization, activation_reserve_gb, "
-                     "chunked_prefill, block_size, prefix_caching, cuda_graph_max_tokens, step_overhead_us, step_overhead_per_seq_us, "
+                     "chunked_prefill, block_size, prefix_caching, cuda_graph_max_tokens, step_overhead_us, step_overhead_per_seq_us, step_overhead_per_worker_us, "
                      "sampler_bytes_per_logit, async_scheduling, shared_expert_overlap, dual_batch_overlap, overlap_comm_sms, moe_kernel"},
         BadInputCase{"name_is_a_path.yaml",
                      ":2: name: must be 1 to 100 characters of A-Z a-z 0-9 . _ -, not starting with . or - (it names the output "
@@ -75,7 +75,7 @@ INSTANTIATE_TEST_SUITE_P(
                      "<home>/models/llm/cards: <model-cards>"},
         BadInputCase{"missing_gpu_card.yaml",
                      ":3: cluster.gpu: unknown gpu card \"h100-pcie\"; available in <home>/models/gpu/cards: "
-                     "a100-sxm4-80gb, b200, h100-sxm, h200, h800, mi300x"},
+                     "a100-sxm4-40gb, a100-sxm4-80gb, b200, h100-sxm, h200, h800, mi300x"},
         BadInputCase{"malformed.yaml", ":3: malformed YAML: end of sequence flow not found"},
         BadInputCase{"experts_not_divisible.yaml", ":3: parallel.ep: the model's 8 experts must divide evenly over ep = 3 GPUs (or use the eplb placement with redundant experts that make experts + routing.num_redundant_experts divide)"},
         BadInputCase{"top_k_over_experts.yaml", ":3: model.top_k: must be <= num_experts (8) (got 9)"},
