@@ -119,7 +119,7 @@ TEST(Cli, list_models_prints_every_model_card) {
 TEST(Cli, list_gpus_and_interconnects_print_every_card) {
   const CliResult g = run_cli("list gpus", "list-gpus");
   EXPECT_EQ(g.exit_code, 0);
-  EXPECT_EQ(count_lines(g.out), 6u);
+  EXPECT_EQ(count_lines(g.out), 7u);
   EXPECT_EQ(g.out.find("invalid card"), std::string::npos);
   const CliResult i = run_cli("list interconnects", "list-ic");
   EXPECT_EQ(i.exit_code, 0);

@@ -32,7 +32,7 @@ TEST(Catalog, every_model_card_loads_with_provenance) {
 }
 
 TEST(Catalog, every_gpu_card_loads_with_provenance) {
-  expect_every_card_loads<GpuSpec>({"a100-sxm4-80gb", "b200", "h100-sxm", "h200", "h800", "mi300x"});
+  expect_every_card_loads<GpuSpec>({"a100-sxm4-40gb", "a100-sxm4-80gb", "b200", "h100-sxm", "h200", "h800", "mi300x"});
 }
 
 TEST(Catalog, every_interconnect_card_loads_with_provenance) {
