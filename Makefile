@@ -11,7 +11,7 @@ OUT ?= results/quickstart
 DEB_PACKAGES := cmake g++ make pkg-config \
   libsimgrid-dev libeigen3-dev libyaml-cpp-dev nlohmann-json3-dev \
   libgtest-dev libcli11-dev libfmt-dev time bc \
-  python3 python3-numpy python3-pandas python3-matplotlib python3-pytest parallel
+  python3 python3-numpy python3-pandas python3-matplotlib python3-pytest python3-yaml parallel
 
 .PHONY: deps build run test bench study test-browser clean property
 
@@ -73,6 +73,14 @@ calibration: build
 	cd $(BUILD_DIR) && MOESIM_CALIBRATION_FULL=1 MOESIM_CALIBRATION_OUT=$(CALIBRATION_OUT) \
 	  ctest -j $(JOBS) -L calibration --output-on-failure; status=$$?; cd $(CURDIR) && \
 	  /usr/bin/python3 tests/calibration/make_report.py $(CALIBRATION_OUT) --command "make calibration" && exit $$status
+
+# Leave-one-source-out validation (tests/calibration/loso.py, about 15 minutes on 2 cores): fits
+# the constants of tests/calibration/fit.yaml without each calibration source in turn, reruns every
+# row at each fit, writes tests/calibration/LOSO.md and then REPORT.md with it.
+.PHONY: calibration-loso
+calibration-loso: build
+	/usr/bin/python3 tests/calibration/loso.py $(BUILD_DIR) --jobs $(JOBS)
+	@$(MAKE) --no-print-directory calibration
 
 # Property and fault campaigns (tests/property): PROPERTY_COUNT random valid scenarios, larger
 # than the suite's, and PROPERTY_FAULTS fault trials, from PROPERTY_SEED (default: a fresh one,

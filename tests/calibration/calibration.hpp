@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -56,6 +57,40 @@ inline bool full_run() {
   do {                                                                                                  \
     if (!::moesim::calibration::full_run()) GTEST_SKIP() << "slow calibration row: `make calibration` runs it"; \
   } while (0)
+
+/// The catalog the rows read their cards from: $MOESIM_HOME when set (tests/calibration/loso.py
+/// points it at a copy of the cards with some constants changed), else the source tree. The moesim
+/// binary the rows run reads the same variable.
+inline std::filesystem::path catalog_home() {
+  if (const char* env = std::getenv("MOESIM_HOME"); env != nullptr && *env != '\0') return env;
+  return MOESIM_SOURCE_DIR;
+}
+
+/// The moesim command-line prefix that makes a run read the cards of catalog_home() (the test
+/// runner sets $MOESIM_HOME to the source tree for every run it starts).
+inline std::string catalog_option() { return "--catalog '" + catalog_home().string() + "' "; }
+
+/// Scenario overrides for every row of one family, from $MOESIM_CALIBRATION_SET_<FAMILY> (the
+/// family upper-cased): `key=value` items separated by ';'. tests/calibration/loso.py sets engine
+/// constants (e.g. serving.sampler_bytes_per_logit) this way for the families that use them.
+inline std::vector<std::string> family_sets(const std::string& family) {
+  std::string name = "MOESIM_CALIBRATION_SET_";
+  for (char c : family) name += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  std::vector<std::string> out;
+  const char* env = std::getenv(name.c_str());
+  if (env == nullptr) return out;
+  std::string item;
+  for (const char* p = env;; ++p) {
+    if (*p == ';' || *p == '\0') {
+      if (!item.empty()) out.push_back(item);
+      item.clear();
+      if (*p == '\0') break;
+    } else {
+      item += *p;
+    }
+  }
+  return out;
+}
 
 inline std::filesystem::path output_dir() {
   if (const char* env = std::getenv("MOESIM_CALIBRATION_OUT"); env != nullptr && *env != '\0') return env;

@@ -34,11 +34,11 @@
 #include "models/common/rng.hpp"
 #include "models/network/ep_traffic.hpp"
 #include "sim/config/catalog.hpp"
+#include "tests/calibration/calibration.hpp"
 
 namespace moesim::test {
 namespace {
 
-const std::filesystem::path kSource = MOESIM_SOURCE_DIR;
 constexpr double kTolerancePct = 15.0;
 constexpr int kExperts = 256, kTopK = 8, kHidden = 7168, kGpusPerNode = 8;
 const char* const kSourceNormal =
@@ -50,7 +50,7 @@ const char* const kSourceLowLatency =
 
 InterconnectSpec card(const std::string& name) {
   std::vector<Diagnostic> sink;
-  auto spec = Catalog(kSource).load<InterconnectSpec>(name, sink);
+  auto spec = Catalog(calibration::catalog_home()).load<InterconnectSpec>(name, sink);
   if (!spec) throw std::runtime_error(name + ": " + (sink.empty() ? std::string("cannot load") : sink.front().format()));
   return *spec;
 }

@@ -27,7 +27,7 @@ const char* const kPrefillGap =
     "combine overlap compute (two micro-batches) as DeepSeek's do";
 
 Scenario load(const std::string& file) {
-  return load_scenario(kSourceDir / "tests/calibration/scenarios" / file, {}, Catalog(kSourceDir));
+  return load_scenario(kSourceDir / "tests/calibration/scenarios" / file, family_sets(kFamily), Catalog(catalog_home()));
 }
 
 /// Median step time over `measured` steps after `warmup` steps of the same batch.

@@ -5,7 +5,8 @@ Every calibration test writes its rows to <dir>/<family>.csv with the header
     family,anchor,source,metric,unit,published,simulated,error_pct,tolerance_pct,pass
 (pass: true, false, or known_gap for a documented gap of the model). This script tabulates every
 row of every CSV, with the command that produced them and the date, plus the notes of
-tests/calibration/NOTES.md (parameters per card, assumptions, known gaps) when that file exists.
+tests/calibration/NOTES.md (parameters per card, assumptions, known gaps) and the leave-one-source-out
+validation of tests/calibration/LOSO.md (written by loso.py, `make calibration-loso`) when they exist.
 
 usage: make_report.py CSV_DIR [--output REPORT.md] [--command "make calibration"]
 Standard library only.
@@ -87,7 +88,7 @@ def verdict(row):
     return "**no**"
 
 
-def markdown(rows, problems, command, notes):
+def markdown(rows, problems, command, notes, loso):
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     passed = sum(1 for r in rows if verdict(r) == "yes")
     gaps = sum(1 for r in rows if verdict(r) == "no (known gap)")
@@ -133,6 +134,11 @@ def markdown(rows, problems, command, notes):
         out.append("")
         out.extend(f"- {p}" for p in problems)
         out.append("")
+    if loso:
+        out.append("## Leave-one-source-out validation")
+        out.append("")
+        out.append(loso.rstrip())
+        out.append("")
     if notes:
         out.append(notes.rstrip())
         out.append("")
@@ -145,6 +151,7 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--output", default=os.path.join(here, "REPORT.md"))
     ap.add_argument("--notes", default=os.path.join(here, "NOTES.md"), help="appended to the report when it exists")
+    ap.add_argument("--loso", default=os.path.join(here, "LOSO.md"), help="included when it exists")
     ap.add_argument("--command", default="make calibration")
     args = ap.parse_args()
     rows, problems = read_rows(args.csv_dir)
@@ -170,7 +177,11 @@ def main():
     if args.notes and os.path.exists(args.notes):
         with open(args.notes, encoding="utf-8") as f:
             notes = f.read()
-    text = markdown(rows, problems, args.command, notes)
+    loso = ""
+    if args.loso and os.path.exists(args.loso):
+        with open(args.loso, encoding="utf-8") as f:
+            loso = f.read()
+    text = markdown(rows, problems, args.command, notes, loso)
     tmp = args.output + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)

@@ -75,9 +75,10 @@ TEST_P(MlEnergy, median_itl_power_and_energy_per_token_within_tolerance) {
   const Case& c = GetParam();
   if (c.slow) MOESIM_CALIBRATION_SLOW_ROW();
   const auto out = test::scratch_dir("calibration-" + c.name) / "run";
-  const std::string args = "run tests/calibration/scenarios/" + c.scenario + " --quiet --out '" + out.string() +
+  std::string args = catalog_option() + "run tests/calibration/scenarios/" + c.scenario + " --quiet --out '" + out.string() +
                            "' --set serving.max_num_seqs=" + std::to_string(c.batch) +
                            " --set workload.requests=" + std::to_string(4 * c.batch) + " " + c.extra_sets;
+  for (const auto& set : family_sets(kFamily)) args += " --set '" + set + "'";
   const test::CliResult r = test::run_cli(args, c.name);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const SteadyState s = measure_steady_state(out, c.batch, c.gpus);

@@ -33,7 +33,9 @@ double step_power(const StepPlan& plan, const PowerModel& pm, const FabricView& 
 }
 
 void phase_powers(const std::string& gpu, const std::string& label, double prefill_w, double decode_w) {
-  const Scenario sc = load_scenario(kSourceDir / "scenarios/quickstart.yaml", {"cluster.gpu=" + gpu}, Catalog(kSourceDir));
+  std::vector<std::string> sets = family_sets("splitwise");
+  sets.push_back("cluster.gpu=" + gpu);
+  const Scenario sc = load_scenario(kSourceDir / "scenarios/quickstart.yaml", sets, Catalog(catalog_home()));
   const ParallelLayout lay = make_layout(sc);
   StepPlanner planner(sc, lay, token_routers().get("uniform")(router_context(sc.model.spec, sc.workload.routing, 1, 0)));
   const PowerModel pm(sc.cluster.gpu.spec, sc.cluster.gpu.spec.tdp_w);
