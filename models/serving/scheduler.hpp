@@ -19,19 +19,33 @@
 // sequence is pinned to the rank with the fewest running sequences (lowest rank on ties): its
 // attention and KV blocks live there.
 //
-// With prefix caching, requests that carry the same prefix id share the full KV blocks of that
-// prefix on a rank: the first to compute the prefix registers its blocks, later ones start with
-// those tokens cached (not computed) and only allocate blocks beyond them. As in vLLM's block
-// pool (vllm/v1/core/block_pool.py, kv_cache_utils.FreeKVCacheBlockQueue), a freed block keeps its
-// contents: each rank's free blocks form a queue in the order they were freed (a sequence's own
-// blocks before its prefix's, since vLLM frees a request's blocks tail first), allocation takes
-// blocks from the front, and a prefix whose last user left stays in the cache, free but hittable,
-// until allocation reaches its blocks (its last blocks go first, so a partly reused prefix still
-// serves its leading blocks). A hit on such a prefix takes its blocks out of the queue again.
+// With prefix caching, a request's shareable prefix is a chain of segments, each a run of full KV
+// blocks named by a key: a dataset line's prefix_id is one segment of prefix_tokens tokens; a
+// trace's chained block hashes (Mooncake: 512 tokens a hash, Bailian: 16) are one segment per
+// hash, engine block b belonging to the hash of trace block floor(((b + 1) * block_size - 1) /
+// hash_block_tokens), the one that completes it (when the engine's blocks are larger than the
+// trace's, some hashes complete no block and are skipped). A request shares the leading segments
+// cached on its rank whose keys and parents match (vLLM's block hash also chains the parent's),
+// leaving at least one prompt token to compute. Segments are registered as prefill completes
+// them: the first sequence past a segment hands its blocks to the cache; a sequence that computed
+// a segment another registered meanwhile keeps its own copy when it is the last, and otherwise
+// frees its copy and joins that entry, so that it can register the segments that follow (vLLM
+// caches each full block as it is computed). A hit on a freed entry takes only the blocks it
+// uses out of the free queue, and when the last user of an entry's tail leaves while shorter
+// users remain, the tail goes free; those blocks leave the cache, so that the running sequences
+// never hold more blocks than their own positions (a lone sequence always fits).
+// As in vLLM's block pool (vllm/v1/core/block_pool.py, kv_cache_utils.FreeKVCacheBlockQueue), a
+// freed block keeps its contents: each rank's free blocks form a queue in the order they were
+// freed (a sequence's own blocks before its prefix's, its last segment first, since vLLM frees a
+// request's blocks tail first), allocation takes blocks from the front, and a segment whose last
+// user left stays in the cache, free but hittable, until allocation reaches its blocks (its last
+// blocks go first, so a partly reused segment still serves its leading blocks). A hit on such a
+// segment takes its blocks out of the queue again.
 #include <cstdint>
 #include <deque>
 #include <list>
 #include <map>
+#include <string>
 #include <vector>
 
 #include "models/workload/request.hpp"
@@ -49,6 +63,25 @@ struct SchedulerParams {
   bool prefix_caching = false;          ///< share full KV blocks of identical prompt prefixes
 };
 
+/// The prefix segments a request may share on an engine with `block_size`-token blocks: segment
+/// k ends at block end_block(k) (non-decreasing in k; a segment with no block of its own is empty)
+/// and is named by key(k).
+class PrefixChain {
+ public:
+  PrefixChain(const Request& r, int block_size);
+  [[nodiscard]] int size() const { return count_; }
+  [[nodiscard]] std::int64_t key(int k) const;
+  [[nodiscard]] std::int64_t end_block(int k) const;
+  /// Blocks the whole chain covers (full blocks, at least one prompt token left to compute).
+  [[nodiscard]] std::int64_t blocks() const { return count_ == 0 ? 0 : end_block(count_ - 1); }
+
+ private:
+  const Request& r_;
+  int block_size_;
+  std::int64_t limit_ = 0;  ///< full blocks of the prompt's first prompt_tokens - 1 tokens
+  int count_ = 0;
+};
+
 struct Sequence {
   Request request;
   int cached = 0;          ///< tokens whose KV is in the cache
@@ -57,6 +90,11 @@ struct Sequence {
   int attention_rank = 0;
   std::int64_t blocks = 0;         ///< blocks this sequence owns
   std::int64_t shared_blocks = 0;  ///< prefix blocks it uses from the prefix cache
+  /// Prefix segments [0, segments_joined) are entries this sequence uses (their blocks shared, or
+  /// its own copy of a segment another registered first); it may register the next one when its
+  /// prefill completes it, unless `prefix_closed`.
+  int segments_joined = 0;
+  bool prefix_closed = false;
   /// Prompt positions [0, prompt_covered) were computed or served from the prefix cache at least
   /// once. Prefill goes in position order from 0, so this high-water mark is all the history the
   /// recompute accounting needs: a prefilled position below it, or past the prompt, is a
@@ -127,6 +165,10 @@ class ContinuousBatchScheduler {
   [[nodiscard]] std::int64_t kv_blocks_in_use() const;
   [[nodiscard]] std::int64_t kv_tokens_in_use(int rank) const { return kv_blocks_in_use(rank) * params_.block_size; }
   [[nodiscard]] const SchedulerParams& params() const { return params_; }
+  /// Checks the block accounting: per rank, blocks in use = the running sequences' own blocks +
+  /// the blocks of prefix entries in use, the free queue holds the rest, and each entry's users
+  /// are the running sequences that joined it. Returns what is wrong, empty when all holds.
+  [[nodiscard]] std::string audit() const;
   [[nodiscard]] const SchedulerStats& stats() const { return stats_; }
 
  private:
@@ -136,10 +178,12 @@ class ContinuousBatchScheduler {
   }
   void preempt(std::size_t index, Batch& batch);
   void release(Sequence& s);
-  /// Prefix blocks a request may share: full blocks, leaving at least one prompt token to compute.
-  [[nodiscard]] std::int64_t shareable_blocks(const Request& r) const;
+  /// Registers the prefix segments `s`'s prefill has completed since the last call.
+  void register_segments(Sequence& s);
+  /// The sequence leaves its prefix entries, last segment first (freed entries go to the queue).
+  void leave_prefix(Sequence& s);
 
-  using PrefixKey = std::pair<int, std::int64_t>;  ///< (rank, prefix id)
+  using PrefixKey = std::pair<int, std::int64_t>;  ///< (rank, segment key)
   /// A run of free blocks in a rank's free queue: a freed prefix's blocks (`prefix`), or blocks
   /// holding nothing anyone can hit (`prefix` false).
   struct FreeRun {
@@ -150,16 +194,25 @@ class ContinuousBatchScheduler {
   struct PrefixEntry {
     std::int64_t blocks = 0;
     int users = 0;
+    std::int64_t parent = -1;  ///< key of the segment before it (-1: the first)
+    /// Blocks used by users that use fewer than `blocks` (a shorter prompt, or a hit on a partly
+    /// evicted copy): when the last user of all of them leaves, the blocks past the longest
+    /// remaining use go free, uncached.
+    std::vector<std::int64_t> short_uses;
     std::list<FreeRun>::iterator run{};  ///< its run in the free queue while users == 0
   };
   /// Takes `n` free blocks of `rank` from the front of its free queue (evicting prefixes there).
   void allocate(int rank, std::int64_t n);
   /// Returns `n` blocks to the back of `rank`'s free queue (a prefix's run when `key` is given).
   void free_blocks(int rank, std::int64_t n, const PrefixKey* key);
-  /// A hit: the entry's users grow by one, and a freed entry's blocks leave the free queue.
-  void use_prefix(const PrefixKey& key, PrefixEntry& entry);
+  /// A hit on `take` leading blocks of `entry`: its users grow by one, and a freed entry's hit
+  /// blocks leave the free queue (the rest stay free, uncached).
+  void use_prefix(int rank, PrefixEntry& entry, std::int64_t take);
+  /// A user of `uses` leading blocks of `entry` leaves it (the entry is freed with its last user).
+  void leave_entry(const PrefixKey& key, PrefixEntry& entry, std::int64_t uses);
 
   std::map<PrefixKey, PrefixEntry> prefixes_;
+  std::vector<std::pair<PrefixEntry*, std::int64_t>> hit_entries_;  ///< scratch: entries an admission hits, blocks hit
   std::vector<std::list<FreeRun>> free_queue_;  ///< per rank; its blocks sum to capacity - in use
 
   SchedulerParams params_;

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <memory>
+
 #include <algorithm>
 #include <cmath>
 #include <set>
@@ -368,6 +370,91 @@ TEST(Scheduler, a_freed_prefix_stays_hittable_until_allocation_reuses_its_blocks
   (void)s.complete(b3);
   EXPECT_EQ(s.kv_blocks_in_use(0), 0);
   EXPECT_EQ(s.kv_blocks_cached_free(0), 3);
+}
+
+TEST(Scheduler, a_sequence_sharing_part_of_a_longer_prefix_never_holds_more_blocks_than_its_positions) {
+  // b shares 2 blocks of the 6 a registered; once a leaves, b alone must grow to the whole cache
+  // (10 blocks) without preempting itself for the 4 blocks of a's prefix it never used.
+  SchedulerParams p;
+  p.max_num_batched_tokens = 1000;
+  p.max_num_seqs = 8;
+  p.block_size = 16;
+  p.kv_capacity_blocks = 10;
+  p.prefix_caching = true;
+  ContinuousBatchScheduler s(p);
+  s.add(Request{0, 0.0, 100, 2, -1, 7, 96});
+  (void)s.complete(s.schedule());
+  s.add(Request{1, 0.0, 40, 119, -1, 7, 32});
+  int finished = 0, empty_steps = 0;
+  for (int step = 0; step < 1000 && finished < 2; ++step) {
+    const Batch b = s.schedule();
+    if (b.empty()) ++empty_steps;
+    EXPECT_EQ(s.audit(), "");
+    finished += static_cast<int>(s.complete(b).finished.size());
+    EXPECT_EQ(s.audit(), "");
+  }
+  EXPECT_EQ(finished, 2);
+  EXPECT_EQ(empty_steps, 0);
+  EXPECT_EQ(s.stats().preemptions, 0);
+  EXPECT_EQ(s.stats().prefix_hit_tokens, 32);
+}
+
+namespace {
+Request with_hashes(std::int64_t id, int prompt, std::vector<std::int64_t> hashes, int hash_block_tokens) {
+  Request r{id, 0.0, prompt, 1, -1, -1, 0};
+  r.block_hashes = std::make_shared<const std::vector<std::int64_t>>(std::move(hashes));
+  r.hash_block_tokens = hash_block_tokens;
+  return r;
+}
+}  // namespace
+
+TEST(Scheduler, trace_block_hashes_share_the_leading_run_of_matching_chained_hashes) {
+  SchedulerParams p;
+  p.max_num_batched_tokens = 4096;
+  p.max_num_seqs = 8;
+  p.block_size = 16;
+  p.kv_capacity_blocks = 200;
+  p.prefix_caching = true;
+  ContinuousBatchScheduler s(p);
+  auto prefill_of = [&](const Request& r) {
+    s.add(r);
+    const Batch b = s.schedule();
+    (void)s.complete(b);
+    EXPECT_EQ(s.audit(), "");
+    return b.prefill_tokens;
+  };
+  // 64-token hash blocks: 4 engine blocks a hash.
+  EXPECT_EQ(prefill_of(with_hashes(0, 256, {1, 2, 3, 4}, 64)), 256);
+  // Shares the run [1, 2] (128 tokens), then its own blocks; they are registered as computed.
+  EXPECT_EQ(prefill_of(with_hashes(1, 300, {1, 2, 9, 10, 11}, 64)), 300 - 128);
+  EXPECT_EQ(prefill_of(with_hashes(2, 300, {1, 2, 9, 10, 12}, 64)), 300 - 256);
+  // A first hash that differs shares nothing, even where later hashes agree.
+  EXPECT_EQ(prefill_of(with_hashes(3, 256, {5, 2, 3, 4}, 64)), 256);
+  // The same prompt again: everything but the last block's worth (at least one token computed).
+  EXPECT_EQ(prefill_of(with_hashes(4, 200, {1, 2, 3, 4}, 64)), 200 - 192);
+  EXPECT_EQ(s.stats().prefix_hit_tokens, 128 + 256 + 192);
+}
+
+TEST(Scheduler, engine_blocks_larger_than_the_trace_blocks_are_named_by_the_hash_that_completes_them) {
+  SchedulerParams p;
+  p.max_num_batched_tokens = 4096;
+  p.max_num_seqs = 8;
+  p.block_size = 64;
+  p.kv_capacity_blocks = 100;
+  p.prefix_caching = true;
+  ContinuousBatchScheduler s(p);
+  std::vector<std::int64_t> a(16), b(16);
+  for (int i = 0; i < 16; ++i) {
+    a[static_cast<std::size_t>(i)] = i;
+    b[static_cast<std::size_t>(i)] = i < 9 ? i : 100 + i;  // agrees on 9 16-token blocks (144 tokens)
+  }
+  s.add(with_hashes(0, 256, a, 16));
+  (void)s.complete(s.schedule());
+  s.add(with_hashes(1, 256, b, 16));
+  const Batch second = s.schedule();
+  // Engine blocks 0 and 1 (hashes 3 and 7) are shared; block 2 needs hash 11, which differs.
+  EXPECT_EQ(second.prefill_tokens, 256 - 128);
+  EXPECT_EQ(s.audit(), "");
 }
 
 TEST(Scheduler, a_pool_of_resent_prompts_is_served_from_the_cache_after_its_first_round) {
