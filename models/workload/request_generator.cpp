@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 
 #include "models/workload/dataset.hpp"
+#include "models/workload/trace_reader.hpp"
 
 namespace moesim {
 namespace {
@@ -79,6 +81,8 @@ Registry<ArrivalProcess> make_arrival_registry() {
         {[](const ArrivalParams&, RngStream&) { return 0.0; }, false, true, false});
   r.add("dataset", "the arrival_s of each dataset line",
         {[](const ArrivalParams&, RngStream&) { return 0.0; }, false, false, true});
+  r.add("trace", "the recorded times of workload.trace (speedup, rate_per_s)",
+        {[](const ArrivalParams&, RngStream&) { return 0.0; }, false, false, false, true});
   return r;
 }
 
@@ -173,6 +177,64 @@ std::vector<Request> generate_requests(const WorkloadParams& params, std::uint64
       }
     }
     r.arrival_s = t;
+    requests.push_back(r);
+  }
+  return requests;
+}
+
+std::vector<Request> requests_from_trace(const WorkloadParams& params, std::uint64_t seed,
+                                         const std::vector<TraceRecord>& records, int hash_block_tokens,
+                                         const std::vector<std::string>& domain_names) {
+  const auto& arrival = arrival_processes().get(params.arrival.process);
+  RngStream arrival_rng(seed, "workload/arrival");
+  RngStream domain_rng(seed, "workload/domain");
+  std::vector<double> cumulative;
+  double total = 0.0;
+  for (const auto& name : domain_names) {
+    double w = 1.0;
+    if (!params.domains.empty()) {
+      auto it = params.domains.find(name);
+      w = it == params.domains.end() ? 0.0 : it->second;
+    }
+    total += w;
+    cumulative.push_back(total);
+  }
+  // Rate rescaling keeps the trace's burstiness: every gap shrinks or grows by the same factor.
+  double scale = 1.0 / params.trace.speedup;
+  if (params.trace.rate_per_s > 0 && records.size() > 1) {
+    const double span = records.back().time_s - records.front().time_s;
+    if (span > 0) scale = (static_cast<double>(records.size() - 1) / params.trace.rate_per_s) / span;
+  }
+  std::vector<Request> requests;
+  requests.reserve(records.size());
+  double t = 0.0;
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const TraceRecord& rec = records[i];
+    Request r;
+    r.id = static_cast<std::int64_t>(i);
+    r.prompt_tokens = rec.input_tokens;
+    r.output_tokens = rec.output_tokens;
+    if (arrival.from_trace) {
+      t = params.trace.rate_per_s > 0 ? (rec.time_s - records.front().time_s) * scale
+                                      : (rec.time_s - params.trace.start_s) * scale;
+    } else {
+      t += arrival.gap_s(params.arrival, arrival_rng);
+    }
+    r.arrival_s = t;
+    if (!rec.hash_ids.empty()) {
+      r.block_hashes = std::make_shared<const std::vector<std::int64_t>>(rec.hash_ids);
+      r.hash_block_tokens = hash_block_tokens;
+    }
+    r.session = rec.chat_id;
+    const auto mapped = params.trace.group_domains.find(rec.group);
+    if (mapped != params.trace.group_domains.end()) {
+      const auto it = std::find(domain_names.begin(), domain_names.end(), mapped->second);
+      r.domain = it == domain_names.end() ? -1 : static_cast<int>(it - domain_names.begin());
+    } else if (total > 0.0) {
+      const double u = domain_rng.uniform01() * total;
+      r.domain = static_cast<int>(std::upper_bound(cumulative.begin(), cumulative.end(), u) - cumulative.begin());
+      r.domain = std::min(r.domain, static_cast<int>(cumulative.size()) - 1);
+    }
     requests.push_back(r);
   }
   return requests;

@@ -62,8 +62,24 @@ struct RoutingModelParams {
   std::string sampling = "token";  ///< token: per-token top-k; count: per-expert counts per step
 };
 
+/// A production trace replayed as the workload (models/workload/trace_reader.hpp has the formats).
+struct TraceParams {
+  std::string format;            ///< azure, mooncake, burstgpt, bailian, splitwise, moesim; empty: no trace
+  std::string path;
+  double start_s = 0;            ///< window start, seconds from the trace's first record
+  double duration_s = 0;         ///< window length; 0: to the end
+  std::int64_t max_requests = 0; ///< 0: every request in the window
+  std::vector<std::string> groups;  ///< keep only these groups (BurstGPT Model, Bailian type, ...)
+  bool keep_failed = false;      ///< BurstGPT: replay failed requests (0 response tokens) too
+  double speedup = 1.0;          ///< arrival.process trace: recorded gaps divided by this
+  double rate_per_s = 0;         ///< arrival.process trace, > 0: gaps rescaled to this mean rate, shape kept
+  int block_tokens = 16;         ///< moesim format: tokens per hash id
+  std::map<std::string, std::string> group_domains;  ///< group -> corpus domain; other requests draw from the mix
+};
+
 struct WorkloadParams {
   int requests = 100;
+  TraceParams trace;
   std::string dataset;                    ///< JSONL request file; empty: synthetic requests
   std::map<std::string, double> domains;  ///< domain mix of synthetic requests; empty: uniform over the corpus
   RoutingModelParams routing;
@@ -89,6 +105,7 @@ struct ArrivalProcess {
   bool needs_rate = true;
   bool closed_loop = false;   ///< sent when a slot frees, not at a time
   bool from_dataset = false;  ///< times come from the dataset
+  bool from_trace = false;    ///< times come from the trace (scaled)
 };
 
 [[nodiscard]] const Registry<LengthDistribution>& length_distributions();
@@ -104,6 +121,15 @@ struct ArrivalProcess {
 [[nodiscard]] std::vector<Request> generate_requests(const WorkloadParams& params, std::uint64_t seed, int max_model_len,
                                                      const std::vector<std::string>& domain_names = {},
                                                      const std::vector<struct DatasetRecord>* dataset = nullptr);
+
+struct TraceRecord;
+/// The requests of a trace's window, in order: lengths and block hashes from its records, arrival
+/// times recorded (arrival.process trace: shifted to the window start, divided by speedup, or
+/// rescaled to trace.rate_per_s keeping every gap's share) or drawn from the arrival process,
+/// domains from trace.group_domains or drawn from the mix. `hash_block_tokens`: the reader's.
+[[nodiscard]] std::vector<Request> requests_from_trace(const WorkloadParams& params, std::uint64_t seed,
+                                                       const std::vector<TraceRecord>& records, int hash_block_tokens,
+                                                       const std::vector<std::string>& domain_names);
 
 /// Why a server with this max_model_len refuses `request` at arrival, or nullopt when it serves it.
 /// vLLM's OpenAI server answers a request whose prompt plus requested output exceed the context

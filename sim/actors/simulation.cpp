@@ -847,8 +847,10 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   const ParallelLayout layout = make_layout(sc);
   const WorkloadInputs empty_inputs;
   const WorkloadInputs& inputs = sc.inputs ? *sc.inputs : empty_inputs;
-  const std::vector<Request> arrivals = generate_requests(sc.workload, sc.seed, sc.serving.max_model_len, inputs.corpus.names,
-                                                          inputs.dataset.empty() ? nullptr : &inputs.dataset);
+  const std::vector<Request> arrivals =
+      inputs.trace.empty() ? generate_requests(sc.workload, sc.seed, sc.serving.max_model_len, inputs.corpus.names,
+                                               inputs.dataset.empty() ? nullptr : &inputs.dataset)
+                           : requests_from_trace(sc.workload, sc.seed, inputs.trace, inputs.trace_hash_block_tokens, inputs.corpus.names);
   const auto& model = sc.model.spec;
   const bool expert_parallel = layout.mode == ParallelMode::ep;
   RunResult result{RunRecorder(arrivals),

@@ -10,6 +10,7 @@
 
 #include "models/routing/router.hpp"
 #include "models/routing/trace.hpp"
+#include "models/workload/trace_reader.hpp"
 #include "sim/exec/layout.hpp"
 
 namespace moesim {
@@ -311,9 +312,36 @@ void describe(Schema<RoutingModelParams>& s) {
   });
 }
 
+void describe(Schema<TraceParams>& s) {
+  using T = TraceParams;
+  s.field("format", &T::format).one_of([] {
+     auto names = trace_formats();
+     names.insert(names.begin(), "");
+     return names;
+   }).doc("trace format; empty: no trace (models/workload/trace_reader.hpp lists each format's columns)");
+  s.field("path", &T::path).doc("the trace file (CSV or JSONL), relative to the scenario");
+  s.field("start_s", &T::start_s).min(0).unit("s").doc("window start, seconds after the trace's first record");
+  s.field("duration_s", &T::duration_s).min(0).unit("s").doc("window length; 0: to the end of the trace");
+  s.field("max_requests", &T::max_requests).min(0).max(kMaxRequests).unit("requests").doc("at most this many requests of the window; 0: all");
+  s.field("groups", &T::groups).doc("keep only these groups (BurstGPT Model, Bailian type, Splitwise application_id, moesim domain)");
+  s.field("keep_failed", &T::keep_failed).doc("replay the trace's failed requests (BurstGPT: 0 response tokens) too");
+  s.field("speedup", &T::speedup).greater_than(0).max(1e6).doc("arrival.process trace: recorded gaps divided by this");
+  s.field("rate_per_s", &T::rate_per_s).min(0).unit("requests/s")
+      .doc("arrival.process trace, > 0: every gap scaled by one factor so that the mean rate is this (burstiness kept)");
+  s.field("block_tokens", &T::block_tokens).min(1).max(1 << 20).unit("tokens").doc("moesim format: tokens per hash id");
+  s.field("group_domains", &T::group_domains).doc("trace group -> corpus domain; requests of other groups draw from workload.domains");
+  s.check([](const T& t, Checker& c) {
+    if (!t.format.empty() && t.path.empty()) c.error("path", "a trace needs its file");
+    if (t.format.empty() && !t.path.empty()) c.error("format", "a trace file needs its format; one of " + join(trace_formats()));
+    if (t.speedup != 1.0 && t.rate_per_s > 0) c.error("rate_per_s", "give speedup or rate_per_s, not both");
+  });
+}
+
 void describe(Schema<WorkloadParams>& s) {
   using W = WorkloadParams;
-  s.field("requests", &W::requests).min(1).max(kMaxRequests).doc("number of requests (a dataset is reused in order if shorter)");
+  s.field("requests", &W::requests).min(1).max(kMaxRequests)
+      .doc("number of requests (a dataset is reused in order if shorter; a trace gives the requests of its window instead)");
+  s.section("trace", &W::trace, "a production trace replayed as the workload");
   s.field("dataset", &W::dataset).doc("JSONL requests (moesim gen-datasets); lengths and domains come from its lines");
   s.field("domains", &W::domains).doc("domain mix of synthetic requests, name: weight; empty: uniform over the corpus");
   s.section("routing", &W::routing, "token-to-expert routing model");
@@ -633,6 +661,36 @@ std::shared_ptr<const WorkloadInputs> load_inputs(Scenario& sc, const std::files
   } else if (arrival.from_dataset) {
     ctx.error_at("workload.arrival.process", "dataset arrivals need workload.dataset");
   }
+  const TraceParams& tp = sc.workload.trace;
+  if (arrival.from_trace && tp.format.empty()) ctx.error_at("workload.arrival.process", "trace arrivals need workload.trace");
+  if (!tp.format.empty() && !sc.workload.dataset.empty())
+    ctx.error_at("workload.trace", "give workload.dataset or workload.trace, not both");
+  for (const auto& [group, domain] : tp.group_domains)
+    if (inputs->corpus.index_of(domain) < 0)
+      ctx.error_at("workload.trace.group_domains", "group \"" + group + "\" maps to unknown domain \"" + domain + "\"; known: " + join(names));
+  if (!tp.format.empty() && !tp.path.empty()) {
+    const auto path = resolve_input(tp.path, file);
+    sc.workload.trace.path = path.string();
+    TraceFilter filter{tp.start_s, tp.duration_s, tp.max_requests, tp.groups, tp.keep_failed};
+    try {
+      // Streamed: only the window's records are kept.
+      TraceReader reader(path, tp.format, filter, tp.block_tokens);
+      while (auto rec = reader.next()) {
+        if (static_cast<std::int64_t>(inputs->trace.size()) >= kMaxRequests)
+          throw InputError({{path.string(), rec->line, "", "the window holds more than " + std::to_string(kMaxRequests) +
+                                                             " requests; cut it with workload.trace.duration_s or max_requests"}});
+        inputs->trace.push_back(std::move(*rec));
+      }
+      inputs->trace_hash_block_tokens = reader.hash_block_tokens();
+      inputs->trace_counters = reader.counters();
+      if (reader.hash_block_tokens() > 0)
+        inputs->trace_unbounded_prefix_hit_tokens = summarize_trace(path, tp.format, filter, tp.block_tokens).unbounded_prefix_hit_tokens;
+    } catch (const InputError& e) {
+      add_input_issues(e, diags);
+      return inputs;
+    }
+    if (inputs->trace.empty()) ctx.error_at("workload.trace", path.string() + ": no request in the window (start_s, duration_s, groups)");
+  }
   const auto& m = sc.model.spec;
   for (int e : sc.workload.routing.hot_experts)
     if (e < 0 || e >= m.num_experts)
@@ -762,6 +820,14 @@ std::string scenario_fingerprint(const Scenario& scenario) {
       f.bytes(r.arrival_s ? fmt::format("{:a}", *r.arrival_s) : std::string("-"));
       f.number(r.prefix_id);
       f.number(r.prefix_tokens);
+    }
+    for (const auto& r : scenario.inputs->trace) {
+      f.bytes(fmt::format("{:a}", r.time_s));
+      f.number(r.input_tokens);
+      f.number(r.output_tokens);
+      f.bytes(r.group);
+      for (auto h : r.hash_ids) f.number(h);
+      f.number(r.chat_id);
     }
     f.bytes(std::to_string(scenario.inputs->routing_trace_digest));
   }

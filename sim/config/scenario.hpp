@@ -11,6 +11,7 @@
 #include "models/network/ep_traffic.hpp"
 #include "models/routing/policy.hpp"
 #include "models/workload/dataset.hpp"
+#include "models/workload/trace_reader.hpp"
 #include "models/workload/request_generator.hpp"
 #include "sim/config/catalog.hpp"
 
@@ -142,6 +143,11 @@ struct OutputsConfig {
 struct WorkloadInputs {
   DomainCorpus corpus;
   std::vector<DatasetRecord> dataset;
+  std::vector<TraceRecord> trace;        ///< the records of workload.trace's window
+  int trace_hash_block_tokens = 0;       ///< tokens per hash id of those records
+  /// What the window's hash ids allow an unbounded prefix cache (independent of the scheduler).
+  double trace_unbounded_prefix_hit_tokens = 0;
+  TraceCounters trace_counters;
   std::uint64_t routing_trace_digest = 0;  ///< FNV-1a 64 of the routing trace's counts (0: none read)
 };
 

@@ -203,4 +203,53 @@ YAML::Node Codec<std::vector<int>>::encode(const std::vector<int>& v) {
   return out;
 }
 
+bool Codec<std::vector<std::string>>::decode(const YAML::Node& n, std::vector<std::string>& out, std::string& err) {
+  out.clear();
+  if (n.IsNull()) return true;
+  if (!n.IsSequence()) {
+    err = "expected a list of names (got " + describe_node(n) + ")";
+    return false;
+  }
+  for (const auto& item : n) {
+    std::string v;
+    if (!item.IsScalar() || !Codec<std::string>::decode(item, v, err)) {
+      err = "expected a list of names (got an item " + describe_node(item) + ")";
+      return false;
+    }
+    out.push_back(v);
+  }
+  return true;
+}
+
+YAML::Node Codec<std::vector<std::string>>::encode(const std::vector<std::string>& v) {
+  YAML::Node out(YAML::NodeType::Sequence);
+  for (const auto& x : v) out.push_back(x);
+  out.SetStyle(YAML::EmitterStyle::Flow);
+  return out;
+}
+
+bool Codec<std::map<std::string, std::string>>::decode(const YAML::Node& n, std::map<std::string, std::string>& out,
+                                                       std::string& err) {
+  out.clear();
+  if (n.IsNull()) return true;
+  if (!n.IsMap()) {
+    err = "expected a mapping of name: name (got " + describe_node(n) + ")";
+    return false;
+  }
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    if (!it->first.IsScalar() || !it->second.IsScalar()) {
+      err = "expected name: name pairs (got " + describe_node(it->second) + ")";
+      return false;
+    }
+    out[it->first.Scalar()] = it->second.Scalar();
+  }
+  return true;
+}
+
+YAML::Node Codec<std::map<std::string, std::string>>::encode(const std::map<std::string, std::string>& v) {
+  YAML::Node out(YAML::NodeType::Map);
+  for (const auto& [k, x] : v) out[k] = x;
+  return out;
+}
+
 }  // namespace moesim

@@ -126,6 +126,20 @@ struct Codec<std::vector<int>> {
   static bool decode(const YAML::Node& n, std::vector<int>& out, std::string& err);
   static YAML::Node encode(const std::vector<int>& v);
 };
+/// A list of names, e.g. the trace groups to keep.
+template <>
+struct Codec<std::vector<std::string>> {
+  static constexpr const char* type = "list";
+  static bool decode(const YAML::Node& n, std::vector<std::string>& out, std::string& err);
+  static YAML::Node encode(const std::vector<std::string>& v);
+};
+/// A mapping of names to names, e.g. trace group -> domain.
+template <>
+struct Codec<std::map<std::string, std::string>> {
+  static constexpr const char* type = "map";
+  static bool decode(const YAML::Node& n, std::map<std::string, std::string>& out, std::string& err);
+  static YAML::Node encode(const std::map<std::string, std::string>& v);
+};
 template <class E>
   requires std::is_enum_v<E>
 struct Codec<E> {

@@ -297,6 +297,27 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
       result.serving.kv_transfers > 0 ? result.serving.kv_transfer_seconds * 1e3 / static_cast<double>(result.serving.kv_transfers) : 0.0;
   serving["attention_rank_max_over_mean"] = totals.steps == 0 ? 1.0 : totals.attention_rank_max_over_mean / n_steps;
   j["serving"] = serving;
+  if (sc.inputs && !sc.inputs->trace.empty()) {
+    // The replayed window beside what its own hash ids allow: an unbounded prefix cache that
+    // keeps every block of every earlier request of the window (rejected ones included).
+    const WorkloadInputs& in = *sc.inputs;
+    nlohmann::ordered_json trace;
+    trace["format"] = sc.workload.trace.format;
+    trace["file"] = std::filesystem::path(sc.workload.trace.path).filename().string();
+    trace["requests_in_window"] = in.trace.size();
+    trace["lines_read"] = in.trace_counters.lines;
+    trace["skipped_before_window"] = in.trace_counters.skipped_before_window;
+    trace["dropped_failed"] = in.trace_counters.dropped_failed;
+    trace["dropped_by_group"] = in.trace_counters.dropped_filtered;
+    double prompt = 0;
+    for (const auto& r : in.trace) prompt += r.input_tokens;
+    trace["prompt_tokens"] = prompt;
+    trace["hash_block_tokens"] = in.trace_hash_block_tokens;
+    trace["unbounded_prefix_hit_tokens"] = in.trace_unbounded_prefix_hit_tokens;
+    trace["unbounded_prefix_hit_rate"] = prompt > 0 ? in.trace_unbounded_prefix_hit_tokens / prompt : 0.0;
+    trace["prefix_hit_rate"] = prompt > 0 ? static_cast<double>(result.serving.prefix_hit_tokens) / prompt : 0.0;
+    j["trace"] = trace;
+  }
   nlohmann::ordered_json routing;
   routing["policy"] = sc.routing.policy;
   routing["placement"] = sc.routing.eplb_placement() ? "eplb" : "contiguous";

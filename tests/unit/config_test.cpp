@@ -57,7 +57,7 @@ TEST(Registries, registered_names_are_exactly_these) {
   EXPECT_EQ(token_routers().names(),
             (std::vector<std::string>{"domain_affinity", "hot_experts", "trace", "uniform", "zipf"}));
   EXPECT_EQ(arrival_processes().names(),
-            (std::vector<std::string>{"burst", "closed_loop", "constant", "dataset", "gamma", "poisson"}));
+            (std::vector<std::string>{"burst", "closed_loop", "constant", "dataset", "gamma", "poisson", "trace"}));
   EXPECT_EQ(length_distributions().names(), (std::vector<std::string>{"fixed", "lognormal", "normal", "uniform"}));
 }
 
@@ -66,7 +66,7 @@ TEST(Registries, unknown_name_lists_valid_names) {
     (void)arrival_processes().get("weibull");
     FAIL() << "expected an error";
   } catch (const UnknownNameError& e) {
-    EXPECT_STREQ(e.what(), "unknown arrival process \"weibull\"; valid: burst, closed_loop, constant, dataset, gamma, poisson");
+    EXPECT_STREQ(e.what(), "unknown arrival process \"weibull\"; valid: burst, closed_loop, constant, dataset, gamma, poisson, trace");
   }
 }
 

@@ -1,0 +1,126 @@
+// Trace replay end to end: the shipped Azure and Mooncake excerpts run as workloads, and what
+// the run replays is checked against independent counts from the files themselves.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "tests/e2e/cli_runner.hpp"
+
+namespace moesim::test {
+namespace {
+
+struct AzureLine {
+  double offset_s;  // seconds after the file's first line (one day: the excerpt spans 10 minutes)
+  int prompt, output;
+};
+
+std::vector<AzureLine> azure_lines(double window_s) {
+  std::ifstream in(std::string(MOESIM_SOURCE_DIR) + "/datasets/traces/azure_code_2023_excerpt.csv");
+  std::string line;
+  std::getline(in, line);  // header
+  std::vector<AzureLine> out;
+  double first = -1;
+  while (std::getline(in, line)) {
+    // 2023-11-16 18:17:03.9799600,4808,10
+    const double t = std::stod(line.substr(11, 2)) * 3600 + std::stod(line.substr(14, 2)) * 60 + std::stod(line.substr(17, 10));
+    if (first < 0) first = t;
+    if (t - first >= window_s) break;
+    const auto c1 = line.find(','), c2 = line.find(',', c1 + 1);
+    out.push_back({t - first, std::stoi(line.substr(c1 + 1, c2 - c1 - 1)), std::stoi(line.substr(c2 + 1))});
+  }
+  return out;
+}
+
+TEST(Trace, an_azure_window_replays_every_request_of_the_file_at_its_recorded_time) {
+  const auto out = scratch_dir("trace_azure") / "run";
+  const CliResult r = run_cli("run scenarios/trace_azure_code.yaml --quiet --set workload.trace.duration_s=60 --out '" + out.string() + "'",
+                              "trace_azure");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto lines = azure_lines(60);
+  const auto rows = read_rows(out / "requests.csv");
+  ASSERT_EQ(rows.size(), lines.size());
+  ASSERT_GT(rows.size(), 10u);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_NEAR(std::stod(rows[i].at("arrival_s")), lines[i].offset_s, 1e-6) << i;
+    EXPECT_EQ(std::stoi(rows[i].at("prompt_tokens")), lines[i].prompt) << i;
+    EXPECT_EQ(std::stoi(rows[i].at("output_tokens")), lines[i].output) << i;
+  }
+  const auto s = nlohmann::json::parse(read_text(out / "summary.json"));
+  EXPECT_EQ(s["completed"].get<std::size_t>(), lines.size());
+  EXPECT_EQ(s["trace"]["requests_in_window"].get<std::size_t>(), lines.size());
+}
+
+TEST(Trace, a_target_rate_scales_every_gap_by_one_factor_keeping_the_burstiness) {
+  const auto out = scratch_dir("trace_rate") / "run";
+  const CliResult r = run_cli("run scenarios/trace_azure_code.yaml --quiet --set workload.trace.duration_s=60 "
+                              "--set workload.trace.rate_per_s=4 --out '" + out.string() + "'",
+                              "trace_rate");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto lines = azure_lines(60);
+  const auto rows = read_rows(out / "requests.csv");
+  ASSERT_EQ(rows.size(), lines.size());
+  const double n = static_cast<double>(lines.size());
+  const double last = std::stod(rows.back().at("arrival_s"));
+  EXPECT_NEAR((n - 1) / last, 4.0, 1e-6);  // the mean rate asked for
+  const double factor = last / (lines.back().offset_s - lines.front().offset_s);
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    EXPECT_NEAR(std::stod(rows[i].at("arrival_s")), (lines[i].offset_s - lines.front().offset_s) * factor, 1e-6) << i;
+}
+
+TEST(Trace, mooncake_prefix_hits_follow_the_hash_ids_and_stay_within_an_unbounded_cache) {
+  // The independent count: per request in order, the leading run of its hash ids seen in earlier
+  // requests, 512 tokens an id, at most its prompt - 1.
+  std::ifstream in(std::string(MOESIM_SOURCE_DIR) + "/datasets/traces/mooncake_conversation_excerpt.jsonl");
+  std::string line;
+  std::set<std::int64_t> seen;
+  double unbounded = 0;
+  int requests = 0;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    if (j["timestamp"].get<double>() >= 10000) break;
+    ++requests;
+    std::int64_t run = 0;
+    const auto ids = j["hash_ids"].get<std::vector<std::int64_t>>();
+    while (run < static_cast<std::int64_t>(ids.size()) && seen.contains(ids[static_cast<std::size_t>(run)])) ++run;
+    unbounded += std::min<double>(static_cast<double>(run) * 512, j["input_length"].get<int>() - 1);
+    seen.insert(ids.begin(), ids.end());
+  }
+  ASSERT_GT(unbounded, 0);
+  nlohmann::json s[2];
+  for (int on = 0; on < 2; ++on) {
+    const auto out = scratch_dir("trace_mooncake") / ("run" + std::to_string(on));
+    const CliResult r = run_cli("run scenarios/trace_mooncake_ep.yaml --quiet --set workload.trace.duration_s=10 "
+                                "--set workload.routing.model=uniform --set workload.routing.sampling=count "
+                                "--set serving.prefix_caching=" + std::string(on ? "true" : "false") + " --out '" + out.string() + "'",
+                                "trace_mooncake");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    s[on] = nlohmann::json::parse(read_text(out / "summary.json"));
+  }
+  EXPECT_EQ(s[1]["trace"]["requests_in_window"].get<int>(), requests);
+  EXPECT_EQ(s[1]["completed"].get<int>() + s[1]["rejected"].get<int>(), requests);
+  EXPECT_DOUBLE_EQ(s[1]["trace"]["unbounded_prefix_hit_tokens"].get<double>(), unbounded);
+  EXPECT_EQ(s[0]["serving"]["prefix_hit_tokens"].get<double>(), 0);
+  const double hits = s[1]["serving"]["prefix_hit_tokens"].get<double>();
+  EXPECT_GT(hits, 0.5 * unbounded);  // a cache of millions of tokens keeps nearly all of a 10 s window
+  EXPECT_LE(hits, unbounded);
+  EXPECT_LT(s[1]["mean_ttft_ms"].get<double>(), s[0]["mean_ttft_ms"].get<double>());
+}
+
+TEST(Trace, a_bad_trace_setting_names_the_key_and_the_allowed_values) {
+  const CliResult fmt = run_cli("run scenarios/trace_azure_code.yaml --quiet --set workload.trace.format=azur --out /dev/null", "trace_bad");
+  EXPECT_EQ(fmt.exit_code, 2);
+  EXPECT_NE(fmt.err.find("workload.trace.format"), std::string::npos) << fmt.err;
+  EXPECT_NE(fmt.err.find("mooncake"), std::string::npos) << fmt.err;
+  const CliResult no_trace = run_cli("run scenarios/quickstart.yaml --quiet --set workload.arrival.process=trace --out /dev/null", "trace_bad");
+  EXPECT_EQ(no_trace.exit_code, 2);
+  EXPECT_NE(no_trace.err.find("trace arrivals need workload.trace"), std::string::npos) << no_trace.err;
+}
+
+}  // namespace
+}  // namespace moesim::test
