@@ -37,7 +37,7 @@ run: build
 	$(BUILD_DIR)/moesim run $(SCENARIO) --out $(OUT)
 
 test: build
-	cd $(BUILD_DIR) && ctest -j $(JOBS) --output-on-failure
+	cd $(BUILD_DIR) && ctest -j $(JOBS) -LE loso --output-on-failure
 	@$(MAKE) --no-print-directory test-sanitize-unit
 
 # Benchmarks (tests/perf/REPORT.md): the scenario table into tests/perf/results.csv, then the
