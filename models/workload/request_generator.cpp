@@ -11,6 +11,33 @@
 namespace moesim {
 namespace {
 
+/// A domain mix over the corpus order: the weights given, or uniform when none are.
+class DomainMix {
+ public:
+  DomainMix(const std::map<std::string, double>& weights, const std::vector<std::string>& domain_names) {
+    for (const auto& name : domain_names) {
+      double w = 1.0;
+      if (!weights.empty()) {
+        auto it = weights.find(name);
+        w = it == weights.end() ? 0.0 : it->second;
+      }
+      total_ += w;
+      cumulative_.push_back(total_);
+    }
+  }
+  /// A domain index drawn from the mix, or -1 when there is no corpus.
+  [[nodiscard]] int draw(RngStream& rng) const {
+    if (total_ <= 0.0) return -1;
+    const double u = rng.uniform01() * total_;
+    const auto d = static_cast<int>(std::upper_bound(cumulative_.begin(), cumulative_.end(), u) - cumulative_.begin());
+    return std::min(d, static_cast<int>(cumulative_.size()) - 1);
+  }
+
+ private:
+  std::vector<double> cumulative_;
+  double total_ = 0.0;
+};
+
 int clamp_length(double x, const LengthDistParams& p) {
   // Clamped as a double first: a draw from a heavy tail (or inf) must not overflow the integer.
   const auto lowest = static_cast<double>(std::max(p.min, 1));
@@ -131,18 +158,7 @@ std::vector<Request> generate_requests(const WorkloadParams& params, std::uint64
   RngStream output_rng(seed, "workload/output_tokens");
   RngStream domain_rng(seed, "workload/domain");
 
-  // Cumulative weights of the domain mix over the corpus order; uniform when no mix is given.
-  std::vector<double> cumulative;
-  double total = 0.0;
-  for (const auto& name : domain_names) {
-    double w = 1.0;
-    if (!params.domains.empty()) {
-      auto it = params.domains.find(name);
-      w = it == params.domains.end() ? 0.0 : it->second;
-    }
-    total += w;
-    cumulative.push_back(total);
-  }
+  const DomainMix mix(params.domains, domain_names);
 
   std::vector<Request> requests;
   requests.reserve(static_cast<std::size_t>(params.requests));
@@ -170,11 +186,7 @@ std::vector<Request> generate_requests(const WorkloadParams& params, std::uint64
                                  max_model_len - 1);
       r.output_tokens = std::min(clamp_length(output_dist.sample(params.output_tokens, output_rng), params.output_tokens),
                                  max_model_len - r.prompt_tokens);
-      if (total > 0.0) {
-        const double u = domain_rng.uniform01() * total;
-        r.domain = static_cast<int>(std::upper_bound(cumulative.begin(), cumulative.end(), u) - cumulative.begin());
-        r.domain = std::min(r.domain, static_cast<int>(cumulative.size()) - 1);
-      }
+      r.domain = mix.draw(domain_rng);
     }
     r.arrival_s = t;
     requests.push_back(r);
@@ -188,17 +200,7 @@ std::vector<Request> requests_from_trace(const WorkloadParams& params, std::uint
   const auto& arrival = arrival_processes().get(params.arrival.process);
   RngStream arrival_rng(seed, "workload/arrival");
   RngStream domain_rng(seed, "workload/domain");
-  std::vector<double> cumulative;
-  double total = 0.0;
-  for (const auto& name : domain_names) {
-    double w = 1.0;
-    if (!params.domains.empty()) {
-      auto it = params.domains.find(name);
-      w = it == params.domains.end() ? 0.0 : it->second;
-    }
-    total += w;
-    cumulative.push_back(total);
-  }
+  const DomainMix mix(params.domains, domain_names);
   // Rate rescaling keeps the trace's burstiness: every gap shrinks or grows by the same factor.
   double scale = 1.0 / params.trace.speedup;
   if (params.trace.rate_per_s > 0 && records.size() > 1) {
@@ -230,10 +232,8 @@ std::vector<Request> requests_from_trace(const WorkloadParams& params, std::uint
     if (mapped != params.trace.group_domains.end()) {
       const auto it = std::find(domain_names.begin(), domain_names.end(), mapped->second);
       r.domain = it == domain_names.end() ? -1 : static_cast<int>(it - domain_names.begin());
-    } else if (total > 0.0) {
-      const double u = domain_rng.uniform01() * total;
-      r.domain = static_cast<int>(std::upper_bound(cumulative.begin(), cumulative.end(), u) - cumulative.begin());
-      r.domain = std::min(r.domain, static_cast<int>(cumulative.size()) - 1);
+    } else {
+      r.domain = mix.draw(domain_rng);
     }
     requests.push_back(r);
   }
