@@ -8,15 +8,25 @@
 namespace moesim {
 
 PrefixChain::PrefixChain(const Request& r, int block_size) : r_(r), block_size_(block_size) {
-  limit_ = std::max(0, r.prompt_tokens - 1) / block_size;
-  if (limit_ == 0) return;
+  hit_limit_ = std::max(0, r.prompt_tokens - 1) / block_size;
+  limit_ = hit_limit_;
   if (r.block_hashes && r.hash_block_tokens > 0) {
-    // The first hash whose block reaches the limit is the last with a block of its own.
     const std::int64_t t = r.hash_block_tokens;
-    const std::int64_t last = (limit_ * block_size + t - 1) / t - 1;
-    count_ = static_cast<int>(std::min<std::int64_t>(static_cast<std::int64_t>(r.block_hashes->size()), last + 1));
-  } else if (r.prefix_id >= 0 && r.prefix_tokens >= block_size) {
-    count_ = 1;
+    // Output blocks named by hashes are registered only where no hash spans two engine blocks,
+    // so that the hit limit never cuts a segment.
+    if (r.cacheable_tokens > r.prompt_tokens && t <= block_size) {
+      const std::int64_t computed = static_cast<std::int64_t>(r.prompt_tokens) + r.output_tokens - 1;
+      limit_ = std::max(limit_, std::min<std::int64_t>(r.cacheable_tokens, computed) / block_size);
+    }
+    // The first hash whose block reaches a limit is the last with a block of its own.
+    const auto size = static_cast<std::int64_t>(r.block_hashes->size());
+    auto segments = [&](std::int64_t limit) {
+      return static_cast<int>(limit == 0 ? 0 : std::min<std::int64_t>(size, (limit * block_size + t - 1) / t));
+    };
+    count_ = segments(limit_);
+    hit_count_ = segments(hit_limit_);
+  } else if (limit_ > 0 && r.prefix_id >= 0 && r.prefix_tokens >= block_size) {
+    count_ = hit_count_ = 1;
   }
 }
 
@@ -322,7 +332,7 @@ Batch ContinuousBatchScheduler::schedule() {
     if (params_.prefix_caching && s.cached == 0 && s.in_prefill()) {
       const PrefixChain chain(s.request, params_.block_size);
       std::int64_t prev_end = 0, parent = -1;
-      for (int k = 0; k < chain.size(); ++k) {
+      for (int k = 0; k < chain.hit_size(); ++k) {
         const std::int64_t end = chain.end_block(k);
         if (end == prev_end) continue;
         auto it = prefixes_.find(PrefixKey{rank, chain.key(k)});

@@ -30,7 +30,10 @@
 // them: the first sequence past a segment hands its blocks to the cache; a sequence that computed
 // a segment another registered meanwhile keeps its own copy when it is the last, and otherwise
 // frees its copy and joins that entry, so that it can register the segments that follow (vLLM
-// caches each full block as it is computed). A hit on a freed entry takes only the blocks it
+// caches each full block as it is computed). A turn of a conversation whose next turn resends
+// its prompt and answer also registers the full blocks its decode completes, under the next
+// turn's hashes (vLLM caches generated blocks too), so the next turn hits its parent's whole
+// context while it is cached. A hit on a freed entry takes only the blocks it
 // uses out of the free queue, and when the last user of an entry's tail leaves while shorter
 // users remain, the tail goes free; those blocks leave the cache, so that the running sequences
 // never hold more blocks than their own positions (a lone sequence always fits).
@@ -65,21 +68,27 @@ struct SchedulerParams {
 
 /// The prefix segments a request may share on an engine with `block_size`-token blocks: segment
 /// k ends at block end_block(k) (non-decreasing in k; a segment with no block of its own is empty)
-/// and is named by key(k).
+/// and is named by key(k). The first hit_size() segments lie inside the prompt (at least one
+/// prompt token left to compute) and may be hit; all size() of them are registered as computed:
+/// past the prompt when the request's hashes name its output blocks (Request::cacheable_tokens,
+/// hashes of at most one engine block each).
 class PrefixChain {
  public:
   PrefixChain(const Request& r, int block_size);
   [[nodiscard]] int size() const { return count_; }
+  [[nodiscard]] int hit_size() const { return hit_count_; }
   [[nodiscard]] std::int64_t key(int k) const;
   [[nodiscard]] std::int64_t end_block(int k) const;
-  /// Blocks the whole chain covers (full blocks, at least one prompt token left to compute).
+  /// Blocks the whole registered chain covers.
   [[nodiscard]] std::int64_t blocks() const { return count_ == 0 ? 0 : end_block(count_ - 1); }
 
  private:
   const Request& r_;
   int block_size_;
-  std::int64_t limit_ = 0;  ///< full blocks of the prompt's first prompt_tokens - 1 tokens
+  std::int64_t hit_limit_ = 0;  ///< full blocks of the prompt's first prompt_tokens - 1 tokens
+  std::int64_t limit_ = 0;      ///< full blocks registered: hit_limit_, or up to cacheable_tokens
   int count_ = 0;
+  int hit_count_ = 0;
 };
 
 struct Sequence {

@@ -18,8 +18,16 @@ struct Request {
   /// whose hash lists share a leading run share that prefix. Null when the request has none.
   std::shared_ptr<const std::vector<std::int64_t>> block_hashes{};
   int hash_block_tokens = 0;
+  /// Positions [0, cacheable_tokens) of the sequence (prompt and output) that block_hashes name:
+  /// a turn whose next turn resends its prompt and answer registers its output blocks too, so the
+  /// next turn can hit them. 0: the prompt's.
+  int cacheable_tokens = 0;
   std::int64_t session = -1;  ///< conversation id (multi-turn traces); -1: none
-  std::int64_t parent = -1;   ///< the request id of the previous turn, sent before this one; -1: none
+  /// The request id of the previous turn of the session; -1: none. With `think_s` >= 0 the request
+  /// is sent think_s after that turn finishes (and, unless the run times turns from their parents
+  /// alone, no earlier than arrival_s).
+  std::int64_t parent = -1;
+  double think_s = -1;
 };
 
 }  // namespace moesim

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <unordered_map>
 
 #include "models/workload/dataset.hpp"
 #include "models/workload/trace_reader.hpp"
@@ -194,6 +195,87 @@ std::vector<Request> generate_requests(const WorkloadParams& params, std::uint64
   return requests;
 }
 
+namespace {
+
+/// A synthetic block key for block `block` of request `origin`'s context (sessions of traces
+/// without hash ids): splitmix64, kept non-negative like a trace's ids.
+std::int64_t session_block_key(std::size_t origin, std::size_t block) {
+  std::uint64_t z = (static_cast<std::uint64_t>(origin) << 24) ^ static_cast<std::uint64_t>(block);
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return static_cast<std::int64_t>((z ^ (z >> 31)) >> 1);
+}
+
+/// Links each turn to the latest earlier request of its parent chat in the window, and lets a
+/// parent's output blocks be cached under the names its next turn gives them: with trace hash ids,
+/// the parent's chain continues with its first child's hashes past the parent's prompt (where the
+/// child's leading hashes are the parent's); without, every request of a session gets synthetic
+/// keys, a turn inheriting those of its parent's whole context (prompt and answer) that its prompt
+/// holds. Returns, per request, the index of its parent or -1.
+std::vector<std::int64_t> link_sessions(const std::vector<TraceRecord>& records, std::vector<Request>& requests,
+                                        int hash_block_tokens, int session_block_tokens) {
+  const std::size_t n = records.size();
+  std::vector<std::int64_t> parent(n, -1);
+  std::vector<std::int64_t> first_child(n, -1);
+  std::unordered_map<std::int64_t, std::size_t> by_chat;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (records[i].parent_chat_id >= 0) {
+      const auto it = by_chat.find(records[i].parent_chat_id);
+      if (it != by_chat.end()) {
+        parent[i] = static_cast<std::int64_t>(it->second);
+        if (first_child[it->second] < 0) first_child[it->second] = static_cast<std::int64_t>(i);
+      }
+    }
+    if (records[i].chat_id >= 0) by_chat[records[i].chat_id] = i;
+  }
+  auto context_blocks = [](const TraceRecord& r, std::int64_t t) {
+    return (static_cast<std::int64_t>(r.input_tokens) + r.output_tokens) / t;
+  };
+  const bool hashed = hash_block_tokens > 0 &&
+                      std::any_of(records.begin(), records.end(), [](const TraceRecord& r) { return !r.hash_ids.empty(); });
+  if (hashed) {
+    const std::int64_t t = hash_block_tokens;
+    for (std::size_t p = 0; p < n; ++p) {
+      if (first_child[p] < 0) continue;
+      const auto& mine = records[p].hash_ids;
+      const auto& next = records[static_cast<std::size_t>(first_child[p])].hash_ids;
+      const auto full = static_cast<std::size_t>(records[p].input_tokens / t);
+      const auto end = std::min(next.size(), static_cast<std::size_t>(context_blocks(records[p], t)));
+      if (end <= full || mine.size() < full || !std::equal(mine.begin(), mine.begin() + static_cast<std::ptrdiff_t>(full), next.begin()))
+        continue;
+      requests[p].block_hashes = std::make_shared<const std::vector<std::int64_t>>(next.begin(), next.begin() + static_cast<std::ptrdiff_t>(end));
+      requests[p].cacheable_tokens = static_cast<int>(static_cast<std::int64_t>(end) * t);
+    }
+    return parent;
+  }
+  const std::int64_t t = session_block_tokens;
+  std::vector<std::shared_ptr<const std::vector<std::int64_t>>> keys(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (parent[i] < 0 && first_child[i] < 0) continue;
+    const TraceRecord& r = records[i];
+    // The context's full blocks, and one more for a partial last prompt block.
+    const auto prompt_blocks = static_cast<std::size_t>((r.input_tokens + t - 1) / t);
+    const auto size = std::max(prompt_blocks, static_cast<std::size_t>(context_blocks(r, t)));
+    auto v = std::make_shared<std::vector<std::int64_t>>(size);
+    std::size_t inherited = 0;
+    if (parent[i] >= 0) {
+      const auto& up = *keys[static_cast<std::size_t>(parent[i])];
+      const auto up_context = static_cast<std::size_t>(context_blocks(records[static_cast<std::size_t>(parent[i])], t));
+      inherited = std::min({up.size(), up_context, static_cast<std::size_t>(r.input_tokens / t)});
+      std::copy(up.begin(), up.begin() + static_cast<std::ptrdiff_t>(inherited), v->begin());
+    }
+    for (std::size_t b = inherited; b < size; ++b) (*v)[b] = session_block_key(i, b);
+    keys[i] = v;
+    requests[i].block_hashes = v;
+    requests[i].hash_block_tokens = static_cast<int>(t);
+    if (first_child[i] >= 0) requests[i].cacheable_tokens = static_cast<int>(context_blocks(r, t) * t);
+  }
+  return parent;
+}
+
+}  // namespace
+
 std::vector<Request> requests_from_trace(const WorkloadParams& params, std::uint64_t seed,
                                          const std::vector<TraceRecord>& records, int hash_block_tokens,
                                          const std::vector<std::string>& domain_names) {
@@ -236,6 +318,19 @@ std::vector<Request> requests_from_trace(const WorkloadParams& params, std::uint
       r.domain = mix.draw(domain_rng);
     }
     requests.push_back(r);
+  }
+  const std::vector<std::int64_t> parent = link_sessions(records, requests, hash_block_tokens, params.trace.block_tokens);
+  RngStream think_rng(seed, "workload/think_time");
+  const bool after_parent = params.trace.sessions != "recorded";
+  const bool exponential = params.trace.think_time_dist == "exponential";
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    if (parent[i] < 0) continue;
+    Request& r = requests[i];
+    r.parent = parent[i];
+    r.session = requests[static_cast<std::size_t>(parent[i])].session;
+    if (!after_parent) continue;
+    const double mean = params.trace.think_time_s;
+    r.think_s = exponential && mean > 0 ? -mean * std::log1p(-think_rng.uniform01()) : mean;
   }
   return requests;
 }

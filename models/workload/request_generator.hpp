@@ -75,6 +75,12 @@ struct TraceParams {
   double rate_per_s = 0;         ///< arrival.process trace, > 0: gaps rescaled to this mean rate, shape kept
   int block_tokens = 16;         ///< moesim format: tokens per hash id
   std::map<std::string, std::string> group_domains;  ///< group -> corpus domain; other requests draw from the mix
+  /// Multi-turn sessions (bailian, moesim chat_id / parent_chat_id): recorded (every turn at its
+  /// time), after_parent (no earlier than its parent's finish + think time), think_time (at its
+  /// parent's finish + think time, the recorded time of a later turn ignored).
+  std::string sessions = "recorded";
+  double think_time_s = 0;                    ///< mean think time between a turn's finish and the next
+  std::string think_time_dist = "exponential";  ///< exponential or fixed
 };
 
 struct WorkloadParams {

@@ -5,8 +5,11 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
+#include <queue>
+#include <unordered_map>
 #include <memory>
 #include <span>
 #include <stdexcept>
@@ -93,6 +96,8 @@ struct SharedState {
   std::vector<Instance*> decode_pool;
   // Closed-loop arrivals: the frontend waits for completions.
   std::int64_t finished = 0;
+  bool log_finished = false;               ///< sessions: finished_ids is kept
+  std::vector<std::int64_t> finished_ids;  ///< request ids in the order they finished
   sg::MutexPtr completion_mutex = sg::Mutex::create();
   sg::ConditionVariablePtr completion = sg::ConditionVariable::create();
 };
@@ -668,6 +673,7 @@ void engine(Instance& inst, SharedState& shared) {
     if (!outcome.finished.empty()) {
       std::unique_lock<sg::Mutex> lock(*shared.completion_mutex);
       shared.finished += static_cast<std::int64_t>(outcome.finished.size());
+      if (shared.log_finished) shared.finished_ids.insert(shared.finished_ids.end(), outcome.finished.begin(), outcome.finished.end());
       shared.completion->notify_all();
     }
 
@@ -776,29 +782,86 @@ void recirculation(std::vector<GpuPowerState>& gpus, int gpus_per_node, const Th
   }
 }
 
-void frontend(const std::vector<Request>& requests, std::vector<std::unique_ptr<Instance>>& instances, SharedState& shared,
-              int max_concurrency, const std::string& router) {
-  std::int64_t sent = 0;
-  for (Request r : requests) {
-    if (max_concurrency > 0) {
-      // Closed loop: wait for a free slot, then send now.
-      std::unique_lock<sg::Mutex> lock(*shared.completion_mutex);
-      while (sent - shared.finished >= max_concurrency) shared.completion->wait(lock);
-      r.arrival_s = sg::Engine::get_clock();
-      shared.recorder->on_sent(r.id, r.arrival_s);
-    } else if (r.arrival_s > sg::Engine::get_clock()) {
-      sg::this_actor::sleep_until(r.arrival_s);
+/// Hands a request to the instance the DP router picks.
+void dispatch(const Request& r, std::vector<std::unique_ptr<Instance>>& instances, SharedState& shared, const std::string& router) {
+  Instance& inst = *instances[route_request(router, r, instances)];
+  inst.outstanding += 1;
+  shared.recorder->set_instance(r.id, inst.index);
+  std::unique_lock<sg::Mutex> lock(*inst.mutex);
+  Sequence seq;
+  seq.request = r;
+  seq.prefill_target = r.prompt_tokens;
+  inst.inbox.push_back(seq);
+  inst.arrivals->notify_all();
+}
+
+/// Multi-turn sessions: a turn whose parent is served waits for the parent to finish, then for its
+/// think time (and, unless `from_parent_only`, for its recorded time); the others go at their times.
+/// Turns become due in time order, ties in request order.
+void send_sessions(const std::vector<Request>& requests, std::vector<std::unique_ptr<Instance>>& instances, SharedState& shared,
+                   const std::string& router, bool from_parent_only) {
+  std::unordered_map<std::int64_t, std::size_t> index_of;
+  for (std::size_t i = 0; i < requests.size(); ++i) index_of.emplace(requests[i].id, i);
+  std::unordered_map<std::int64_t, std::vector<std::size_t>> children;
+  using Due = std::pair<double, std::size_t>;
+  std::priority_queue<Due, std::vector<Due>, std::greater<>> due;
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    const Request& r = requests[i];
+    if (r.parent >= 0 && r.think_s >= 0 && index_of.count(r.parent) > 0) children[r.parent].push_back(i);
+    else due.emplace(r.arrival_s, i);
+  }
+  shared.log_finished = true;
+  std::size_t seen = 0, sent = 0;
+  while (sent < requests.size()) {
+    std::unique_lock<sg::Mutex> lock(*shared.completion_mutex);
+    const double now = sg::Engine::get_clock();
+    for (; seen < shared.finished_ids.size(); ++seen) {
+      const auto it = children.find(shared.finished_ids[seen]);
+      if (it == children.end()) continue;
+      for (std::size_t c : it->second) {
+        const Request& r = requests[c];
+        due.emplace(from_parent_only ? now + r.think_s : std::max(r.arrival_s, now + r.think_s), c);
+      }
+      children.erase(it);
     }
+    if (due.empty()) {
+      shared.completion->wait(lock);
+      continue;
+    }
+    if (due.top().first > now) {
+      // Woken by a completion, or at the due time (the clock then equals it).
+      if (shared.completion->wait_until(lock, due.top().first) == std::cv_status::no_timeout) continue;
+    }
+    Request r = requests[due.top().second];
+    due.pop();
+    lock.unlock();
+    r.arrival_s = sg::Engine::get_clock();
+    shared.recorder->on_sent(r.id, r.arrival_s);
     ++sent;
-    Instance& inst = *instances[route_request(router, r, instances)];
-    inst.outstanding += 1;
-    shared.recorder->set_instance(r.id, inst.index);
-    std::unique_lock<sg::Mutex> lock(*inst.mutex);
-    Sequence seq;
-    seq.request = r;
-    seq.prefill_target = r.prompt_tokens;
-    inst.inbox.push_back(seq);
-    inst.arrivals->notify_all();
+    dispatch(r, instances, shared, router);
+  }
+}
+
+void frontend(const std::vector<Request>& requests, std::vector<std::unique_ptr<Instance>>& instances, SharedState& shared,
+              int max_concurrency, const std::string& router, bool turns_from_parent_only) {
+  const bool sessions = std::any_of(requests.begin(), requests.end(), [](const Request& r) { return r.parent >= 0 && r.think_s >= 0; });
+  if (sessions) {
+    send_sessions(requests, instances, shared, router, turns_from_parent_only);
+  } else {
+    std::int64_t sent = 0;
+    for (Request r : requests) {
+      if (max_concurrency > 0) {
+        // Closed loop: wait for a free slot, then send now.
+        std::unique_lock<sg::Mutex> lock(*shared.completion_mutex);
+        while (sent - shared.finished >= max_concurrency) shared.completion->wait(lock);
+        r.arrival_s = sg::Engine::get_clock();
+        shared.recorder->on_sent(r.id, r.arrival_s);
+      } else if (r.arrival_s > sg::Engine::get_clock()) {
+        sg::this_actor::sleep_until(r.arrival_s);
+      }
+      ++sent;
+      dispatch(r, instances, shared, router);
+    }
   }
   for (auto& inst : instances) {
     if (inst->role == Instance::Role::decode) continue;  // closed when the prefill pool is done
@@ -942,8 +1005,10 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
   const int max_concurrency =
       arrival_processes().get(sc.workload.arrival.process).closed_loop ? sc.workload.arrival.max_concurrency : 0;
   const std::string dp_router = sc.parallel.dp_router;
-  sg::Actor::create("frontend", platform.gpus[0], guarded(shared, [&requests, &instances, &shared, max_concurrency, dp_router] {
-                      frontend(requests, instances, shared, max_concurrency, dp_router);
+  const bool turns_from_parent_only = sc.workload.trace.sessions == "think_time";
+  sg::Actor::create("frontend", platform.gpus[0],
+                    guarded(shared, [&requests, &instances, &shared, max_concurrency, dp_router, turns_from_parent_only] {
+                      frontend(requests, instances, shared, max_concurrency, dp_router, turns_from_parent_only);
                     }));
 
   if (sc.thermal.recirculation_k_per_kw > 0) {

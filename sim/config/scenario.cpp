@@ -330,6 +330,11 @@ void describe(Schema<TraceParams>& s) {
       .doc("arrival.process trace, > 0: every gap scaled by one factor so that the mean rate is this (burstiness kept)");
   s.field("block_tokens", &T::block_tokens).min(1).max(1 << 20).unit("tokens").doc("moesim format: tokens per hash id");
   s.field("group_domains", &T::group_domains).doc("trace group -> corpus domain; requests of other groups draw from workload.domains");
+  s.field("sessions", &T::sessions).one_of([] { return std::vector<std::string>{"recorded", "after_parent", "think_time"}; })
+      .doc("multi-turn sessions (chat_id / parent_chat_id): recorded times; after_parent: a turn no earlier than its parent's "
+           "finish + think time; think_time: at its parent's finish + think time");
+  s.field("think_time_s", &T::think_time_s).min(0).max(86400).unit("s").doc("mean think time between a turn's finish and the next turn");
+  s.field("think_time_dist", &T::think_time_dist).one_of([] { return std::vector<std::string>{"exponential", "fixed"}; }).doc("distribution of the think time");
   s.check([](const T& t, Checker& c) {
     if (!t.format.empty() && t.path.empty()) c.error("path", "a trace needs its file");
     if (t.format.empty() && !t.path.empty()) c.error("format", "a trace file needs its format; one of " + join(trace_formats()));
@@ -663,6 +668,8 @@ std::shared_ptr<const WorkloadInputs> load_inputs(Scenario& sc, const std::files
   }
   const TraceParams& tp = sc.workload.trace;
   if (arrival.from_trace && tp.format.empty()) ctx.error_at("workload.arrival.process", "trace arrivals need workload.trace");
+  if (tp.sessions != "recorded" && !arrival.from_trace)
+    ctx.error_at("workload.trace.sessions", "sessions: " + tp.sessions + " times turns from the trace; it needs arrival.process: trace");
   if (!tp.format.empty() && !sc.workload.dataset.empty())
     ctx.error_at("workload.trace", "give workload.dataset or workload.trace, not both");
   for (const auto& [group, domain] : tp.group_domains)
@@ -828,6 +835,7 @@ std::string scenario_fingerprint(const Scenario& scenario) {
       f.bytes(r.group);
       for (auto h : r.hash_ids) f.number(h);
       f.number(r.chat_id);
+      f.number(r.parent_chat_id);
     }
     f.bytes(std::to_string(scenario.inputs->routing_trace_digest));
   }

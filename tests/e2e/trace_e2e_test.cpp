@@ -122,5 +122,83 @@ TEST(Trace, a_bad_trace_setting_names_the_key_and_the_allowed_values) {
   EXPECT_NE(no_trace.err.find("trace arrivals need workload.trace"), std::string::npos) << no_trace.err;
 }
 
+
+/// A moesim-format conversation trace: `sessions` conversations of `turns` turns each, every turn
+/// resending the whole context (the previous prompt and answer) plus 160 new tokens; all turns
+/// of a conversation are recorded 10 ms apart, before any answer could have come back.
+std::filesystem::path write_session_trace(const std::filesystem::path& dir, int sessions, int turns) {
+  const auto path = dir / "sessions.jsonl";
+  std::ofstream out(path);
+  std::int64_t chat = 0;
+  for (int s = 0; s < sessions; ++s) {
+    int context = 0;
+    std::int64_t parent = -1;
+    for (int k = 0; k < turns; ++k) {
+      const int prompt = context + 160, output = 96;
+      out << R"({"arrival_s": )" << s * 0.5 + k * 0.01 << R"(, "prompt_tokens": )" << prompt << R"(, "output_tokens": )" << output
+          << R"(, "chat_id": )" << chat << R"(, "parent_chat_id": )" << parent << "}\n";
+      parent = chat++;
+      context = prompt + output;
+    }
+  }
+  return path;
+}
+
+std::string session_run(const std::filesystem::path& trace, const std::filesystem::path& out, const std::string& extra) {
+  return "run scenarios/trace_azure_code.yaml --quiet --set workload.trace.format=moesim --set workload.trace.path='" + trace.string() +
+         "' --set workload.trace.duration_s=0 --set serving.prefix_caching=true " + extra + " --out '" + out.string() + "'";
+}
+
+TEST(Trace, a_turn_is_sent_only_after_its_parent_finishes_plus_its_think_time) {
+  const auto dir = scratch_dir("trace_sessions");
+  const auto trace = write_session_trace(dir, 6, 3);
+  const auto out = dir / "run";
+  const CliResult r = run_cli(session_run(trace, out, "--set workload.trace.sessions=after_parent --set workload.trace.think_time_s=2 "
+                                                      "--set workload.trace.think_time_dist=fixed"),
+                              "trace_sessions");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto rows = read_rows(out / "requests.csv");
+  ASSERT_EQ(rows.size(), 18u);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const double arrival = std::stod(rows[i].at("arrival_s"));
+    if (i % 3 == 0) {
+      EXPECT_NEAR(arrival, static_cast<double>(i / 3) * 0.5, 1e-9) << i;  // a first turn keeps its time
+    } else {
+      EXPECT_NEAR(arrival, std::stod(rows[i - 1].at("finish_s")) + 2.0, 1e-6) << i;  // parent's finish + think time
+    }
+  }
+}
+
+TEST(Trace, a_turn_hits_its_parents_prompt_and_answer_in_the_prefix_cache) {
+  const auto dir = scratch_dir("trace_session_kv");
+  const auto trace = write_session_trace(dir, 4, 3);
+  const auto out = dir / "run";
+  const CliResult r = run_cli(session_run(trace, out, "--set workload.trace.sessions=after_parent"), "trace_session_kv");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Turn k (k >= 1) resends its parent's context of 256 k tokens; the cache (16-token blocks,
+  // nothing evicted at this load) serves its full blocks: 256 k, less the block holding the parent's
+  // last generated token, whose KV the parent never computed.
+  std::int64_t expected = 0;
+  for (int k = 1; k < 3; ++k) expected += 4 * (((256 * k - 1) / 16) * 16);
+  const auto s = nlohmann::json::parse(read_text(out / "summary.json"));
+  EXPECT_EQ(s["serving"]["prefix_hit_tokens"].get<std::int64_t>(), expected);
+  // Recorded times (the default) send each turn before its parent answers: it hits only what the
+  // parent's prompt has registered by then, never more.
+  const auto recorded = dir / "recorded";
+  ASSERT_EQ(run_cli(session_run(trace, recorded, ""), "trace_session_kv2").exit_code, 0);
+  const auto s2 = nlohmann::json::parse(read_text(recorded / "summary.json"));
+  EXPECT_LT(s2["serving"]["prefix_hit_tokens"].get<std::int64_t>(), expected);
+}
+
+TEST(Trace, sessions_need_trace_arrivals) {
+  const auto dir = scratch_dir("trace_session_bad");
+  const auto trace = write_session_trace(dir, 2, 2);
+  const CliResult r = run_cli(session_run(trace, dir / "run", "--set workload.trace.sessions=think_time --set workload.arrival.process=poisson"),
+                              "trace_session_bad");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("workload.trace.sessions"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "run" / "summary.json"));
+}
+
 }  // namespace
 }  // namespace moesim::test
