@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -198,6 +199,30 @@ TEST(Trace, sessions_need_trace_arrivals) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("workload.trace.sessions"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir / "run" / "summary.json"));
+}
+
+TEST(Trace, a_closed_loop_over_a_trace_keeps_its_lengths_and_never_exceeds_the_concurrency) {
+  const auto out = scratch_dir("trace_closed") / "run";
+  const CliResult r = run_cli("run scenarios/trace_azure_code.yaml --quiet --set workload.trace.duration_s=30 "
+                              "--set workload.arrival.process=closed_loop --set workload.arrival.max_concurrency=4 --out '" +
+                                  out.string() + "'",
+                              "trace_closed");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto lines = azure_lines(30);
+  const auto rows = read_rows(out / "requests.csv");
+  ASSERT_EQ(rows.size(), lines.size());
+  std::vector<std::pair<double, int>> events;  // +1 at a send, -1 at a finish
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(std::stoi(rows[i].at("prompt_tokens")), lines[i].prompt) << i;
+    EXPECT_EQ(std::stoi(rows[i].at("output_tokens")), lines[i].output) << i;
+    events.emplace_back(std::stod(rows[i].at("arrival_s")), 1);
+    events.emplace_back(std::stod(rows[i].at("finish_s")), -1);
+  }
+  std::sort(events.begin(), events.end());  // a finish sorts before a send at the same time
+  int in_flight = 0, most = 0;
+  for (const auto& [t, d] : events) most = std::max(most, in_flight += d);
+  EXPECT_EQ(most, 4);
+  EXPECT_EQ(in_flight, 0);
 }
 
 }  // namespace
