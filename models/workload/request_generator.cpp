@@ -26,18 +26,88 @@ class DomainMix {
       cumulative_.push_back(total_);
     }
   }
-  /// A domain index drawn from the mix, or -1 when there is no corpus.
-  [[nodiscard]] int draw(RngStream& rng) const {
-    if (total_ <= 0.0) return -1;
-    const double u = rng.uniform01() * total_;
-    const auto d = static_cast<int>(std::upper_bound(cumulative_.begin(), cumulative_.end(), u) - cumulative_.begin());
-    return std::min(d, static_cast<int>(cumulative_.size()) - 1);
+  /// The mix drifts over time: draw_at(t) draws from drift_weights_at(t) instead.
+  DomainMix(const DomainDriftParams& drift, const std::vector<std::string>& domain_names) : drift_(&drift), names_(&domain_names) {}
+
+  /// A domain index drawn from the mix (at time t when it drifts), or -1 when there is no corpus.
+  /// One uniform draw either way.
+  [[nodiscard]] int draw(RngStream& rng, double t_s = 0) const {
+    if (drift_ != nullptr) {
+      std::vector<double> w = drift_weights_at(*drift_, *names_, t_s);
+      double total = 0;
+      for (double& x : w) x = total += x;
+      return pick(w, total, rng);
+    }
+    return pick(cumulative_, total_, rng);
   }
 
  private:
+  static int pick(const std::vector<double>& cumulative, double total, RngStream& rng) {
+    if (total <= 0.0) return -1;
+    const double u = rng.uniform01() * total;
+    const auto d = static_cast<int>(std::upper_bound(cumulative.begin(), cumulative.end(), u) - cumulative.begin());
+    return std::min(d, static_cast<int>(cumulative.size()) - 1);
+  }
+
   std::vector<double> cumulative_;
   double total_ = 0.0;
+  const DomainDriftParams* drift_ = nullptr;
+  const std::vector<std::string>* names_ = nullptr;
 };
+
+DomainMix make_mix(const WorkloadParams& params, const std::vector<std::string>& domain_names) {
+  if (!params.domain_drift.points.empty()) return {params.domain_drift, domain_names};
+  return {params.domains, domain_names};
+}
+
+/// A keyframe's weights over `names`, normalised to sum 1 (uniform when it names none).
+std::vector<double> normalised(const DomainKeyframe& k, const std::vector<std::string>& names) {
+  std::vector<double> w(names.size(), k.domains.empty() ? 1.0 : 0.0);
+  if (!k.domains.empty())
+    for (std::size_t d = 0; d < names.size(); ++d)
+      if (auto it = k.domains.find(names[d]); it != k.domains.end()) w[d] = it->second;
+  double total = 0;
+  for (double x : w) total += x;
+  if (total > 0)
+    for (double& x : w) x /= total;
+  return w;
+}
+
+}  // namespace
+
+std::vector<double> drift_weights_at(const DomainDriftParams& drift, const std::vector<std::string>& names, double t_s) {
+  const auto& k = drift.points;
+  if (k.empty()) return std::vector<double>(names.size(), 1.0);
+  if (k.size() == 1) return normalised(k[0], names);
+  double t = t_s;
+  if (drift.period_s > 0) {
+    t = std::fmod(t_s, drift.period_s);
+    if (t < 0) t += drift.period_s;
+  }
+  // The keyframes a and b around t, and how far t is from a to b.
+  std::size_t a = 0, b = 0;
+  double frac = 0;
+  const auto next = std::upper_bound(k.begin(), k.end(), t, [](double x, const DomainKeyframe& f) { return x < f.at_s; });
+  if (next == k.begin() || next == k.end()) {
+    if (drift.period_s <= 0) return normalised(next == k.begin() ? k.front() : k.back(), names);
+    // Between the last keyframe and the next period's first.
+    a = k.size() - 1;
+    b = 0;
+    const double from = k.back().at_s, to = k.front().at_s + drift.period_s;
+    const double at = next == k.begin() ? t + drift.period_s : t;
+    frac = to > from ? (at - from) / (to - from) : 0.0;
+  } else {
+    b = static_cast<std::size_t>(next - k.begin());
+    a = b - 1;
+    frac = (t - k[a].at_s) / (k[b].at_s - k[a].at_s);
+  }
+  const auto wa = normalised(k[a], names), wb = normalised(k[b], names);
+  std::vector<double> w(names.size());
+  for (std::size_t d = 0; d < names.size(); ++d) w[d] = (1 - frac) * wa[d] + frac * wb[d];
+  return w;
+}
+
+namespace {
 
 int clamp_length(double x, const LengthDistParams& p) {
   // Clamped as a double first: a draw from a heavy tail (or inf) must not overflow the integer.
@@ -159,7 +229,7 @@ std::vector<Request> generate_requests(const WorkloadParams& params, std::uint64
   RngStream output_rng(seed, "workload/output_tokens");
   RngStream domain_rng(seed, "workload/domain");
 
-  const DomainMix mix(params.domains, domain_names);
+  const DomainMix mix = make_mix(params, domain_names);
 
   std::vector<Request> requests;
   requests.reserve(static_cast<std::size_t>(params.requests));
@@ -187,7 +257,7 @@ std::vector<Request> generate_requests(const WorkloadParams& params, std::uint64
                                  max_model_len - 1);
       r.output_tokens = std::min(clamp_length(output_dist.sample(params.output_tokens, output_rng), params.output_tokens),
                                  max_model_len - r.prompt_tokens);
-      r.domain = mix.draw(domain_rng);
+      r.domain = mix.draw(domain_rng, t);
     }
     r.arrival_s = t;
     requests.push_back(r);
@@ -282,7 +352,7 @@ std::vector<Request> requests_from_trace(const WorkloadParams& params, std::uint
   const auto& arrival = arrival_processes().get(params.arrival.process);
   RngStream arrival_rng(seed, "workload/arrival");
   RngStream domain_rng(seed, "workload/domain");
-  const DomainMix mix(params.domains, domain_names);
+  const DomainMix mix = make_mix(params, domain_names);
   // Rate rescaling keeps the trace's burstiness: every gap shrinks or grows by the same factor.
   double scale = 1.0 / params.trace.speedup;
   if (params.trace.rate_per_s > 0 && records.size() > 1) {
@@ -315,7 +385,7 @@ std::vector<Request> requests_from_trace(const WorkloadParams& params, std::uint
       const auto it = std::find(domain_names.begin(), domain_names.end(), mapped->second);
       r.domain = it == domain_names.end() ? -1 : static_cast<int>(it - domain_names.begin());
     } else {
-      r.domain = mix.draw(domain_rng);
+      r.domain = mix.draw(domain_rng, rec.time_s);  // a drifting mix follows the trace's own clock
     }
     requests.push_back(r);
   }

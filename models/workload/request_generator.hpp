@@ -83,11 +83,32 @@ struct TraceParams {
   std::string think_time_dist = "exponential";  ///< exponential or fixed
 };
 
+/// The domain mix at one time of a drifting day (weights need not sum to 1).
+struct DomainKeyframe {
+  double at_s = 0;
+  std::map<std::string, double> domains;
+};
+
+/// Domains drifting over time: each request's domain is drawn from the mix at its time, linear
+/// between keyframes (each normalised first) and held before the first and after the last; with
+/// period_s > 0 the keyframes repeat every period (a day: 86400), the last one blending into the
+/// next period's first. The time is the trace's own clock (seconds after its first record, like
+/// trace.start_s, whatever the speedup) when replaying a trace, the arrival time otherwise.
+struct DomainDriftParams {
+  double period_s = 0;
+  std::vector<DomainKeyframe> points;
+};
+
+/// The weights of each of `domain_names` at time `t_s` (empty weights in a keyframe: uniform).
+[[nodiscard]] std::vector<double> drift_weights_at(const DomainDriftParams& drift, const std::vector<std::string>& domain_names,
+                                                   double t_s);
+
 struct WorkloadParams {
   int requests = 100;
   TraceParams trace;
   std::string dataset;                    ///< JSONL request file; empty: synthetic requests
   std::map<std::string, double> domains;  ///< domain mix of synthetic requests; empty: uniform over the corpus
+  DomainDriftParams domain_drift;         ///< when it has points: the mix over time instead of `domains`
   RoutingModelParams routing;
   ArrivalParams arrival;
   LengthDistParams prompt_tokens;

@@ -602,7 +602,9 @@ void engine(Instance& inst, SharedState& shared) {
       if (inst.arrivals_done) break;
       continue;
     }
+    const std::int64_t hits_before = inst.scheduler.stats().prefix_hit_tokens;
     const Batch batch = inst.scheduler.schedule();
+    const std::int64_t step_hits = inst.scheduler.stats().prefix_hit_tokens - hits_before;
     if (batch.empty()) {
       shared.error = "instance " + std::to_string(inst.index) + ": requests wait but none can be scheduled "
                      "(KV cache or token budget too small)";
@@ -706,6 +708,7 @@ void engine(Instance& inst, SharedState& shared) {
     sr.waiting = static_cast<int>(inst.scheduler.num_waiting());
     sr.kv_blocks_used = inst.scheduler.kv_blocks_in_use();
     sr.preempted = static_cast<int>(batch.preempted.size());
+    sr.prefix_hit_tokens = step_hits;
     double max_die = 0;
     for (std::size_t r = 0; r < inst.hosts.size(); ++r) max_die = std::max(max_die, gpu_state(inst, static_cast<int>(r)).die_c());
     sr.max_die_c = max_die;
@@ -916,7 +919,7 @@ RunResult run_simulation(const Scenario& sc, const RunOptions& options) {
                            : requests_from_trace(sc.workload, sc.seed, inputs.trace, inputs.trace_hash_block_tokens, inputs.corpus.names);
   const auto& model = sc.model.spec;
   const bool expert_parallel = layout.mode == ParallelMode::ep;
-  RunResult result{RunRecorder(arrivals),
+  RunResult result{RunRecorder(arrivals, sc.outputs.timeseries_interval_s),
                    std::make_unique<ExpertProfiler>(model, expert_parallel ? layout.gpus_per_instance : 1, expert_parallel, sc.outputs), nullptr,
                    0.0, {}, {}, {}, {}};
   if (sc.outputs.trace) result.trace = std::make_unique<TraceRecorder>(sc.outputs.trace_max_steps);

@@ -268,7 +268,7 @@ void print_run_table(const Scenario& sc, const nlohmann::ordered_json& s, const 
   std::cout << fmt::format("  {:<28}{:>12.1f}\n", "max GPU temperature (C)", s["energy"]["max_temp_c"].get<double>());
   if (sc.model.spec.num_moe_layers() > 0 && sc.model.spec.num_experts > 0)
     std::cout << fmt::format("  {:<28}{:>12.4f}\n", "expert load CV (per step)", s["imbalance"]["cv_per_step_mean"].get<double>());
-  std::string files = "summary.json, requests.csv, steps.csv, gpus.csv, experts.csv";
+  std::string files = "summary.json, requests.csv, steps.csv, timeseries.csv, gpus.csv, experts.csv";
   const bool routes = sc.model.spec.num_moe_layers() > 0 && sc.model.spec.num_experts > 0;
   if (sc.outputs.gate_logs && routes) files += ", gate_logs/";
   if (sc.outputs.expert_profiler && routes) files += ", moe_expert_tracking/";

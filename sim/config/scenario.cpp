@@ -262,6 +262,8 @@ void describe(Schema<OutputsConfig>& s) {
       .doc("steps per instance whose GPU spans go into the trace; 0 for all");
   s.field("gpus_csv_interval_s", &O::gpus_csv_interval_s).min(0).unit("s")
       .doc("gpus.csv: at most one row per GPU per interval (throttle changes always); 0: every power change");
+  s.field("timeseries_interval_s", &O::timeseries_interval_s).min(0).unit("s")
+      .doc("timeseries.csv: the interval of its rows; 0: a 1-2-5 step giving 500 to 1000 rows over the run");
 }
 
 void describe(Schema<LengthDistParams>& s) {
@@ -342,6 +344,85 @@ void describe(Schema<TraceParams>& s) {
   });
 }
 
+/// workload.domain_drift.points: a list of {at_s: seconds, domains: {name: weight}}.
+template <>
+struct Codec<std::vector<DomainKeyframe>> {
+  static constexpr const char* type = "list";
+  static bool decode(const YAML::Node& n, std::vector<DomainKeyframe>& out, std::string& err) {
+    out.clear();
+    if (n.IsNull()) return true;
+    if (!n.IsSequence()) {
+      err = "expected a list of {at_s: seconds, domains: {name: weight}} (got " + describe_node(n) + ")";
+      return false;
+    }
+    for (std::size_t i = 0; i < n.size(); ++i) {
+      const YAML::Node item = n[i];
+      const std::string where = fmt::format("point {} (line {})", i, item.Mark().line + 1);
+      if (!item.IsMap()) {
+        err = where + ": expected {at_s: seconds, domains: {name: weight}} (got " + describe_node(item) + ")";
+        return false;
+      }
+      DomainKeyframe k;
+      bool has_at = false;
+      for (auto it = item.begin(); it != item.end(); ++it) {
+        const std::string key = it->first.IsScalar() ? it->first.Scalar() : describe_node(it->first);
+        std::string e;
+        if (key == "at_s") {
+          if (!Codec<double>::decode(it->second, k.at_s, e) || k.at_s < 0) {
+            err = where + ": at_s must be a number of seconds >= 0" + (e.empty() ? "" : " (" + e + ")");
+            return false;
+          }
+          has_at = true;
+        } else if (key == "domains") {
+          if (!Codec<std::map<std::string, double>>::decode(it->second, k.domains, e)) {
+            err = where + ": domains: " + e;
+            return false;
+          }
+        } else {
+          err = where + ": unknown key \"" + key + "\"; allowed: at_s, domains";
+          return false;
+        }
+      }
+      if (!has_at) {
+        err = where + ": at_s is missing";
+        return false;
+      }
+      out.push_back(std::move(k));
+    }
+    return true;
+  }
+  static YAML::Node encode(const std::vector<DomainKeyframe>& v) {
+    YAML::Node out(YAML::NodeType::Sequence);
+    for (const auto& k : v) {
+      YAML::Node item(YAML::NodeType::Map);
+      item["at_s"] = Codec<double>::encode(k.at_s);
+      item["domains"] = Codec<std::map<std::string, double>>::encode(k.domains);
+      out.push_back(item);
+    }
+    return out;
+  }
+};
+
+void describe(Schema<DomainDriftParams>& s) {
+  using D = DomainDriftParams;
+  s.field("period_s", &D::period_s).min(0).max(1e9).unit("s").doc("the keyframes repeat every period (86400: a day); 0: no repeat");
+  s.field("points", &D::points)
+      .doc("keyframes {at_s, domains: {name: weight}}, at_s increasing; the mix is linear between them");
+  s.check([](const D& d, Checker& c) {
+    for (std::size_t i = 0; i < d.points.size(); ++i) {
+      const auto& k = d.points[i];
+      if (i > 0 && !(k.at_s > d.points[i - 1].at_s))
+        c.error("points", fmt::format("point {}: at_s {} must be greater than the previous point's {}", i, k.at_s, d.points[i - 1].at_s));
+      if (d.period_s > 0 && k.at_s >= d.period_s)
+        c.error("points", fmt::format("point {}: at_s {} must be less than period_s {}", i, k.at_s, d.period_s));
+      double total = 0;
+      for (const auto& [name, w] : k.domains) total += w;
+      if (!k.domains.empty() && total <= 0) c.error("points", fmt::format("point {}: the weights must not all be 0", i));
+    }
+    if (d.period_s > 0 && d.points.empty()) c.error("period_s", "a period needs points");
+  });
+}
+
 void describe(Schema<WorkloadParams>& s) {
   using W = WorkloadParams;
   s.field("requests", &W::requests).min(1).max(kMaxRequests)
@@ -349,6 +430,7 @@ void describe(Schema<WorkloadParams>& s) {
   s.section("trace", &W::trace, "a production trace replayed as the workload");
   s.field("dataset", &W::dataset).doc("JSONL requests (moesim gen-datasets); lengths and domains come from its lines");
   s.field("domains", &W::domains).doc("domain mix of synthetic requests, name: weight; empty: uniform over the corpus");
+  s.section("domain_drift", &W::domain_drift, "the domain mix over the day (replaces workload.domains)");
   s.section("routing", &W::routing, "token-to-expert routing model");
   s.section("arrival", &W::arrival, "arrival process");
   s.section("prompt_tokens", &W::prompt_tokens, "prompt length distribution");
@@ -640,6 +722,23 @@ std::shared_ptr<const WorkloadInputs> load_inputs(Scenario& sc, const std::files
     if (total <= 0) ctx.error_at("workload.domains", "the weights must not all be 0");
   }
   const auto& arrival = arrival_processes().get(sc.workload.arrival.process);
+  const DomainDriftParams& drift = sc.workload.domain_drift;
+  if (!drift.points.empty()) {
+    for (std::size_t i = 0; i < drift.points.size(); ++i)
+      for (const auto& [name, weight] : drift.points[i].domains) {
+        if (inputs->corpus.index_of(name) >= 0) continue;
+        std::string msg = fmt::format("point {}: unknown domain \"{}\"", i, name);
+        if (auto near = closest_match(name, names); !near.empty()) msg += " (did you mean \"" + near + "\"?)";
+        ctx.error_at("workload.domain_drift.points", msg + "; known: " + join(names));
+      }
+    if (!sc.workload.domains.empty())
+      ctx.error_at("workload.domain_drift", "give workload.domains or workload.domain_drift, not both");
+    if (!sc.workload.dataset.empty())
+      ctx.error_at("workload.domain_drift", "a dataset's lines carry their own domains; domain_drift applies to synthetic and trace requests");
+    if (arrival.closed_loop && sc.workload.trace.format.empty())
+      ctx.error_at("workload.domain_drift", "closed_loop arrival times are known only while the run goes; a drifting mix needs "
+                                            "timed arrivals (poisson, gamma, constant, burst) or a trace's clock");
+  }
   if (!sc.workload.dataset.empty()) {
     const auto path = resolve_input(sc.workload.dataset, file);
     sc.workload.dataset = path.string();

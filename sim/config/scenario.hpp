@@ -137,6 +137,7 @@ struct OutputsConfig {
   bool trace = false;
   int trace_max_steps = 200;
   double gpus_csv_interval_s = 0.01;
+  double timeseries_interval_s = 0;  ///< timeseries.csv's interval; 0: about 500 over the run
 };
 
 /// Files a workload reads, loaded and checked with the scenario.

@@ -16,12 +16,16 @@
 
 namespace moesim {
 
-RunRecorder::RunRecorder(std::vector<Request> requests) {
+RunRecorder::RunRecorder(std::vector<Request> requests, double timeseries_interval_s) {
   requests_.reserve(requests.size());
+  double span = 0;
   for (std::size_t i = 0; i < requests.size(); ++i) {
     if (requests[i].id != static_cast<std::int64_t>(i)) throw std::logic_error("request ids must be 0..n-1 in order");
     requests_.push_back({requests[i]});
+    span = std::max(span, requests[i].arrival_s);
   }
+  engine_bins_ = timeseries_interval_s > 0 ? EngineTimeBins(timeseries_interval_s, /*fixed=*/true)
+                                          : EngineTimeBins(EngineTimeBins::initial_width_s(span));
 }
 
 void RunRecorder::on_scheduled(std::int64_t id, double now) {
@@ -36,6 +40,7 @@ void RunRecorder::on_token(std::int64_t id, double now) {
   else itls_.add(now - r.last_token_s);
   r.last_token_s = now;
   r.tokens_emitted += 1;
+  engine_bins_.add_output_token(now);
 }
 
 void StepTotals::add(const StepRecord& s) {

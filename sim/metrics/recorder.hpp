@@ -9,6 +9,7 @@
 
 #include "models/common/stats.hpp"
 #include "models/workload/request.hpp"
+#include "sim/metrics/timeseries.hpp"
 
 namespace moesim {
 
@@ -55,6 +56,7 @@ struct StepRecord {
   int waiting = 0;       ///< requests waiting after the step
   std::int64_t kv_blocks_used = 0;
   int preempted = 0;     ///< sequences preempted while forming the step
+  std::int64_t prefix_hit_tokens = 0;  ///< prompt positions the prefix cache covered while forming the step
   double energy_j = 0;   ///< all GPUs of the instance, start to end of the step
   double max_die_c = 0;  ///< hottest GPU of the instance at the step's end
 };
@@ -95,7 +97,8 @@ class StepsCsvStream {
 
 class RunRecorder {
  public:
-  explicit RunRecorder(std::vector<Request> requests);
+  /// `timeseries_interval_s`: the width of engine_bins(); 0 chooses it from the arrivals' span.
+  explicit RunRecorder(std::vector<Request> requests, double timeseries_interval_s = 0);
 
   void on_scheduled(std::int64_t request_id, double now);
   void on_token(std::int64_t request_id, double now);
@@ -106,6 +109,7 @@ class RunRecorder {
   }
   void on_step(const StepRecord& step) {
     totals_.add(step);
+    engine_bins_.add_step(step.end_s, step.prefill_tokens, step.prefix_hit_tokens);
     if (stream_) stream_->add(step);
     else steps_.push_back(step);
   }
@@ -128,6 +132,8 @@ class RunRecorder {
   [[nodiscard]] std::size_t num_steps() const { return totals_.steps; }
   /// Inter-token latencies in seconds, streamed: exact up to 1M values, a fine histogram beyond.
   [[nodiscard]] const StreamingSample& inter_token_latencies_s() const { return itls_; }
+  /// Tokens prefilled, served from the prefix cache and emitted, over time (timeseries.hpp).
+  [[nodiscard]] const EngineTimeBins& engine_bins() const { return engine_bins_; }
 
  private:
   std::vector<RequestRecord> requests_;
@@ -135,6 +141,7 @@ class RunRecorder {
   StepTotals totals_;
   std::shared_ptr<StepsCsvStream> stream_;
   StreamingSample itls_;
+  EngineTimeBins engine_bins_;
 };
 
 }  // namespace moesim

@@ -16,6 +16,7 @@
 
 #include "models/common/stats.hpp"
 #include "sim/metrics/csv_text.hpp"
+#include "sim/metrics/timeseries.hpp"
 
 namespace moesim {
 
@@ -318,6 +319,26 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
     trace["prefix_hit_rate"] = prompt > 0 ? static_cast<double>(result.serving.prefix_hit_tokens) / prompt : 0.0;
     j["trace"] = trace;
   }
+  {
+    // The busiest interval of timeseries.csv: what a trace's peak asks of the deployment.
+    const TimeSeries ts = time_series(result);
+    nlohmann::ordered_json series;
+    series["interval_s"] = ts.interval_s;
+    series["intervals"] = ts.rows.size();
+    double arrivals = 0, output = 0, power = 0, prompt = 0;
+    for (const auto& r : ts.rows) {
+      if (r.seconds <= 0) continue;
+      arrivals = std::max(arrivals, static_cast<double>(r.arrivals) / r.seconds);
+      prompt = std::max(prompt, static_cast<double>(r.arrived_prompt_tokens) / r.seconds);
+      output = std::max(output, static_cast<double>(r.engine.output_tokens) / r.seconds);
+      power = std::max(power, r.power_w);
+    }
+    series["peak_arrival_rate_per_s"] = arrivals;
+    series["peak_arrived_prompt_tokens_per_s"] = prompt;
+    series["peak_output_tokens_per_s"] = output;
+    series["peak_interval_power_w"] = power;
+    j["timeseries"] = series;
+  }
   nlohmann::ordered_json routing;
   routing["policy"] = sc.routing.policy;
   routing["placement"] = sc.routing.eplb_placement() ? "eplb" : "contiguous";
@@ -445,10 +466,10 @@ nlohmann::ordered_json make_summary(const Scenario& sc, const RunResult& result)
   return j;
 }
 
-std::string requests_csv(const RunResult& result) {
+std::string requests_csv(const RunResult& result, const std::vector<std::string>& domain_names) {
   std::string out =
       "request_id,instance,arrival_s,first_scheduled_s,first_token_s,finish_s,prompt_tokens,output_tokens,"
-      "queue_ms,ttft_ms,tpot_ms,e2e_ms,energy_j,prefill_energy_j,decode_energy_j\n";
+      "queue_ms,ttft_ms,tpot_ms,e2e_ms,energy_j,prefill_energy_j,decode_energy_j,domain\n";
   for (const auto& r : result.recorder.requests()) {
     if (r.rejected()) continue;  // counted by reason in summary.json
     const auto& q = r.request;
@@ -461,7 +482,8 @@ std::string requests_csv(const RunResult& result) {
     for (double v : {(r.first_scheduled_s - q.arrival_s) * 1e3, (r.first_token_s - q.arrival_s) * 1e3, tpot_ms(r),
                      (r.finish_s - q.arrival_s) * 1e3, r.prefill_energy_j + r.decode_energy_j, r.prefill_energy_j})
       fixed_c(out, v, 6);
-    fixed(out, r.decode_energy_j, 6);
+    fixed_c(out, r.decode_energy_j, 6);
+    if (q.domain >= 0 && static_cast<std::size_t>(q.domain) < domain_names.size()) out += domain_names[static_cast<std::size_t>(q.domain)];
     out += '\n';
   }
   return out;
@@ -544,7 +566,8 @@ void write_run_outputs(const std::filesystem::path& dir, const Scenario& sc, con
   if (result.trace) write_file_atomically(dir / "trace.json", result.trace->render());
   write_file_atomically(dir / "gpus.csv", gpus_csv(result));
   write_file_atomically(dir / "config.resolved.yaml", resolved_yaml(sc));
-  write_file_atomically(dir / "requests.csv", requests_csv(result));
+  write_file_atomically(dir / "requests.csv", requests_csv(result, sc.inputs ? sc.inputs->corpus.names : std::vector<std::string>{}));
+  write_file_atomically(dir / "timeseries.csv", timeseries_csv(time_series(result)));
   if (result.recorder.steps_streamed()) result.recorder.commit_steps_csv(dir / "steps.csv");
   else write_file_atomically(dir / "steps.csv", steps_csv(result));
   write_file_atomically(dir / "summary.json", summary);

@@ -27,7 +27,8 @@ namespace moesim {
 void check_invariants(const Scenario& scenario, const RunResult& result);
 
 [[nodiscard]] nlohmann::ordered_json make_summary(const Scenario& scenario, const RunResult& result);
-[[nodiscard]] std::string requests_csv(const RunResult& result);
+/// requests.csv; `domain_names` name each request's domain (empty field: none).
+[[nodiscard]] std::string requests_csv(const RunResult& result, const std::vector<std::string>& domain_names = {});
 [[nodiscard]] std::string steps_csv(const RunResult& result);
 /// gpus.csv: time_s,gpu,power_w,temp_die_c,temp_sink_c,clock_mhz,throttle_state,compute_util,mem_util,inlet_c
 [[nodiscard]] std::string gpus_csv(const RunResult& result);

@@ -252,6 +252,38 @@ ReportResult run_report(const std::filesystem::path& dir) {
       svg_line_chart({"step duration", "simulated time (s)", "ms", {}, 720, 380}, {{"duration_ms", t, col("duration_ms")}}),
       svg_line_chart({"tokens per step", "simulated time (s)", "tokens", {}, 720, 380}, {{"tokens", t, tokens}}),
       svg_line_chart({"expert-load CV per step", "simulated time (s)", "CV", {}, 720, 380}, {{"expert_load_cv", t, col("expert_load_cv")}})};
+  if (std::filesystem::exists(dir / "timeseries.csv")) {
+    // The workload's shape over time beside what it cost: arrivals, tokens, prefix hits,
+    // latency of each interval's arrivals, power and temperature.
+    const Table ts = read_csv(dir / "timeseries.csv");
+    if (ts.column("time_s") < 0) throw std::runtime_error((dir / "timeseries.csv").string() + ": missing column time_s");
+    auto series = [&](const char* name) {
+      ChartSeries out{name, {}, {}};
+      const int c = ts.column(name);
+      if (c < 0) throw std::runtime_error((dir / "timeseries.csv").string() + ": missing column " + name);
+      const auto tc = static_cast<std::size_t>(ts.column("time_s"));
+      for (const auto& r : ts.rows) {
+        double x = 0, y = 0;
+        // An interval without arrivals has no latency: a gap, not a zero.
+        if (to_number(r[tc], x) && to_number(r[static_cast<std::size_t>(c)], y)) {
+          out.x.push_back(x);
+          out.y.push_back(y);
+        }
+      }
+      return out;
+    };
+    const std::string x = "simulated time (s)";
+    charts.push_back(svg_line_chart({"arrivals per second", x, "requests/s", {}, 720, 380}, {series("arrival_rate_per_s")}));
+    charts.push_back(svg_line_chart({"tokens per second", x, "tokens/s", {}, 720, 380},
+                                    {series("arrived_prompt_tokens_per_s"), series("prefill_tokens_per_s"),
+                                     series("prefix_hit_tokens_per_s"), series("output_tokens_per_s")}));
+    charts.push_back(svg_line_chart({"prefix-cache hit rate", x, "share of prompt positions", {}, 720, 380}, {series("prefix_hit_rate")}));
+    charts.push_back(svg_line_chart({"TTFT of each interval's arrivals", x, "ms", {}, 720, 380},
+                                    {series("mean_ttft_ms"), series("p99_ttft_ms")}));
+    charts.push_back(svg_line_chart({"queue at each interval's end", x, "requests", {}, 720, 380}, {series("waiting"), series("in_flight")}));
+    charts.push_back(svg_line_chart({"GPU power, all GPUs", x, "W", {}, 720, 380}, {series("power_w")}));
+    charts.push_back(svg_line_chart({"hottest GPU die", x, "degC", {}, 720, 380}, {series("max_die_c")}));
+  }
   result.charts = static_cast<int>(charts.size());
   result.html = dir / "report.html";
   write_file_atomically(result.html, page("moesim run: " + dir.filename().string(), fmt::format("{} steps.", steps.rows.size()), charts, html));

@@ -55,10 +55,8 @@ TEST(Energy, gpus_csv_integrates_to_each_gpus_energy) {
   const auto& e = s["energy"];
   EXPECT_NEAR(e["joules_per_output_token"].get<double>(), e["total_energy_j"].get<double>() / s["total_output_tokens"].get<double>(), 1e-9);
   // Requests carry the step energy, split by token share.
-  std::stringstream req(read_text(out / "requests.csv"));
-  std::getline(req, line);
   double request_energy = 0;
-  while (std::getline(req, line)) request_energy += std::stod(line.substr(line.rfind(',', line.rfind(',', line.rfind(',') - 1) - 1) + 1));
+  for (const auto& row : read_rows(out / "requests.csv")) request_energy += std::stod(row.at("energy_j"));
   EXPECT_NEAR(request_energy, e["step_energy_j"].get<double>(), 1e-3);
 }
 

@@ -57,6 +57,91 @@ TEST(Trace, an_azure_window_replays_every_request_of_the_file_at_its_recorded_ti
   EXPECT_EQ(s["trace"]["requests_in_window"].get<std::size_t>(), lines.size());
 }
 
+TEST(Trace, the_time_series_counts_each_intervals_arrivals_from_the_file_and_sums_to_the_runs_totals) {
+  const auto out = scratch_dir("trace_series") / "run";
+  const CliResult r = run_cli("run scenarios/trace_azure_code.yaml --quiet --set workload.trace.duration_s=60 "
+                              "--set outputs.timeseries_interval_s=5 --out '" + out.string() + "'",
+                              "trace_series");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The independent count: the file's lines per 5 s of its own clock.
+  std::vector<int> arrivals, prompt;
+  for (const auto& l : azure_lines(60)) {
+    const auto k = static_cast<std::size_t>(l.offset_s / 5);
+    if (k >= arrivals.size()) arrivals.resize(k + 1), prompt.resize(k + 1);
+    arrivals[k] += 1;
+    prompt[k] += l.prompt;
+  }
+  const auto rows = read_rows(out / "timeseries.csv");
+  ASSERT_GE(rows.size(), arrivals.size());
+  const auto s = nlohmann::json::parse(read_text(out / "summary.json"));
+  double output = 0, hits = 0, energy = 0, seconds = 0;
+  for (std::size_t k = 0; k < rows.size(); ++k) {
+    const auto& row = rows[k];
+    const double dt = std::stod(row.at("interval_s"));
+    EXPECT_NEAR(std::stod(row.at("time_s")), 5.0 * static_cast<double>(k), 1e-9);
+    const int want = k < arrivals.size() ? arrivals[k] : 0;
+    EXPECT_EQ(std::stoi(row.at("arrivals")), want) << "interval " << k;
+    EXPECT_NEAR(std::stod(row.at("arrival_rate_per_s")), want / dt, 1e-5) << k;
+    EXPECT_NEAR(std::stod(row.at("arrived_prompt_tokens_per_s")) * dt, k < prompt.size() ? prompt[k] : 0, 1e-2) << k;
+    EXPECT_EQ(row.at("mean_ttft_ms").empty(), want == 0) << "latency is reported for intervals with arrivals only: " << k;
+    output += std::stod(row.at("output_tokens_per_s")) * dt;
+    hits += std::stod(row.at("prefix_hit_tokens_per_s")) * dt;
+    energy += std::stod(row.at("power_w")) * dt;
+    seconds += dt;
+  }
+  EXPECT_NEAR(output, s["total_output_tokens"].get<double>(), 1e-2);
+  EXPECT_NEAR(hits, s["serving"]["prefix_hit_tokens"].get<double>(), 1e-2);
+  EXPECT_NEAR(energy, s["energy"]["total_energy_j"].get<double>(), 1e-6 * s["energy"]["total_energy_j"].get<double>());
+  EXPECT_NEAR(seconds, s["duration"].get<double>(), 1e-5);
+  EXPECT_EQ(rows.back().at("in_flight"), "0");  // every request finished by the run's end
+  EXPECT_EQ(rows.back().at("waiting"), "0");
+  EXPECT_DOUBLE_EQ(s["timeseries"]["interval_s"].get<double>(), 5.0);
+}
+
+TEST(Trace, a_drifting_domain_mix_follows_the_traces_own_clock_whatever_the_speedup) {
+  // Programming until 30 s of the trace's clock, cooking from 30.001 s: at speedup 2 the switch
+  // is at 15 s of simulated time.
+  const std::string drift = "--set workload.domains={} --set 'workload.domain_drift.points=[{at_s: 0, domains: {programming: 1}}, "
+                            "{at_s: 30, domains: {programming: 1}}, {at_s: 30.001, domains: {cooking: 1}}]' ";
+  for (const double speedup : {1.0, 2.0}) {
+    const auto out = scratch_dir("trace_drift") / ("run" + std::to_string(static_cast<int>(speedup)));
+    const CliResult r = run_cli("run scenarios/trace_azure_code.yaml --quiet --set workload.trace.duration_s=60 " + drift +
+                                "--set workload.trace.speedup=" + std::to_string(speedup) + " --out '" + out.string() + "'",
+                                "trace_drift");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    int before = 0, after = 0;
+    for (const auto& row : read_rows(out / "requests.csv")) {
+      const double trace_clock = std::stod(row.at("arrival_s")) * speedup;
+      if (trace_clock < 30) {
+        EXPECT_EQ(row.at("domain"), "programming") << trace_clock;
+        ++before;
+      } else if (trace_clock > 30.001) {
+        EXPECT_EQ(row.at("domain"), "cooking") << trace_clock;
+        ++after;
+      }
+    }
+    EXPECT_GT(before, 5);
+    EXPECT_GT(after, 5);
+  }
+  const CliResult order = run_cli("run scenarios/trace_azure_code.yaml --quiet --set workload.domains={} "
+                                  "--set 'workload.domain_drift.points=[{at_s: 10}, {at_s: 5}]' --out /dev/null",
+                                  "trace_drift");
+  EXPECT_EQ(order.exit_code, 2);
+  EXPECT_NE(order.err.find("workload.domain_drift.points: point 1: at_s 5 must be greater than the previous point's 10"),
+            std::string::npos) << order.err;
+  const CliResult name = run_cli("run scenarios/trace_azure_code.yaml --quiet --set workload.domains={} "
+                                 "--set 'workload.domain_drift.points=[{at_s: 10, domains: {cookin: 1}}]' --out /dev/null",
+                                 "trace_drift");
+  EXPECT_EQ(name.exit_code, 2);
+  EXPECT_NE(name.err.find("workload.domain_drift.points"), std::string::npos) << name.err;
+  EXPECT_NE(name.err.find("did you mean \"cooking\""), std::string::npos) << name.err;
+  const CliResult both = run_cli("run scenarios/trace_azure_code.yaml --quiet "
+                                 "--set 'workload.domain_drift.points=[{at_s: 0, domains: {cooking: 1}}]' --out /dev/null",
+                                 "trace_drift");
+  EXPECT_EQ(both.exit_code, 2);
+  EXPECT_NE(both.err.find("give workload.domains or workload.domain_drift, not both"), std::string::npos) << both.err;
+}
+
 TEST(Trace, a_target_rate_scales_every_gap_by_one_factor_keeping_the_burstiness) {
   const auto out = scratch_dir("trace_rate") / "run";
   const CliResult r = run_cli("run scenarios/trace_azure_code.yaml --quiet --set workload.trace.duration_s=60 "

@@ -325,6 +325,45 @@ TEST(Arrivals, domain_mix_is_respected) {
   EXPECT_NEAR(cooking / 20000.0, 0.75, 0.01);
 }
 
+TEST(Arrivals, a_drifting_domain_mix_is_linear_between_keyframes_and_wraps_over_its_period) {
+  const std::vector<std::string> names{"cooking", "programming", "math"};
+  DomainDriftParams d;
+  d.period_s = 100;
+  d.points = {{10, {{"cooking", 2.0}}}, {60, {{"programming", 1.0}, {"math", 1.0}}}};
+  const auto at = [&](double t) { return drift_weights_at(d, names, t); };
+  EXPECT_DOUBLE_EQ(at(10)[0], 1.0);  // each keyframe normalised
+  EXPECT_DOUBLE_EQ(at(60)[1], 0.5);
+  const auto mid = at(35);  // halfway from the first to the second
+  EXPECT_DOUBLE_EQ(mid[0], 0.5);
+  EXPECT_DOUBLE_EQ(mid[1], 0.25);
+  EXPECT_DOUBLE_EQ(mid[2], 0.25);
+  // From the last keyframe (60) into the next period's first (110): 85 and -15 are halfway.
+  EXPECT_DOUBLE_EQ(at(85)[0], 0.5);
+  EXPECT_DOUBLE_EQ(at(0)[0], 0.8);  // 0 = 100: 40 of the 50 s from 60 (cooking 0) to 110 (cooking 1)
+  EXPECT_DOUBLE_EQ(at(235)[0], 0.5);  // two periods later
+  d.period_s = 0;  // no period: held before the first and after the last
+  EXPECT_DOUBLE_EQ(drift_weights_at(d, names, 0)[0], 1.0);
+  EXPECT_DOUBLE_EQ(drift_weights_at(d, names, 1e6)[1], 0.5);
+}
+
+TEST(Arrivals, requests_draw_their_domain_from_the_mix_at_their_arrival_time) {
+  WorkloadParams p;
+  p.requests = 20000;
+  p.arrival = {"constant", 100.0, 1.0, 0};  // 200 s
+  p.domain_drift.points = {{0, {{"cooking", 1.0}}}, {200, {{"programming", 1.0}}}};
+  const DomainCorpus c = corpus();
+  const auto reqs = generate_requests(p, 2, 4096, c.names);
+  // Share of cooking in each 50 s quarter: the mean of a line falling from 1 to 0 over it.
+  int cooking[4] = {0, 0, 0, 0}, total[4] = {0, 0, 0, 0};
+  for (const auto& r : reqs) {
+    const int q = std::min(3, static_cast<int>(r.arrival_s / 50));
+    total[q] += 1;
+    cooking[q] += r.domain == c.index_of("cooking");
+    ASSERT_TRUE(r.domain == c.index_of("cooking") || r.domain == c.index_of("programming"));
+  }
+  for (int q = 0; q < 4; ++q) EXPECT_NEAR(static_cast<double>(cooking[q]) / total[q], 1.0 - (q + 0.5) / 4, 0.02) << q;
+}
+
 // ---- input errors ------------------------------------------------------------------------------
 
 std::filesystem::path write_temp(const std::string& name, const std::string& text) {
