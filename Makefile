@@ -13,7 +13,7 @@ DEB_PACKAGES := cmake g++ make pkg-config \
   libgtest-dev libcli11-dev libfmt-dev time bc \
   python3 python3-numpy python3-pandas python3-matplotlib python3-pytest python3-yaml parallel
 
-.PHONY: deps build run test bench study test-browser clean property
+.PHONY: deps build run test bench bench-trace study test-browser clean property
 
 deps:
 	@missing=""; \
@@ -45,6 +45,10 @@ test: build
 bench: build
 	/usr/bin/python3 tests/perf/bench.py $(BUILD_DIR)/moesim $(BENCH_ARGS)
 	$(BUILD_DIR)/tests/moesim_routing_bench
+
+# A one-week Azure-format trace (about 230 MB, generated) streamed by trace-info and a day-7 window.
+bench-trace: build
+	/usr/bin/python3 tests/perf/trace_week.py $(BUILD_DIR)/moesim
 
 # The baseline (TP) vs all2all (EP) study: 100 simulated runs, laid out as the original experiment.
 study: build

@@ -14,6 +14,7 @@
 #include "models/workload/dataset_generator.hpp"
 #include "sim/actors/simulation.hpp"
 #include "sim/cli/kernels.hpp"
+#include "sim/cli/trace_info.hpp"
 #include "sim/config/scenario.hpp"
 #include "sim/metrics/report.hpp"
 #include "sim/report/report.hpp"
@@ -463,6 +464,18 @@ int moesim_main(int argc, char** argv) {
   kernels->add_option("--csv", kopt.csv, "also write the table to this CSV file");
   kernels->add_flag("--kernels", kopt.kernels, "also list the kernels behind one layer of each kind (slowest GPU)");
 
+  auto* trace_info = app.add_subcommand("trace-info", "one streamed pass over a production trace: requests, rates, tokens, groups, prefix reuse");
+  TraceInfoOptions topt;
+  trace_info->add_option("file", topt.file, "trace file")->required();
+  trace_info->add_option("--format", topt.format, "azure | mooncake | burstgpt | bailian | splitwise | moesim")->required();
+  trace_info->add_option("--start-s", topt.start_s, "window start, seconds after the first record");
+  trace_info->add_option("--duration-s", topt.duration_s, "window length (0: to the end)");
+  trace_info->add_option("--max-requests", topt.max_requests, "at most this many requests (0: all)");
+  trace_info->add_option("--groups", topt.groups, "keep only these groups")->delimiter(',');
+  trace_info->add_flag("--keep-failed", topt.keep_failed, "count failed requests too");
+  trace_info->add_option("--block-tokens", topt.block_tokens, "moesim format: tokens per hash id");
+  trace_info->add_flag("--json", topt.json, "print one JSON object (with requests per hour)");
+
   auto* list = app.add_subcommand("list", "list catalog cards or registered components");
   std::string kind;
   list->add_option("kind", kind, "models | gpus | interconnects | routers | policies | arrivals | lengths")->required();
@@ -478,6 +491,7 @@ int moesim_main(int argc, char** argv) {
   const Catalog catalog(catalog_dir.empty() ? default_catalog_home() : std::filesystem::path(catalog_dir));
   if (*list) return cmd_list(kind, catalog);
   if (*kernels) return run_kernels_command(kopt, catalog, std::cout, std::cerr);
+  if (*trace_info) return run_trace_info(topt, std::cout, std::cerr);
   if (*describe_cmd) return cmd_describe();
   if (*eplb) return cmd_eplb(eplb_weights, eplb_replicas, eplb_groups, eplb_nodes, eplb_gpus);
   if (*report) {

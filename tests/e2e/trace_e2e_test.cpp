@@ -142,6 +142,93 @@ TEST(Trace, a_drifting_domain_mix_follows_the_traces_own_clock_whatever_the_spee
   EXPECT_NE(both.err.find("give workload.domains or workload.domain_drift, not both"), std::string::npos) << both.err;
 }
 
+struct FixtureCount {
+  int requests = 0;
+  double prompt = 0, output = 0, unbounded = 0;  ///< unbounded: 16-token hash ids (bailian)
+};
+
+std::vector<std::string> split_csv(const std::string& line) {
+  std::vector<std::string> out;
+  std::size_t from = 0;
+  for (std::size_t c; (c = line.find(',', from)) != std::string::npos; from = c + 1) out.push_back(line.substr(from, c - from));
+  out.push_back(line.substr(from));
+  return out;
+}
+
+/// The independent count over one of tests/e2e/traces/: the publisher's columns read directly.
+FixtureCount fixture_count(const std::string& format, const std::string& group = "") {
+  std::ifstream in(std::string(MOESIM_SOURCE_DIR) + "/tests/e2e/traces/" + format + (format == "burstgpt" || format == "splitwise" ? ".csv" : ".jsonl"));
+  std::string line;
+  FixtureCount c;
+  std::set<std::int64_t> seen;
+  if (format == "burstgpt" || format == "splitwise") std::getline(in, line);
+  while (std::getline(in, line)) {
+    double prompt = 0, output = 0;
+    if (format == "burstgpt") {  // Timestamp,Model,Request tokens,Response tokens,...
+      const auto f = split_csv(line);
+      if (std::stoi(f[3]) == 0 || (!group.empty() && f[1] != group)) continue;  // failed requests dropped
+      prompt = std::stod(f[2]), output = std::stod(f[3]);
+    } else if (format == "splitwise") {  // ...,arrival_timestamp,batch_size,prompt_size,token_size
+      const auto f = split_csv(line);
+      prompt = std::stod(f[5]), output = std::stod(f[6]);
+    } else {
+      const auto j = nlohmann::json::parse(line);
+      const bool bailian = format == "bailian";
+      prompt = j[bailian ? "input_length" : "prompt_tokens"].get<double>();
+      output = j[bailian ? "output_length" : "output_tokens"].get<double>();
+      if (bailian) {
+        const auto ids = j["hash_ids"].get<std::vector<std::int64_t>>();
+        std::size_t run = 0;
+        while (run < ids.size() && seen.contains(ids[run])) ++run;
+        c.unbounded += std::min(static_cast<double>(run) * 16, prompt - 1);
+        seen.insert(ids.begin(), ids.end());
+      }
+    }
+    ++c.requests;
+    c.prompt += prompt;
+    c.output += output;
+  }
+  return c;
+}
+
+TEST(Trace, every_format_replays_from_a_one_line_change_with_the_files_requests_and_tokens) {
+  for (const std::string format : {"burstgpt", "splitwise", "bailian", "moesim"}) {
+    SCOPED_TRACE(format);
+    const std::string file = std::string(MOESIM_SOURCE_DIR) + "/tests/e2e/traces/" + format +
+                             (format == "burstgpt" || format == "splitwise" ? ".csv" : ".jsonl");
+    const auto out = scratch_dir("trace_formats") / format;
+    const CliResult r = run_cli("run scenarios/trace_azure_code.yaml --quiet --set 'workload.trace={format: " + format + ", path: " + file +
+                                    "}' --set serving.prefix_caching=true --out '" + out.string() + "'",
+                                "trace_formats");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const FixtureCount want = fixture_count(format);
+    const auto s = nlohmann::json::parse(read_text(out / "summary.json"));
+    EXPECT_EQ(s["completed"].get<int>(), want.requests);
+    EXPECT_EQ(s["trace"]["requests_in_window"].get<int>(), want.requests);
+    EXPECT_DOUBLE_EQ(s["total_input_tokens"].get<double>(), want.prompt);
+    EXPECT_DOUBLE_EQ(s["total_output_tokens"].get<double>(), want.output);
+    if (format == "bailian") {
+      ASSERT_GT(want.unbounded, 0);
+      EXPECT_DOUBLE_EQ(s["trace"]["unbounded_prefix_hit_tokens"].get<double>(), want.unbounded);
+      EXPECT_EQ(s["trace"]["hash_block_tokens"].get<int>(), 16);
+      EXPECT_GT(s["serving"]["prefix_hit_tokens"].get<double>(), 0);
+    }
+    if (format == "burstgpt") EXPECT_EQ(s["trace"]["dropped_failed"].get<int>(), 2);
+  }
+  // BurstGPT's Model column as a group filter.
+  const auto out = scratch_dir("trace_formats") / "gpt4";
+  const CliResult r = run_cli("run scenarios/trace_azure_code.yaml --quiet --set 'workload.trace={format: burstgpt, path: " +
+                                  std::string(MOESIM_SOURCE_DIR) + "/tests/e2e/traces/burstgpt.csv, groups: [GPT-4]}' --out '" +
+                                  out.string() + "'",
+                              "trace_formats");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto s = nlohmann::json::parse(read_text(out / "summary.json"));
+  const FixtureCount gpt4 = fixture_count("burstgpt", "GPT-4");
+  ASSERT_GT(gpt4.requests, 0);
+  EXPECT_EQ(s["completed"].get<int>(), gpt4.requests);
+  EXPECT_DOUBLE_EQ(s["total_input_tokens"].get<double>(), gpt4.prompt);
+}
+
 TEST(Trace, a_target_rate_scales_every_gap_by_one_factor_keeping_the_burstiness) {
   const auto out = scratch_dir("trace_rate") / "run";
   const CliResult r = run_cli("run scenarios/trace_azure_code.yaml --quiet --set workload.trace.duration_s=60 "
@@ -159,24 +246,59 @@ TEST(Trace, a_target_rate_scales_every_gap_by_one_factor_keeping_the_burstiness)
     EXPECT_NEAR(std::stod(rows[i].at("arrival_s")), (lines[i].offset_s - lines.front().offset_s) * factor, 1e-6) << i;
 }
 
-TEST(Trace, mooncake_prefix_hits_follow_the_hash_ids_and_stay_within_an_unbounded_cache) {
-  // The independent count: per request in order, the leading run of its hash ids seen in earlier
-  // requests, 512 tokens an id, at most its prompt - 1.
+struct MooncakeCount {
+  int requests = 0;
+  double unbounded = 0;
+};
+
+/// The independent count over the Mooncake excerpt's records before `until_ms`: per request in
+/// order, the leading run of its hash ids seen in earlier requests, 512 tokens an id, at most its
+/// prompt - 1.
+MooncakeCount mooncake_count(double until_ms) {
   std::ifstream in(std::string(MOESIM_SOURCE_DIR) + "/datasets/traces/mooncake_conversation_excerpt.jsonl");
   std::string line;
   std::set<std::int64_t> seen;
-  double unbounded = 0;
-  int requests = 0;
+  MooncakeCount c;
   while (std::getline(in, line)) {
     const auto j = nlohmann::json::parse(line);
-    if (j["timestamp"].get<double>() >= 10000) break;
-    ++requests;
+    if (j["timestamp"].get<double>() >= until_ms) break;
+    ++c.requests;
     std::int64_t run = 0;
     const auto ids = j["hash_ids"].get<std::vector<std::int64_t>>();
     while (run < static_cast<std::int64_t>(ids.size()) && seen.contains(ids[static_cast<std::size_t>(run)])) ++run;
-    unbounded += std::min<double>(static_cast<double>(run) * 512, j["input_length"].get<int>() - 1);
+    c.unbounded += std::min<double>(static_cast<double>(run) * 512, j["input_length"].get<int>() - 1);
     seen.insert(ids.begin(), ids.end());
   }
+  return c;
+}
+
+TEST(Trace, trace_info_counts_what_the_file_holds) {
+  const CliResult az = run_cli("trace-info datasets/traces/azure_code_2023_excerpt.csv --format azure --duration-s 60 --json", "trace_info");
+  ASSERT_EQ(az.exit_code, 0) << az.err;
+  const auto a = nlohmann::json::parse(az.out);
+  const auto lines = azure_lines(60);
+  double prompt = 0, output = 0;
+  for (const auto& l : lines) prompt += l.prompt, output += l.output;
+  EXPECT_EQ(a["requests"].get<std::size_t>(), lines.size());
+  EXPECT_DOUBLE_EQ(a["prompt_tokens"].get<double>(), prompt);
+  EXPECT_DOUBLE_EQ(a["output_tokens"].get<double>(), output);
+  EXPECT_NEAR(a["span_s"].get<double>(), lines.back().offset_s, 1e-6);
+  const CliResult mc = run_cli("trace-info datasets/traces/mooncake_conversation_excerpt.jsonl --format mooncake --json", "trace_info");
+  ASSERT_EQ(mc.exit_code, 0) << mc.err;
+  const auto m = nlohmann::json::parse(mc.out);
+  const MooncakeCount want = mooncake_count(1e18);
+  EXPECT_EQ(m["requests"].get<int>(), want.requests);
+  EXPECT_DOUBLE_EQ(m["unbounded_prefix_hit_tokens"].get<double>(), want.unbounded);
+  EXPECT_EQ(m["hash_block_tokens"].get<int>(), 512);
+  const CliResult bad = run_cli("trace-info datasets/traces/azure_code_2023_excerpt.csv --format mooncake", "trace_info");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("azure_code_2023_excerpt.csv:1"), std::string::npos) << bad.err;
+}
+
+TEST(Trace, mooncake_prefix_hits_follow_the_hash_ids_and_stay_within_an_unbounded_cache) {
+  const MooncakeCount count = mooncake_count(10000);
+  const int requests = count.requests;
+  const double unbounded = count.unbounded;
   ASSERT_GT(unbounded, 0);
   nlohmann::json s[2];
   for (int on = 0; on < 2; ++on) {
