@@ -8,6 +8,8 @@
 #include <fstream>
 #include <iostream>
 
+#include <unistd.h>
+
 #include "models/common/input_file.hpp"
 #include "models/routing/eplb.hpp"
 #include "models/routing/router.hpp"
@@ -15,6 +17,7 @@
 #include "sim/actors/simulation.hpp"
 #include "sim/cli/kernels.hpp"
 #include "sim/cli/trace_info.hpp"
+#include "sim/config/hf_import.hpp"
 #include "sim/config/scenario.hpp"
 #include "sim/metrics/report.hpp"
 #include "sim/report/report.hpp"
@@ -88,6 +91,51 @@ int cmd_validate(const std::vector<std::string>& files, const std::vector<std::s
     std::cerr << fmt::format("{} of {} scenario{} invalid\n", failed, files.size(), files.size() == 1 ? "" : "s");
     return kExitConfig;
   }
+  return kExitOk;
+}
+
+int cmd_import_hf(const std::string& config, const std::string& quant, const HfImportOptions& opt, const std::string& out_file,
+                  bool force, const Catalog& catalog) {
+  HfImport imported;
+  try {
+    imported = import_hf_config(config, quant, opt);
+  } catch (const InputError& e) {
+    for (const auto& i : e.issues()) std::cerr << "error: " << InputError::format(i) << "\n";
+    return kExitConfig;
+  }
+  const std::string text = hf_card_yaml(imported);
+  // The card must load as any catalog card does (schema, checks, a source for every number).
+  std::error_code ec;
+  const auto staging = std::filesystem::temp_directory_path() / fmt::format("moesim-import-{}", ::getpid());
+  const auto staged = staging / CardTraits<ModelSpec>::folder / (imported.spec.name + ".yaml");
+  std::filesystem::create_directories(staged.parent_path(), ec);
+  std::vector<Diagnostic> problems;
+  if (!ec) {
+    write_file_atomically(staged, text);
+    (void)Catalog(staging).load<ModelSpec>(imported.spec.name, problems);
+  }
+  std::filesystem::remove_all(staging, ec);
+  if (!problems.empty()) {
+    for (const auto& d : problems) std::cerr << "error: the imported card does not validate: " << d.format() << "\n";
+    return kExitConfig;
+  }
+  const std::filesystem::path dest = out_file.empty() ? catalog.folder<ModelSpec>() / (imported.spec.name + ".yaml")
+                                                      : std::filesystem::path(out_file);
+  if (std::filesystem::exists(dest) && !force) {
+    std::cerr << "error: " << dest.string() << " exists; pass --force to replace it, or --name / --out\n";
+    return kExitConfig;
+  }
+  try {
+    write_file_atomically(dest, text);
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return kExitRun;
+  }
+  const auto& m = imported.spec;
+  std::cout << fmt::format("moesim: wrote {} ({} layers, {} experts top-{}, {} attention; {:.4g} B parameters, {:.4g} B active)\n",
+                           dest.string(), m.num_layers, m.num_experts, m.top_k, m.attention == AttentionKind::mla ? "MLA" : "GQA",
+                           m.total_params_b, m.active_params_b);
+  for (const auto& n : imported.notes) std::cout << "note: " << n << "\n";
   return kExitOk;
 }
 
@@ -476,6 +524,20 @@ int moesim_main(int argc, char** argv) {
   trace_info->add_option("--block-tokens", topt.block_tokens, "moesim format: tokens per hash id");
   trace_info->add_flag("--json", topt.json, "print one JSON object (with requests per hour)");
 
+  auto* import_hf = app.add_subcommand("import-hf", "write a model card from a Hugging Face config.json (and ModelOpt hf_quant_config.json)");
+  std::string hf_config, hf_quant, hf_out;
+  HfImportOptions hopt;
+  bool hf_force = false;
+  import_hf->add_option("config", hf_config, "config.json")->required();
+  import_hf->add_option("quant_config", hf_quant, "hf_quant_config.json (ModelOpt FP8 / NVFP4)");
+  import_hf->add_option("--name", hopt.name, "card name (default: from the Hugging Face id or the config's folder)");
+  import_hf->add_option("--hf-id", hopt.hf_id, "Hugging Face id, e.g. deepseek-ai/DeepSeek-V3 (default: the config's _name_or_path)");
+  import_hf->add_option("--total-params-b", hopt.total_params_b, "published total parameters (billions): checked within 1%");
+  import_hf->add_option("--active-params-b", hopt.active_params_b, "published active parameters (billions): checked within 1%");
+  import_hf->add_flag("--allow-approximations", hopt.allow_approximations, "cost sliding-window and chunked attention layers as full attention");
+  import_hf->add_option("--out,-o", hf_out, "card file (default: the catalog's models/llm/cards/<name>.yaml)");
+  import_hf->add_flag("--force", hf_force, "replace an existing card");
+
   auto* list = app.add_subcommand("list", "list catalog cards or registered components");
   std::string kind;
   list->add_option("kind", kind, "models | gpus | interconnects | routers | policies | arrivals | lengths")->required();
@@ -492,6 +554,7 @@ int moesim_main(int argc, char** argv) {
   if (*list) return cmd_list(kind, catalog);
   if (*kernels) return run_kernels_command(kopt, catalog, std::cout, std::cerr);
   if (*trace_info) return run_trace_info(topt, std::cout, std::cerr);
+  if (*import_hf) return cmd_import_hf(hf_config, hf_quant, hopt, hf_out, hf_force, catalog);
   if (*describe_cmd) return cmd_describe();
   if (*eplb) return cmd_eplb(eplb_weights, eplb_replicas, eplb_groups, eplb_nodes, eplb_gpus);
   if (*report) {
